@@ -1,0 +1,1 @@
+"""What reads the store: the Bokeh web app, PNG rendering, exports."""

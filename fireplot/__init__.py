@@ -1,0 +1,1 @@
+"""The fireplot command line: the composition root of producers, pipeline and consumers."""

@@ -1,0 +1,1 @@
+"""The core every stage shares: event model, parsers, wire format, store, worker."""

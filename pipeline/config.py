@@ -1,0 +1,259 @@
+"""fireplot configuration: one TOML file, FIREPLOT_* environment overrides.
+
+Precedence is defaults < file < environment < CLI flag. Every key carries its
+unit in its name and a documented default; unknown keys are errors, because a
+misspelt key that is silently ignored is how operators lose a night.
+
+Environment overrides name a section and a key with a double underscore:
+``FIREPLOT_KAFKA__BOOTSTRAP=broker:9092`` sets ``[kafka] bootstrap``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "FIREPLOT_"
+DEFAULT_CONFIG_PATHS = (Path("fireplot.toml"), Path("/etc/fireplot/fireplot.toml"))
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with the key that is wrong."""
+
+
+def doc(text: str, default: Any) -> Any:
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap: str = doc(
+        "Kafka bootstrap servers (host:port,...). Empty: use the local broker that "
+        "`fireplot kafka up` runs.",
+        "",
+    )
+    local_port: int = doc("client port of the local broker, bound to 127.0.0.1", 9092)
+    local_controller_port: int = doc("KRaft controller port of the local broker", 9093)
+    local_heap_mb: int = doc("JVM heap of the local broker", 512)
+    local_start_timeout_s: float = doc("how long `kafka up` waits for the broker to answer", 90.0)
+    var_dir: str = doc("where the local broker keeps jars, data and logs", "var")
+    events_topic: str = doc("topic of parsed events (Arrow IPC record batches)", "fireplot.events")
+    events_partitions: int = doc("partitions created for the events topic", 4)
+
+    @property
+    def local_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.local_port}"
+
+    @property
+    def effective_bootstrap(self) -> str:
+        return self.bootstrap or self.local_bootstrap
+
+
+@dataclass(frozen=True)
+class ShipperConfig:
+    site: str = doc("site name stamped on every event; the Kafka key's first part", "default")
+    host: str = doc("sensor name used when a log line carries no host name", "")
+    timezone: str = doc("time zone of log timestamps that carry no offset (RFC 3164)", "UTC")
+    batch_lines: int = doc("lines parsed and published as one Arrow record batch", 8192)
+    linger_ms: int = doc("kafka-python producer linger", 20)
+    send_timeout_s: float = doc("how long to wait for Kafka to acknowledge a batch", 120.0)
+    follow_poll_interval_ms: int = doc("how often --follow looks for new lines", 200)
+    dead_letter_dir: str = doc("where rejected lines are kept with their reasons", "var/dead-letters")
+    exclude_networks: tuple[str, ...] = doc(
+        "sources inside these networks are not shipped (counted as filtered)", ()
+    )
+    drop_late_tcp: bool = doc(
+        "drop late TCP packets of closed connections (ACK+FIN, RST), as the original did", True
+    )
+    drop_port_zero: bool = doc("drop events whose destination port is 0", True)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    store_dir: str = doc("root of the Parquet store (hive-partitioned events/)", "var/store")
+    app_id: str = doc("faust application id = Kafka consumer group", "fireplot-archive")
+    flush_max_records: int = doc("Kafka records (each a batch of events) per Parquet flush", 256)
+    flush_interval_s: float = doc("longest time events wait before a flush", 1.0)
+    web_port: int = doc("faust's own web server (metrics, health), on 127.0.0.1", 6066)
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    address: str = doc("address the Bokeh server binds", "127.0.0.1")
+    port: int = doc("port of the Bokeh server", 5006)
+    allow_websocket_origins: tuple[str, ...] = doc("extra allowed websocket origins", ())
+    max_points: int = doc("raw dots drawn per view before the server aggregates", 150_000)
+    refresh_interval_ms: int = doc("how often the page looks for new events of today", 2000)
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    shipper: ShipperConfig = field(default_factory=ShipperConfig)
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    source: str = field(default="defaults", compare=False)
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "kafka": KafkaConfig,
+    "shipper": ShipperConfig,
+    "worker": WorkerConfig,
+    "web": WebConfig,
+}
+
+
+def _coerce(section: str, key: str, hint: Any, value: Any) -> Any:
+    where = f"[{section}] {key}"
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if isinstance(value, str) and value.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if hint is int:
+            if isinstance(value, bool):
+                raise ValueError("expected an integer, got a boolean")
+            return int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            return value
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            if not isinstance(value, list | tuple):
+                raise ValueError("expected a list")
+            return tuple(str(v) for v in value)
+        if origin in (types.UnionType, typing.Union):
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    raise ConfigError(f"{where}: unsupported type {hint!r}")
+
+
+def _build(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"[{section}]: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    kwargs = {k: _coerce(section, k, hints[k], v) for k, v in values.items()}
+    obj = cls(**kwargs)
+    _check(section, obj)
+    return obj
+
+
+def _check(section: str, obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            positive = f.name.endswith(("_ms", "_s", "_mb", "_lines", "_records", "_points"))
+            if (positive or f.name.endswith(("port", "partitions"))) and v <= 0:
+                raise ConfigError(f"[{section}] {f.name}: must be > 0, got {v}")
+            if f.name.endswith("port") and v > 65535:
+                raise ConfigError(f"[{section}] {f.name}: not a TCP port: {v}")
+    if section == "shipper":
+        import ipaddress
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        for net in obj.exclude_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"[shipper] exclude_networks: {exc}") from None
+        try:
+            ZoneInfo(obj.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"[shipper] timezone: unknown time zone {obj.timezone!r}") from None
+        if not obj.site or "/" in obj.site or "=" in obj.site:
+            raise ConfigError(f"[shipper] site: must be non-empty without '/' or '=': {obj.site!r}")
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in SECTIONS:
+            raise ConfigError(f"{name}: unknown section {section!r}; known: {', '.join(SECTIONS)}")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load the configuration: defaults, then the TOML file, then FIREPLOT_* variables.
+
+    With no path, ``$FIREPLOT_CONFIG``, ``./fireplot.toml`` and
+    ``/etc/fireplot/fireplot.toml`` are tried in that order; none is required.
+    """
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is None and environ.get("FIREPLOT_CONFIG"):
+        path = environ["FIREPLOT_CONFIG"]
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        source = str(p)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    for section, values in env_overrides(environ).items():
+        data.setdefault(section, {}).update(values)
+    built = {name: _build(name, cls, data.get(name, {})) for name, cls in SECTIONS.items()}
+    return Config(**built, source=source)
+
+
+def with_overrides(cfg: Config, section: str, **values: Any) -> Config:
+    """A copy with some keys of one section replaced (CLI flags), validated again."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    current = dataclasses.asdict(getattr(cfg, section))
+    current.update(values)
+    return dataclasses.replace(cfg, **{section: _build(section, SECTIONS[section], current)})
+
+
+def describe() -> str:
+    """Every key with its default and meaning, as a commented TOML file."""
+    lines = ["# fireplot.toml: every key, its default and what it means."]
+    for name, cls in SECTIONS.items():
+        lines.append(f"\n[{name}]")
+        for f in dataclasses.fields(cls):
+            lines.append(f"# {f.metadata.get('doc', '')}")
+            default = f.default
+            if isinstance(default, bool):
+                rendered = "true" if default else "false"
+            elif isinstance(default, str):
+                rendered = f'"{default}"'
+            elif isinstance(default, tuple):
+                rendered = "[" + ", ".join(f'"{v}"' for v in default) + "]"
+            else:
+                rendered = str(default)
+            lines.append(f"{f.name} = {rendered}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""What runs at the edge and writes to Kafka: shipping, tailing, the demo."""
