@@ -173,9 +173,13 @@ class Store:
             os.replace(tmp, final)
         for directory in {final.parent for _, final in staged}:
             _fsync_dir(directory)
+        self.commit_offsets(rng)
+        return [final for _, final in staged]
+
+    def commit_offsets(self, rng: OffsetRange) -> None:
+        """Record that every record of the partition up to ``rng.last`` is in the store."""
         manifest = {"topic": rng.topic, "partition": rng.partition, "last_offset": rng.last}
         _atomic_write_bytes(self.manifest_path(rng.topic, rng.partition), json.dumps(manifest).encode())
-        return [final for _, final in staged]
 
     # ---- reading ---------------------------------------------------------
 

@@ -24,6 +24,12 @@ import pyarrow as pa
 
 from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION, conform
 
+# A record stays well under the broker's and producer's size limits; the
+# publisher splits larger batches by rows before encoding.
+MAX_RECORD_BYTES: Final = 4 * 1024 * 1024
+MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
+TOPIC_CONFIGS: Final = {"max.message.bytes": str(MAX_REQUEST_BYTES)}
+
 CONTENT_TYPE: Final = b"application/vnd.apache.arrow.stream"
 HEADERS: Final = [
     ("content-type", CONTENT_TYPE),

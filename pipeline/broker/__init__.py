@@ -70,10 +70,11 @@ def _pid_alive(pid: int) -> bool:
 
 
 class LocalKafka:
-    def __init__(self, cfg: KafkaConfig, home: Path | None = None) -> None:
+    def __init__(self, cfg: KafkaConfig, home: Path | None = None, lib_root: Path | None = None) -> None:
         self.cfg = cfg
         self.home = (home or Path(cfg.var_dir) / "kafka").resolve()
-        self.lib = self.home / "lib" / KAFKA_VERSION
+        # Tests run throwaway brokers but share one copy of the jars.
+        self.lib = (lib_root or self.home / "lib").resolve() / KAFKA_VERSION
         self.data = self.home / "data"
         self.logs = self.home / "logs"
         self.pid_file = self.home / "broker.pid"

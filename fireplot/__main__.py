@@ -1,0 +1,5 @@
+import sys
+
+from fireplot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,331 @@
+"""fireplot: plot every packet your firewalls block.
+
+Exit codes: 0 success; 1 runtime failure (Kafka unreachable, a write failed);
+2 bad usage or configuration; 3 input had rejected lines (``parse --check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.config import Config, ConfigError, describe, load, with_overrides
+
+log = logging.getLogger("fireplot")
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_REJECTS = 0, 1, 2, 3
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _datetime(text: str) -> dt.datetime:
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fireplot",
+        description=(
+            "Every packet a firewall blocks becomes a dot: x = time, y = destination port "
+            "(log scale), colour = protocol and IP family. Shippers publish parsed firewall "
+            "logs to Kafka, a worker archives them to Parquet, a Bokeh server plots them."
+        ),
+        epilog=(
+            "Configuration: one TOML file (-c, $FIREPLOT_CONFIG, ./fireplot.toml), overridden by "
+            "FIREPLOT_<SECTION>__<KEY> environment variables, overridden by flags. "
+            "`fireplot validate --print-defaults` lists every key. Exit codes: 0 ok, 1 failure, "
+            "2 usage/config error, 3 rejected input lines (parse --check)."
+        ),
+    )
+    p.add_argument("-c", "--config", type=Path, help="config file (TOML)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--plain-logs", action="store_true", help="human-readable logs instead of JSON lines")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run everything locally with demo data and print the URL",
+                        description="Start the local Kafka broker, the worker, the web server and a "
+                                    "demo shipper feeding a realistic day of blocked packets (plus a "
+                                    "live trickle). Ctrl-C stops everything cleanly.")
+    up.add_argument("--no-demo", action="store_true", help="start the services without demo data")
+    up.add_argument("--port", type=int, help="web port (default [web] port, 5006)")
+    up.add_argument("--seed", type=int, default=1, help="demo random seed")
+
+    k = sub.add_parser("kafka", help="manage the local Apache Kafka broker (no Docker)",
+                       description="Install (via Maven), start, stop or inspect the single-node KRaft "
+                                   "broker bound to 127.0.0.1. Ignored when [kafka] bootstrap names "
+                                   "another cluster.")
+    k.add_argument("action", choices=["install", "up", "down", "status"])
+
+    parse = sub.add_parser("parse", help="parse log files and print events as JSON lines",
+                           description="Parse firewall log lines and print one JSON event per line "
+                                       "on stdout; rejected lines and reasons go to stderr.")
+    parse.add_argument("files", nargs="+", type=Path)
+    parse.add_argument("--format", default="netfilter", help="log format (default netfilter)")
+    parse.add_argument("--site", help="site name to stamp (default [shipper] site)")
+    parse.add_argument("--check", action="store_true",
+                       help="print only counts (events, rejects by reason); exit 3 if any line was rejected")
+
+    ship = sub.add_parser("ship", help="parse log files and publish the events to Kafka",
+                          description="Parse, filter (inside networks, late TCP, port 0: counted) and "
+                                      "publish events to the events topic. Rejected lines are kept in "
+                                      "[shipper] dead_letter_dir with their reasons.")
+    ship.add_argument("files", nargs="+", type=Path)
+    ship.add_argument("--site", help="site name (default [shipper] site)")
+    ship.add_argument("--host", help="sensor name for lines that carry none")
+    ship.add_argument("--format", default="netfilter", help="log format (default netfilter)")
+    ship.add_argument("--follow", action="store_true", help="keep shipping lines appended to the file")
+
+    worker = sub.add_parser("worker", help="run the archive worker (Kafka -> Parquet)",
+                            description="Consume the events topic and write hive-partitioned Parquet "
+                                        "(site/date/hour, event time UTC) into the store, exactly once.")
+    worker.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    serve = sub.add_parser("serve", help="run the web UI (Bokeh server)",
+                           description="Serve the fireplot of a day from the store on "
+                                       "http://127.0.0.1:5006 (configurable).")
+    serve.add_argument("--date", type=_date, help="day to open (UTC, default today)")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--address")
+    serve.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    demo = sub.add_parser("demo", help="write a realistic demo day of netfilter log lines")
+    demo.add_argument("--out", type=Path, required=True)
+    demo.add_argument("--end", type=_datetime, help="end of the demo window (default now, UTC)")
+    demo.add_argument("--hours", type=float, default=24.0)
+    demo.add_argument("--per-hour", type=float, default=1500.0, help="background packets per hour")
+    demo.add_argument("--seed", type=int, default=1)
+
+    tail = sub.add_parser("tail", help="print events from the events topic as JSON lines")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument("--max", type=int, help="stop after this many events")
+    tail.add_argument("--idle-timeout-s", type=float, default=None,
+                      help="stop when no event arrives for this long (default: run until Ctrl-C)")
+
+    val = sub.add_parser("validate", help="check a config file and print the effective configuration")
+    val.add_argument("--print-defaults", action="store_true", help="print every key with its default and doc")
+    return p
+
+
+def _cmd_validate(cfg: Config, args: argparse.Namespace) -> int:
+    if args.print_defaults:
+        sys.stdout.write(describe())
+        return EXIT_OK
+    import dataclasses
+
+    print(json.dumps({"source": cfg.source, **{k: dataclasses.asdict(getattr(cfg, k))
+                                             for k in ("kafka", "shipper", "worker", "web")}}, indent=2))
+    print(f"config OK ({cfg.source})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_kafka(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.broker import LocalKafka
+
+    broker = LocalKafka(cfg.kafka)
+    if cfg.kafka.bootstrap and args.action in ("up", "down"):
+        print(f"[kafka] bootstrap is set ({cfg.kafka.bootstrap}); the local broker is not used",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "install":
+        print(f"Kafka jars in {broker.install(quiet=False)}")
+    elif args.action == "up":
+        print(broker.up().describe())
+    elif args.action == "down":
+        print("stopped" if broker.down() else "was not running")
+    else:
+        status = broker.status()
+        print(status.describe())
+        return EXIT_OK if status.answering else EXIT_FAIL
+    return EXIT_OK
+
+
+def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo
+
+    from pipeline import parsers
+    from pipeline.event import rows
+    from pipeline.parsers import ParseContext
+    from producers.lines import fingerprint, read_batches
+
+    parse = parsers.get(args.format)
+    site = args.site or cfg.shipper.site
+    events = 0
+    rejects: dict[str, int] = {}
+    for path in args.files:
+        with open(path, "rb") as fh:
+            source_id = f"{site}:{fingerprint(fh) or path}"
+            ctx = ParseContext(site=site, source_id=source_id, host=cfg.shipper.host,
+                               tz=ZoneInfo(cfg.shipper.timezone))
+            for batch in read_batches(fh, max_lines=cfg.shipper.batch_lines):
+                result = parse(batch.lines, batch.offsets, ctx)
+                events += result.events.num_rows
+                for r in result.rejects:
+                    key = r.reason.split("'", 1)[0].strip()
+                    rejects[key] = rejects.get(key, 0) + 1
+                    if not args.check:
+                        print(json.dumps({"rejected": r.reason, "source": str(path), "offset": r.offset}),
+                              file=sys.stderr)
+                if not args.check:
+                    for row in rows(result.events):
+                        sys.stdout.write(json.dumps(row) + "\n")
+    if args.check:
+        print(json.dumps({"format": args.format, "events": events, "rejected": sum(rejects.values()),
+                          "rejected_by_reason": rejects}, indent=2))
+    return EXIT_REJECTS if args.check and rejects else EXIT_OK
+
+
+def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline import wire
+    from pipeline.broker import ensure_topics
+    from producers.publisher import Publisher
+    from producers.shipper import Shipper
+
+    cfg = with_overrides(cfg, "shipper", site=args.site)
+    bootstrap = cfg.kafka.effective_bootstrap
+    ensure_topics(bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions}, wire.TOPIC_CONFIGS)
+    publisher = Publisher(bootstrap, cfg.kafka.events_topic, linger_ms=cfg.shipper.linger_ms,
+                          timeout_s=cfg.shipper.send_timeout_s)
+    shipper = Shipper(cfg, publisher, fmt=args.format, host=args.host)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stats = shipper.ship_paths(args.files, follow=args.follow, stop=lambda: stopping)
+    except KeyboardInterrupt:
+        stats = shipper.stats
+    finally:
+        publisher.close()
+    summary = stats.as_dict()
+    log.info("shipped", extra={"summary": summary})
+    print(json.dumps(summary), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.worker import run
+
+    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    run(cfg, loglevel=args.log_level)
+    return EXIT_OK
+
+
+def _cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
+    from consumers.web.server import serve
+
+    cfg = with_overrides(cfg, "web", port=args.port, address=args.address)
+    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    serve(cfg, args.date)
+    return EXIT_OK
+
+
+def _cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
+    from producers.demo import Demo, write_lines
+
+    end = args.end or dt.datetime.now(dt.UTC)
+    packets = Demo(args.seed).history(end, hours=args.hours, per_hour=args.per_hour)
+    n = write_lines(packets, args.out)
+    print(f"wrote {n} lines to {args.out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
+    from kafka import KafkaConsumer
+
+    from pipeline import wire
+    from pipeline.event import rows
+
+    consumer = KafkaConsumer(
+        cfg.kafka.events_topic,
+        bootstrap_servers=cfg.kafka.effective_bootstrap,
+        auto_offset_reset="earliest" if args.from_beginning else "latest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=int(args.idle_timeout_s * 1000) if args.idle_timeout_s else float("inf"),
+    )
+    printed = 0
+    try:
+        for msg in consumer:
+            try:
+                table = wire.decode(msg.value)
+            except wire.WireError as exc:
+                print(json.dumps({"partition": msg.partition, "offset": msg.offset, "error": str(exc)}),
+                      file=sys.stderr)
+                continue
+            for row in rows(table):
+                sys.stdout.write(json.dumps(row) + "\n")
+                printed += 1
+                if args.max and printed >= args.max:
+                    return EXIT_OK
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return EXIT_OK
+
+
+def _cmd_up(cfg: Config, args: argparse.Namespace) -> int:
+    from fireplot.up import run_all
+
+    cfg = with_overrides(cfg, "web", port=args.port)
+    return run_all(cfg, demo=not args.no_demo, seed=args.seed, config_path=args.config)
+
+
+COMMANDS = {
+    "up": _cmd_up, "kafka": _cmd_kafka, "parse": _cmd_parse, "ship": _cmd_ship,
+    "worker": _cmd_worker, "serve": _cmd_serve, "demo": _cmd_demo, "tail": _cmd_tail,
+    "validate": _cmd_validate,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from fireplot import logs
+
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level, json_logs=not args.plain_logs)
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"fireplot: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](cfg, args)
+    except ConfigError as exc:
+        print(f"fireplot: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        from kafka.errors import KafkaError, NoBrokersAvailable
+
+        from pipeline.broker import BrokerError
+
+        if isinstance(exc, NoBrokersAvailable):
+            print(f"fireplot: no Kafka broker answers at {cfg.kafka.effective_bootstrap}; start one "
+                  "with `fireplot kafka up` or set [kafka] bootstrap", file=sys.stderr)
+            return EXIT_FAIL
+        if isinstance(exc, BrokerError | KafkaError | OSError):
+            print(f"fireplot: {exc}", file=sys.stderr)
+            return EXIT_FAIL
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Real parts for the tests: a real Kafka broker, real worker and shipper processes.
+
+The session starts one Apache Kafka 4 broker (single-node KRaft on free
+loopback ports, jars from Maven Central cached under ``var/kafka/lib``) unless
+``FIREPLOT_TEST_BOOTSTRAP`` names a running one. Each test that needs the
+pipeline gets a ``System`` with its own topic, consumer group and store, so
+tests never see each other's events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipeline.broker import LocalKafka
+from pipeline.config import KafkaConfig
+from pipeline.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+JAR_CACHE = REPO / "var" / "kafka" / "lib"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("FIREPLOT_TEST_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    home = tmp_path_factory.mktemp("kafka")
+    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
+    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
+    broker.up()
+    try:
+        yield cfg.local_bootstrap
+    finally:
+        broker.down()
+
+
+class System:
+    """One isolated fireplot deployment on the session broker: config, processes, store."""
+
+    def __init__(self, root: Path, bootstrap: str, **worker: object) -> None:
+        self.root = root
+        self.bootstrap = bootstrap
+        run_id = uuid.uuid4().hex[:10]
+        self.topic = f"fp-test-{run_id}"
+        self.store_dir = root / "store"
+        self.store = Store(self.store_dir)
+        self.dead_letter_dir = root / "dead-letters"
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        worker_keys = {"flush_max_records": 64, "flush_interval_s": 0.5, **worker}
+        worker_toml = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in worker_keys.items())
+        self.config = root / "fireplot.toml"
+        self.config.write_text(
+            f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{self.topic}"\n'
+            f'var_dir = "{root / "var"}"\nevents_partitions = 4\n'
+            f'[worker]\nstore_dir = "{self.store_dir}"\napp_id = "fp-test-{run_id}"\n'
+            f"web_port = {free_port()}\n{worker_toml}"
+            f'[shipper]\ndead_letter_dir = "{self.dead_letter_dir}"\nsite = "test"\n'
+        )
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "fireplot", "-c", str(self.config), *args]
+
+    def run(self, *args: str, check: bool = True, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"fireplot {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+        return proc
+
+    def ship(self, paths: list[Path], site: str = "test", *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run("ship", *map(str, paths), "--site", site, *extra)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        out = open(self.logs / "worker.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(self.command("worker"), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        out.close()
+        self.procs.append(proc)
+        self.worker = proc
+        return proc
+
+    def kill_worker(self) -> None:
+        assert self.worker is not None
+        os.killpg(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=30)
+
+    def worker_log(self) -> str:
+        path = self.logs / "worker.log"
+        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+
+    def rows(self) -> int:
+        ds = self.store.dataset()
+        return 0 if ds is None else ds.count_rows()
+
+    def wait_for_rows(self, n: int, timeout_s: float = 120, settle_s: float = 2.0) -> pa.Table:
+        """Poll until the store holds exactly n events and stays there for settle_s."""
+        deadline = time.monotonic() + timeout_s
+        reached_at: float | None = None
+        while time.monotonic() < deadline:
+            have = self.rows()
+            assert have <= n, f"store holds {have} events, more than the {n} shipped"
+            if have == n:
+                reached_at = reached_at or time.monotonic()
+                if time.monotonic() - reached_at >= settle_s:
+                    return self.store.read_all()
+            else:
+                reached_at = None
+            if self.worker is not None and self.worker.poll() is not None:
+                raise AssertionError(f"worker exited with {self.worker.returncode}:\n{self.worker_log()}")
+            time.sleep(0.25)
+        raise AssertionError(f"store holds {self.rows()} events, expected {n}\n{self.worker_log()}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture
+def system(tmp_path: Path, kafka_bootstrap: str) -> Iterator[System]:
+    sysm = System(tmp_path, kafka_bootstrap)
+    try:
+        yield sysm
+    finally:
+        sysm.stop()
