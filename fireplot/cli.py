@@ -57,47 +57,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs instead of JSON lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = sub.add_parser("up", help="run everything locally with demo data and print the URL",
-                        description="Start the local Kafka broker, the worker, the web server and a "
-                                    "demo shipper feeding a realistic day of blocked packets (plus a "
-                                    "live trickle). Ctrl-C stops everything cleanly.")
+    up = sub.add_parser(
+        "up",
+        help="run everything locally with demo data and print the URL",
+        description="Start the local Kafka broker, the worker, the web server and a "
+        "demo shipper feeding a realistic day of blocked packets (plus a "
+        "live trickle). Ctrl-C stops everything cleanly.",
+    )
     up.add_argument("--no-demo", action="store_true", help="start the services without demo data")
     up.add_argument("--port", type=int, help="web port (default [web] port, 5006)")
     up.add_argument("--seed", type=int, default=1, help="demo random seed")
 
-    k = sub.add_parser("kafka", help="manage the local Apache Kafka broker (no Docker)",
-                       description="Install (via Maven), start, stop or inspect the single-node KRaft "
-                                   "broker bound to 127.0.0.1. Ignored when [kafka] bootstrap names "
-                                   "another cluster.")
+    k = sub.add_parser(
+        "kafka",
+        help="manage the local Apache Kafka broker (no Docker)",
+        description="Install (via Maven), start, stop or inspect the single-node KRaft "
+        "broker bound to 127.0.0.1. Ignored when [kafka] bootstrap names "
+        "another cluster.",
+    )
     k.add_argument("action", choices=["install", "up", "down", "status"])
 
-    parse = sub.add_parser("parse", help="parse log files and print events as JSON lines",
-                           description="Parse firewall log lines and print one JSON event per line "
-                                       "on stdout; rejected lines and reasons go to stderr.")
+    parse = sub.add_parser(
+        "parse",
+        help="parse log files and print events as JSON lines",
+        description="Parse firewall log lines and print one JSON event per line "
+        "on stdout; rejected lines and reasons go to stderr.",
+    )
     parse.add_argument("files", nargs="+", type=Path)
     parse.add_argument("--format", default="netfilter", help="log format (default netfilter)")
     parse.add_argument("--site", help="site name to stamp (default [shipper] site)")
-    parse.add_argument("--check", action="store_true",
-                       help="print only counts (events, rejects by reason); exit 3 if any line was rejected")
+    parse.add_argument(
+        "--check",
+        action="store_true",
+        help="print only counts (events, rejects by reason); exit 3 if any line was rejected",
+    )
 
-    ship = sub.add_parser("ship", help="parse log files and publish the events to Kafka",
-                          description="Parse, filter (inside networks, late TCP, port 0: counted) and "
-                                      "publish events to the events topic. Rejected lines are kept in "
-                                      "[shipper] dead_letter_dir with their reasons.")
+    ship = sub.add_parser(
+        "ship",
+        help="parse log files and publish the events to Kafka",
+        description="Parse, filter (inside networks, late TCP, port 0: counted) and "
+        "publish events to the events topic. Rejected lines are kept in "
+        "[shipper] dead_letter_dir with their reasons.",
+    )
     ship.add_argument("files", nargs="+", type=Path)
     ship.add_argument("--site", help="site name (default [shipper] site)")
     ship.add_argument("--host", help="sensor name for lines that carry none")
     ship.add_argument("--format", default="netfilter", help="log format (default netfilter)")
     ship.add_argument("--follow", action="store_true", help="keep shipping lines appended to the file")
 
-    worker = sub.add_parser("worker", help="run the archive worker (Kafka -> Parquet)",
-                            description="Consume the events topic and write hive-partitioned Parquet "
-                                        "(site/date/hour, event time UTC) into the store, exactly once.")
+    worker = sub.add_parser(
+        "worker",
+        help="run the archive worker (Kafka -> Parquet)",
+        description="Consume the events topic and write hive-partitioned Parquet "
+        "(site/date/hour, event time UTC) into the store, exactly once.",
+    )
     worker.add_argument("--store", help="store directory (default [worker] store_dir)")
 
-    serve = sub.add_parser("serve", help="run the web UI (Bokeh server)",
-                           description="Serve the fireplot of a day from the store on "
-                                       "http://127.0.0.1:5006 (configurable).")
+    serve = sub.add_parser(
+        "serve",
+        help="run the web UI (Bokeh server)",
+        description="Serve the fireplot of a day from the store on http://127.0.0.1:5006 (configurable).",
+    )
     serve.add_argument("--date", type=_date, help="day to open (UTC, default today)")
     serve.add_argument("--port", type=int)
     serve.add_argument("--address")
@@ -113,8 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail = sub.add_parser("tail", help="print events from the events topic as JSON lines")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, help="stop after this many events")
-    tail.add_argument("--idle-timeout-s", type=float, default=None,
-                      help="stop when no event arrives for this long (default: run until Ctrl-C)")
+    tail.add_argument(
+        "--idle-timeout-s",
+        type=float,
+        default=None,
+        help="stop when no event arrives for this long (default: run until Ctrl-C)",
+    )
 
     val = sub.add_parser("validate", help="check a config file and print the effective configuration")
     val.add_argument("--print-defaults", action="store_true", help="print every key with its default and doc")
@@ -127,8 +151,15 @@ def _cmd_validate(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
     import dataclasses
 
-    print(json.dumps({"source": cfg.source, **{k: dataclasses.asdict(getattr(cfg, k))
-                                             for k in ("kafka", "shipper", "worker", "web")}}, indent=2))
+    print(
+        json.dumps(
+            {
+                "source": cfg.source,
+                **{k: dataclasses.asdict(getattr(cfg, k)) for k in ("kafka", "shipper", "worker", "web")},
+            },
+            indent=2,
+        )
+    )
     print(f"config OK ({cfg.source})", file=sys.stderr)
     return EXIT_OK
 
@@ -138,8 +169,9 @@ def _cmd_kafka(cfg: Config, args: argparse.Namespace) -> int:
 
     broker = LocalKafka(cfg.kafka)
     if cfg.kafka.bootstrap and args.action in ("up", "down"):
-        print(f"[kafka] bootstrap is set ({cfg.kafka.bootstrap}); the local broker is not used",
-              file=sys.stderr)
+        print(
+            f"[kafka] bootstrap is set ({cfg.kafka.bootstrap}); the local broker is not used", file=sys.stderr
+        )
         return EXIT_USAGE
     if args.action == "install":
         print(f"Kafka jars in {broker.install(quiet=False)}")
@@ -169,8 +201,9 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
     for path in args.files:
         with open(path, "rb") as fh:
             source_id = f"{site}:{fingerprint(fh) or path}"
-            ctx = ParseContext(site=site, source_id=source_id, host=cfg.shipper.host,
-                               tz=ZoneInfo(cfg.shipper.timezone))
+            ctx = ParseContext(
+                site=site, source_id=source_id, host=cfg.shipper.host, tz=ZoneInfo(cfg.shipper.timezone)
+            )
             for batch in read_batches(fh, max_lines=cfg.shipper.batch_lines):
                 result = parse(batch.lines, batch.offsets, ctx)
                 events += result.events.num_rows
@@ -178,14 +211,25 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
                     key = r.reason.split("'", 1)[0].strip()
                     rejects[key] = rejects.get(key, 0) + 1
                     if not args.check:
-                        print(json.dumps({"rejected": r.reason, "source": str(path), "offset": r.offset}),
-                              file=sys.stderr)
+                        print(
+                            json.dumps({"rejected": r.reason, "source": str(path), "offset": r.offset}),
+                            file=sys.stderr,
+                        )
                 if not args.check:
                     for row in rows(result.events):
                         sys.stdout.write(json.dumps(row) + "\n")
     if args.check:
-        print(json.dumps({"format": args.format, "events": events, "rejected": sum(rejects.values()),
-                          "rejected_by_reason": rejects}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "format": args.format,
+                    "events": events,
+                    "rejected": sum(rejects.values()),
+                    "rejected_by_reason": rejects,
+                },
+                indent=2,
+            )
+        )
     return EXIT_REJECTS if args.check and rejects else EXIT_OK
 
 
@@ -198,8 +242,12 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, "shipper", site=args.site)
     bootstrap = cfg.kafka.effective_bootstrap
     ensure_topics(bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions}, wire.TOPIC_CONFIGS)
-    publisher = Publisher(bootstrap, cfg.kafka.events_topic, linger_ms=cfg.shipper.linger_ms,
-                          timeout_s=cfg.shipper.send_timeout_s)
+    publisher = Publisher(
+        bootstrap,
+        cfg.kafka.events_topic,
+        linger_ms=cfg.shipper.linger_ms,
+        timeout_s=cfg.shipper.send_timeout_s,
+    )
     shipper = Shipper(cfg, publisher, fmt=args.format, host=args.host)
     stopping = False
 
@@ -267,8 +315,10 @@ def _cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
             try:
                 table = wire.decode(msg.value)
             except wire.WireError as exc:
-                print(json.dumps({"partition": msg.partition, "offset": msg.offset, "error": str(exc)}),
-                      file=sys.stderr)
+                print(
+                    json.dumps({"partition": msg.partition, "offset": msg.offset, "error": str(exc)}),
+                    file=sys.stderr,
+                )
                 continue
             for row in rows(table):
                 sys.stdout.write(json.dumps(row) + "\n")
@@ -291,8 +341,14 @@ def _cmd_up(cfg: Config, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "up": _cmd_up, "kafka": _cmd_kafka, "parse": _cmd_parse, "ship": _cmd_ship,
-    "worker": _cmd_worker, "serve": _cmd_serve, "demo": _cmd_demo, "tail": _cmd_tail,
+    "up": _cmd_up,
+    "kafka": _cmd_kafka,
+    "parse": _cmd_parse,
+    "ship": _cmd_ship,
+    "worker": _cmd_worker,
+    "serve": _cmd_serve,
+    "demo": _cmd_demo,
+    "tail": _cmd_tail,
     "validate": _cmd_validate,
 }
 
@@ -318,8 +374,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.broker import BrokerError
 
         if isinstance(exc, NoBrokersAvailable):
-            print(f"fireplot: no Kafka broker answers at {cfg.kafka.effective_bootstrap}; start one "
-                  "with `fireplot kafka up` or set [kafka] bootstrap", file=sys.stderr)
+            print(
+                f"fireplot: no Kafka broker answers at {cfg.kafka.effective_bootstrap}; start one "
+                "with `fireplot kafka up` or set [kafka] bootstrap",
+                file=sys.stderr,
+            )
             return EXIT_FAIL
         if isinstance(exc, BrokerError | KafkaError | OSError):
             print(f"fireplot: {exc}", file=sys.stderr)

@@ -59,8 +59,14 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
 
     def start(name: str, *argv: str) -> subprocess.Popen[bytes]:
         out = open(logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([*base, *argv], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [*base, *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
         out.close()
         procs[name] = proc
         return proc
@@ -88,26 +94,33 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         if not _wait_port(cfg.web.address, cfg.web.port, 60, web):
             print(f"the web server did not start; see {logs_dir / 'web.log'}", file=sys.stderr)
             return 1
-        print(f"\nfireplot is running: http://{cfg.web.address}:{cfg.web.port}/\n"
-              f"logs in {logs_dir}; Ctrl-C stops everything.", flush=True)
+        print(
+            f"\nfireplot is running: http://{cfg.web.address}:{cfg.web.port}/\n"
+            f"logs in {logs_dir}; Ctrl-C stops everything.",
+            flush=True,
+        )
         last = dt.datetime.now(dt.UTC)
         while not stopping:
             time.sleep(1)
             for name, proc in procs.items():
                 if proc.poll() is not None:
-                    print(f"{name} exited with code {proc.returncode}; see {logs_dir / (name + '.log')}",
-                          file=sys.stderr)
+                    print(
+                        f"{name} exited with code {proc.returncode}; see {logs_dir / (name + '.log')}",
+                        file=sys.stderr,
+                    )
                     stopping, code = True, 1
             if demo and not stopping:
                 now = dt.datetime.now(dt.UTC)
-                write_lines(list(gen.background(last, now, LIVE_PER_HOUR, salt="live")), demo_log, append=True)
+                write_lines(
+                    list(gen.background(last, now, LIVE_PER_HOUR, salt="live")), demo_log, append=True
+                )
                 last = now
     finally:
         print("stopping ...", flush=True)
         for name in ("shipper", "web", "worker"):
-            proc = procs.get(name)
-            if proc and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+            child = procs.get(name)
+            if child and child.poll() is None:
+                child.send_signal(signal.SIGTERM)
         for proc in procs.values():
             try:
                 proc.wait(timeout=30)

@@ -35,8 +35,7 @@ def doc(text: str, default: Any) -> Any:
 @dataclass(frozen=True)
 class KafkaConfig:
     bootstrap: str = doc(
-        "Kafka bootstrap servers (host:port,...). Empty: use the local broker that "
-        "`fireplot kafka up` runs.",
+        "Kafka bootstrap servers (host:port,...). Empty: use the local broker that `fireplot kafka up` runs.",
         "",
     )
     local_port: int = doc("client port of the local broker, bound to 127.0.0.1", 9092)

@@ -11,6 +11,7 @@ line that is sent twice is recognisable downstream without hashing anything.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
@@ -80,8 +81,9 @@ def conform(table: pa.Table | pa.RecordBatch) -> pa.Table:
 
 def rows(table: pa.Table | pa.RecordBatch) -> list[dict[str, object]]:
     """Events as plain dicts (for JSON output), timestamps as ISO 8601 strings."""
-    out = table.to_pylist()
+    out: list[dict[str, object]] = table.to_pylist()
     for row in out:
         ts = row["ts"]
-        row["ts"] = ts.isoformat().replace("+00:00", "Z") if ts is not None else None
+        if isinstance(ts, dt.datetime):
+            row["ts"] = ts.isoformat().replace("+00:00", "Z")
     return out

@@ -116,7 +116,10 @@ class ArchiveSink:
         self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
         path = self.dead_letter_dir / f"{r.topic}.jsonl"
         entry = {
-            "topic": r.topic, "partition": r.partition, "offset": r.offset, "reason": reason,
+            "topic": r.topic,
+            "partition": r.partition,
+            "offset": r.offset,
+            "reason": reason,
             "value_base64": base64.b64encode(r.value).decode(),
         }
         with open(path, "a", encoding="utf-8") as fh:
@@ -148,17 +151,21 @@ def make_app(cfg: Config) -> Any:
         stream_buffer_maxsize=4 * cfg.worker.flush_max_records,
     )
     topic = app.topic(
-        cfg.kafka.events_topic, key_type=bytes, value_type=bytes,
-        key_serializer="raw", value_serializer="raw",
+        cfg.kafka.events_topic,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
     )
     store = Store(cfg.worker.store_dir)
     sink = ArchiveSink(store, Path(cfg.worker.store_dir) / "_dead_letters")
-    app.fireplot_sink = sink  # for the metrics view and tests
 
     @app.agent(topic, concurrency=1)  # concurrency > 1 can commit past unprocessed events (faust#606)
     async def archive(stream: Any) -> None:
         loop = asyncio.get_running_loop()
-        async for events in stream.noack_take(cfg.worker.flush_max_records, within=cfg.worker.flush_interval_s):
+        async for events in stream.noack_take(
+            cfg.worker.flush_max_records, within=cfg.worker.flush_interval_s
+        ):
             records = [
                 Record(e.message.topic, e.message.partition, e.message.offset, e.message.value or b"")
                 for e in events
@@ -174,7 +181,7 @@ def make_app(cfg: Config) -> Any:
                 await stream.ack(e)
 
     @app.on_partitions_revoked.connect
-    async def _revoked(app_: Any, revoked: Any, **_: Any) -> None:
+    async def _revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         sink.forget()
 
     @app.page("/metrics")
@@ -201,8 +208,11 @@ def run(cfg: Config, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     from pipeline.broker import ensure_topics
 
-    ensure_topics(cfg.kafka.effective_bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions},
-                  wire.TOPIC_CONFIGS)
+    ensure_topics(
+        cfg.kafka.effective_bootstrap,
+        {cfg.kafka.events_topic: cfg.kafka.events_partitions},
+        wire.TOPIC_CONFIGS,
+    )
     app = make_app(cfg)
     # faust's entry point reads its own argv; ours has been parsed already.
     sys.argv = ["fireplot-worker", "worker", "-l", loglevel]

@@ -25,8 +25,27 @@ HOST = "gw-demo"
 TARGET_V4 = "203.0.113.10"
 TARGET_V6 = "2001:db8:f00::1"
 # Popular targets of background scanning and their relative weights.
-TCP_PORTS = {22: 30, 23: 25, 80: 15, 443: 12, 445: 14, 3389: 12, 8080: 8, 1433: 5, 3306: 5,
-             5900: 4, 6379: 3, 8443: 3, 25: 4, 21: 3, 5555: 2, 9200: 2, 2323: 3, 81: 2, 8888: 2}
+TCP_PORTS = {
+    22: 30,
+    23: 25,
+    80: 15,
+    443: 12,
+    445: 14,
+    3389: 12,
+    8080: 8,
+    1433: 5,
+    3306: 5,
+    5900: 4,
+    6379: 3,
+    8443: 3,
+    25: 4,
+    21: 3,
+    5555: 2,
+    9200: 2,
+    2323: 3,
+    81: 2,
+    8888: 2,
+}
 UDP_PORTS = {53: 10, 123: 8, 161: 8, 1900: 6, 5060: 8, 137: 4, 500: 3, 11211: 2, 19: 1, 6881: 3}
 
 
@@ -54,10 +73,13 @@ def format_line(p: Packet, uptime_s: float) -> str:
     mac = "MAC=00:16:3e:5e:6c:00:00:16:3e:aa:bb:cc:" + ("86:dd " if v6 else "08:00 ")
     pid = zlib.crc32(f"{p.ts}{p.src}{p.dport}".encode()) & 0xFFFF
     if v6:
-        ip = (f"SRC={_expanded(p.src)} DST={_expanded(p.dst)} LEN={80 if p.proto == 'TCP' else 68} "
-              "TC=0 HOPLIMIT=52 FLOWLBL=0 ")
+        ip = (
+            f"SRC={_expanded(p.src)} DST={_expanded(p.dst)} LEN={80 if p.proto == 'TCP' else 68} "
+            "TC=0 HOPLIMIT=52 FLOWLBL=0 "
+        )
     else:
-        ip = f"SRC={p.src} DST={p.dst} LEN={44 if p.proto == 'TCP' else 40} TOS=0x00 PREC=0x00 TTL=241 ID={pid} "
+        length = 44 if p.proto == "TCP" else 40
+        ip = f"SRC={p.src} DST={p.dst} LEN={length} TOS=0x00 PREC=0x00 TTL=241 ID={pid} "
     if p.proto == "TCP":
         l4 = f"PROTO=TCP SPT={p.sport} DPT={p.dport} WINDOW=1024 RES=0x00 {p.flags} URGP=0"
     else:
@@ -78,7 +100,9 @@ class Demo:
     def _v6_source(self, rng: random.Random) -> str:
         return f"2001:db8:{rng.randrange(1, 0xFFFF):x}::{rng.randrange(1, 0xFFFF):x}"
 
-    def background(self, start: dt.datetime, end: dt.datetime, per_hour: float, salt: str = "bg") -> Iterator[Packet]:
+    def background(
+        self, start: dt.datetime, end: dt.datetime, per_hour: float, salt: str = "bg"
+    ) -> Iterator[Packet]:
         rng = self._rng(f"{salt}:{start.isoformat()}")
         tcp_ports, tcp_w = list(TCP_PORTS), list(TCP_PORTS.values())
         udp_ports, udp_w = list(UDP_PORTS), list(UDP_PORTS.values())
@@ -112,26 +136,38 @@ class Demo:
         # Fast scan: ports 1-1024 plus common high ones, in random order, in ~6 s.
         t0 = start + dt.timedelta(seconds=span * 0.30)
         fast_src = "203.0.113.66"
-        ports = list(range(1, 1025)) + [1433, 3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200, 27017]
+        ports = [*list(range(1, 1025)), 1433, 3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200, 27017]
         rng.shuffle(ports)
         for i, port in enumerate(ports):
-            yield Packet(t0 + dt.timedelta(seconds=6 * i / len(ports)), fast_src, TARGET_V4, "TCP", 54321, port)
+            yield Packet(
+                t0 + dt.timedelta(seconds=6 * i / len(ports)), fast_src, TARGET_V4, "TCP", 54321, port
+            )
         # Slow descending scan: one port every ~4 minutes from 9000 down to 1000 over ~8 h.
         t1 = start + dt.timedelta(seconds=span * 0.45)
         slow_src = "203.0.113.77"
         for i, port in enumerate(range(9000, 999, -67)):
-            yield Packet(t1 + dt.timedelta(seconds=240 * i + rng.uniform(0, 20)), slow_src, TARGET_V4, "TCP",
-                         40000 + i, port)
+            yield Packet(
+                t1 + dt.timedelta(seconds=240 * i + rng.uniform(0, 20)),
+                slow_src,
+                TARGET_V4,
+                "TCP",
+                40000 + i,
+                port,
+            )
         # Hammering: telnet every ~90 s for 10 hours from one source.
         t2 = start + dt.timedelta(seconds=span * 0.10)
         for i in range(400):
-            yield Packet(t2 + dt.timedelta(seconds=90 * i), "203.0.113.99", TARGET_V4, "TCP", 50000 + i % 1000, 23)
+            yield Packet(
+                t2 + dt.timedelta(seconds=90 * i), "203.0.113.99", TARGET_V4, "TCP", 50000 + i % 1000, 23
+            )
         # An IPv6 UDP sweep of a few service ports, and an IPv6 TCP mini-scan.
         t3 = start + dt.timedelta(seconds=span * 0.62)
         for i, port in enumerate([53, 123, 161, 500, 1900, 5060, 5353, 11211]):
             yield Packet(t3 + dt.timedelta(seconds=i * 3), "2001:db8:bad::5", TARGET_V6, "UDP", 33000, port)
         for i, port in enumerate(range(20, 120)):
-            yield Packet(t3 + dt.timedelta(seconds=60 + i * 0.2), "2001:db8:bad::6", TARGET_V6, "TCP", 45000, port)
+            yield Packet(
+                t3 + dt.timedelta(seconds=60 + i * 0.2), "2001:db8:bad::6", TARGET_V6, "TCP", 45000, port
+            )
 
     def history(self, end: dt.datetime, hours: float = 24, per_hour: float = 1500) -> list[Packet]:
         start = end - dt.timedelta(hours=hours)
@@ -142,6 +178,6 @@ class Demo:
 def write_lines(packets: list[Packet], path: Path, append: bool = False) -> int:
     with open(path, "a" if append else "w", encoding="ascii") as fh:
         for p in packets:
-            uptime = (p.ts.timestamp() % 10_000_000)
+            uptime = p.ts.timestamp() % 10_000_000
             fh.write(format_line(p, uptime) + "\n")
     return len(packets)

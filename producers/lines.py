@@ -41,9 +41,7 @@ def _valid_utf8(arr: pa.Array) -> bool:
 def _lossy_strings(arr: pa.Array) -> pa.StringArray:
     # Attackers control bytes in these lines; invalid UTF-8 must not stop the
     # shipper. U+FFFD keeps the line visible (and rejectable) rather than lost.
-    values = [
-        (b or b"").decode("utf-8", errors="replace").rstrip("\r") for b in arr.to_pylist()
-    ]
+    values = [(b or b"").decode("utf-8", errors="replace").rstrip("\r") for b in arr.to_pylist()]
     return pa.array(values, pa.string())
 
 
@@ -87,8 +85,13 @@ def _strings_from(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Strin
     return pc.utf8_rtrim(strings, characters="\r").cast(pa.string())
 
 
-def read_batches(fh: BinaryIO, start: int = 0, final: bool = True, chunk_bytes: int = CHUNK_BYTES,
-                 max_lines: int | None = None) -> Iterator[LineBatch]:
+def read_batches(
+    fh: BinaryIO,
+    start: int = 0,
+    final: bool = True,
+    chunk_bytes: int = CHUNK_BYTES,
+    max_lines: int | None = None,
+) -> Iterator[LineBatch]:
     """Line batches from ``fh`` starting at byte ``start``.
 
     With ``final`` a last line without a newline counts (the file is complete);

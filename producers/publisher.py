@@ -30,8 +30,9 @@ class PublishStats:
 
 
 class Publisher:
-    def __init__(self, bootstrap: str, topic: str, linger_ms: int = 20, timeout_s: float = 120.0,
-                 **extra: object) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, linger_ms: int = 20, timeout_s: float = 120.0, **extra: object
+    ) -> None:
         from kafka import KafkaProducer
 
         self.topic = topic

@@ -75,8 +75,9 @@ class DeadLetters:
 
 
 class Shipper:
-    def __init__(self, cfg: Config, publisher: Publisher, fmt: str = "netfilter",
-                 host: str | None = None) -> None:
+    def __init__(
+        self, cfg: Config, publisher: Publisher, fmt: str = "netfilter", host: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.site = cfg.shipper.site
         self.host = host if host is not None else cfg.shipper.host
@@ -145,8 +146,9 @@ class Shipper:
                     pass
         self.publisher.drain()
 
-    def ship_paths(self, paths: Iterable[Path], follow: bool = False,
-                   stop: Callable[[], bool] | None = None) -> ShipStats:
+    def ship_paths(
+        self, paths: Iterable[Path], follow: bool = False, stop: Callable[[], bool] | None = None
+    ) -> ShipStats:
         paths = list(paths)
         if follow and len(paths) != 1:
             raise ValueError("--follow takes exactly one file")

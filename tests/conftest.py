@@ -82,10 +82,13 @@ class System:
         return [sys.executable, "-m", "fireplot", "-c", str(self.config), *args]
 
     def run(self, *args: str, check: bool = True, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.command(*args), capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
+        proc = subprocess.run(
+            self.command(*args), capture_output=True, text=True, timeout=timeout_s, check=False
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"fireplot {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+            raise AssertionError(
+                f"fireplot {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+            )
         return proc
 
     def ship(self, paths: list[Path], site: str = "test", *extra: str) -> subprocess.CompletedProcess[str]:
@@ -93,8 +96,13 @@ class System:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         out = open(self.logs / "worker.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen(self.command("worker"), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            self.command("worker"),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         out.close()
         self.procs.append(proc)
         self.worker = proc

@@ -30,8 +30,13 @@ def _stored(table) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
     import ipaddress
 
     return [
-        (r["ts"], str(ipaddress.ip_address(r["src_ip"])), str(ipaddress.ip_address(r["dst_ip"])), r["proto"],
-         r["dst_port"])
+        (
+            r["ts"],
+            str(ipaddress.ip_address(r["src_ip"])),
+            str(ipaddress.ip_address(r["dst_ip"])),
+            r["proto"],
+            r["dst_port"],
+        )
         for r in table.select(["ts", "src_ip", "dst_ip", "proto", "dst_port"]).to_pylist()
     ]
 
@@ -100,7 +105,7 @@ def test_rejected_lines_are_counted_and_kept_with_reasons(system: System, tmp_pa
     good = [p for p in packets if not _is_late_tcp(p)]
     log = tmp_path / "mixed.log"
     write_lines(good, log)
-    hostile = '<script>alert(1)</script> IN=eth0 SRC=not-an-ip DST=1.2.3.4 PROTO=TCP DPT=22\n'
+    hostile = "<script>alert(1)</script> IN=eth0 SRC=not-an-ip DST=1.2.3.4 PROTO=TCP DPT=22\n"
     with open(log, "a") as fh:
         fh.write("this is not a firewall line\n")
         fh.write(hostile)
@@ -108,7 +113,10 @@ def test_rejected_lines_are_counted_and_kept_with_reasons(system: System, tmp_pa
     summary = json.loads(shipped.stderr.strip().splitlines()[-1])
     assert summary["rejected"] == 2
     assert summary["events_sent"] == len(good)
-    dead = [json.loads(line) for line in (system.dead_letter_dir / "site-r.rejects.jsonl").read_text().splitlines()]
+    dead = [
+        json.loads(line)
+        for line in (system.dead_letter_dir / "site-r.rejects.jsonl").read_text().splitlines()
+    ]
     assert [d["line"] for d in dead] == ["this is not a firewall line", hostile.rstrip("\n")]
     assert all(d["reason"] for d in dead)
     system.start_worker()

@@ -99,8 +99,13 @@ class LocalKafka:
         staging.mkdir(parents=True)
         with resources.as_file(pom) as pom_path:
             cmd = [
-                mvn, "-B", "-f", str(pom_path), "dependency:copy-dependencies",
-                f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+                mvn,
+                "-B",
+                "-f",
+                str(pom_path),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
             ]
             if quiet:
                 cmd.insert(1, "-q")
@@ -131,8 +136,10 @@ class LocalKafka:
         cmd += [
             f"-Dlog4j2.configurationFile={log_cfg}",
             f"-Dkafka.logs.dir={self.logs}",
-            "-cp", f"{self.lib}/*",
-            main, *args,
+            "-cp",
+            f"{self.lib}/*",
+            main,
+            *args,
         ]
         return cmd
 
@@ -197,17 +204,26 @@ class LocalKafka:
             self.data.mkdir(parents=True, exist_ok=True)
             fmt = subprocess.run(
                 self._java(
-                    "kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                    "-c", str(self.properties), "--ignore-formatted",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(self.properties),
+                    "--ignore-formatted",
                 ),
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if fmt.returncode != 0:
                 raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout}{fmt.stderr}")
         out = open(self.logs / "stdout.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             self._java("kafka.Kafka", str(self.properties), heap=True),
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal must not kill the broker mid-write
         )
         out.close()

@@ -1,0 +1,120 @@
+"""The Parquet store: layout by event time, durable flushes, recovery after a cut-short flush."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
+from pipeline.store import OffsetRange, Store, parse_file_name
+
+
+def _events(times: list[dt.datetime], site: str = "s1", first_offset: int = 0) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {
+                "ts": t,
+                "site": site,
+                "host": "fw",
+                "src_ip": "198.51.100.1",
+                "dst_ip": "203.0.113.1",
+                "src_port": 1000,
+                "dst_port": 22 + i,
+                "proto": "TCP",
+                "ip_version": 4,
+                "action": "drop",
+                "in_if": "eth0",
+                "out_if": None,
+                "tcp_flags": "SYN",
+                "prefix": None,
+                "count": 1,
+                "source_id": "src",
+                "source_offset": first_offset + i,
+                "schema_version": SCHEMA_VERSION,
+            }
+            for i, t in enumerate(times)
+        ],
+        schema=EVENT_SCHEMA,
+    )
+
+
+T0 = dt.datetime(2026, 11, 27, 23, 59, 59, 999999, tzinfo=dt.UTC)
+
+
+def test_events_land_in_the_partition_of_their_event_time(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    late = T0 - dt.timedelta(days=2)
+    table = _events([T0, T0 + dt.timedelta(microseconds=1), late])
+    paths = store.write_flush(OffsetRange("t", 3, 10, 12), table)
+    rel = sorted(str(p.relative_to(tmp_path)) for p in paths)
+    assert rel == [
+        "events/site=s1/date=2026-11-25/hour=23/t+3+00000000000000000010+00000000000000000012.parquet",
+        "events/site=s1/date=2026-11-27/hour=23/t+3+00000000000000000010+00000000000000000012.parquet",
+        "events/site=s1/date=2026-11-28/hour=00/t+3+00000000000000000010+00000000000000000012.parquet",
+    ]
+    assert store.committed_offset("t", 3) == 12
+    back = store.read_all().sort_by("source_offset")
+    assert back.column("ts").to_pylist() == table.column("ts").to_pylist()
+    assert back.schema == EVENT_SCHEMA
+
+
+def test_read_selects_a_time_range_and_sites(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.write_flush(OffsetRange("t", 0, 0, 0), _events([T0, T0 - dt.timedelta(hours=3)], "a"))
+    store.write_flush(OffsetRange("t", 1, 0, 0), _events([T0], "b"))
+    day = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+    got = store.read(day, day + dt.timedelta(days=1), sites=["a"])
+    assert got.num_rows == 2
+    assert set(got.column("site").to_pylist()) == {"a"}
+    assert store.read(day + dt.timedelta(days=1), day + dt.timedelta(days=2)).num_rows == 0
+    assert store.sites() == ["a", "b"]
+
+
+def test_a_flush_cut_short_before_its_manifest_is_removed_on_recovery(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.write_flush(OffsetRange("t", 0, 0, 4), _events([T0] * 5))
+    # Simulate a crash between renaming files and writing the manifest:
+    # the files of offsets 5..9 exist but the manifest still says 4.
+    store.write_flush(OffsetRange("t", 0, 5, 9), _events([T0] * 5, first_offset=5))
+    store.commit_offsets(OffsetRange("t", 0, 0, 4))
+    tmp_leftover = next(store.events_root.rglob("*.parquet")).with_name(".t+0+x.parquet.tmp")
+    tmp_leftover.write_bytes(b"partial")
+    committed, removed = store.recover("t", 0)
+    assert committed == 4
+    assert {p.name for p in removed} == {
+        "t+0+00000000000000000005+00000000000000000009.parquet",
+        ".t+0+x.parquet.tmp",
+    }
+    assert store.read_all().num_rows == 5
+
+
+def test_recovery_leaves_other_partitions_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.write_flush(OffsetRange("t", 1, 0, 9), _events([T0] * 3))
+    committed, removed = store.recover("t", 0)
+    assert (committed, removed) == (-1, [])
+    assert store.read_all().num_rows == 3
+
+
+def test_any_parquet_reader_sees_the_same_store(tmp_path: Path) -> None:
+    """DuckDB reads the hive layout directly and prunes by partition."""
+    store = Store(tmp_path)
+    store.write_flush(OffsetRange("t", 0, 0, 1), _events([T0, T0 - dt.timedelta(days=1)], "oslo"))
+    glob = f"{tmp_path}/events/**/*.parquet"
+    rows = duckdb.sql(
+        f"SELECT site, date, hour, dst_port FROM read_parquet('{glob}', hive_partitioning=true) "
+        "WHERE site = 'oslo' ORDER BY dst_port"
+    ).fetchall()
+    assert [(r[0], str(r[1]), int(r[2]), r[3]) for r in rows] == [
+        ("oslo", "2026-11-27", 23, 22),
+        ("oslo", "2026-11-26", 23, 23),
+    ]
+
+
+def test_file_names_round_trip() -> None:
+    rng = OffsetRange("fireplot.events", 7, 5, 1234)
+    assert parse_file_name(rng.file_name()) == rng
+    assert parse_file_name("something.parquet") is None
