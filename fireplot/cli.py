@@ -369,11 +369,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fireplot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        from kafka.errors import KafkaError, NoBrokersAvailable
+        from kafka.errors import KafkaError
 
         from pipeline.broker import BrokerError
 
-        if isinstance(exc, NoBrokersAvailable):
+        if isinstance(exc, KafkaError) and "bootstrap" in str(exc).lower():
             print(
                 f"fireplot: no Kafka broker answers at {cfg.kafka.effective_bootstrap}; start one "
                 "with `fireplot kafka up` or set [kafka] bootstrap",

@@ -181,7 +181,7 @@ def make_app(cfg: Config) -> Any:
                 await stream.ack(e)
 
     @app.on_partitions_revoked.connect
-    async def _revoked(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         sink.forget()
 
     @app.page("/metrics")
@@ -215,5 +215,7 @@ def run(cfg: Config, loglevel: str = "info") -> None:
     )
     app = make_app(cfg)
     # faust's entry point reads its own argv; ours has been parsed already.
-    sys.argv = ["fireplot-worker", "worker", "-l", loglevel]
+    # faust spells its levels crit/error/warn/info/debug.
+    faust_level = {"warning": "warn", "critical": "crit"}.get(loglevel, loglevel)
+    sys.argv = ["fireplot-worker", "worker", "-l", faust_level]
     app.main()
