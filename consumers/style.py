@@ -1,0 +1,144 @@
+"""How a blocked packet looks: the plot's palette, axis and series, in one place.
+
+Every consumer that draws events (the Bokeh app, PNG rendering) takes its
+colours and port axis from here, so a dot means the same thing everywhere.
+The mapping from events to dots is columnar (pyarrow compute): a busy day is
+millions of rows and a Python loop per row would dominate the page load.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+BACKGROUND: Final = "#000000"
+FOREGROUND: Final = "#d0d0d0"
+GRID: Final = "#262626"
+MUTED: Final = "#808080"
+
+# Ports an operator recognises at a glance; between them the log scale speaks.
+PORT_TICKS: Final[tuple[int, ...]] = (
+    1, 7, 22, 53, 80, 123, 161, 443, 587, 1024, 1433, 3306, 5000, 6881, 10000, 20000, 50000, 65535,
+)  # fmt: skip
+# Port-less packets (ICMP, ESP, fragments) get their own lane below port 1,
+# because 0 has no place on a log axis and hiding them would hide real probes.
+NO_PORT_Y: Final = 0.6
+NO_PORT_LABEL: Final = "none"
+# A little headroom each side so the dots at 65535 and in the "none" lane are
+# whole, not cut in half by the frame.
+Y_RANGE: Final = (0.45, 90_000.0)
+Y_TICKS: Final[tuple[float, ...]] = (NO_PORT_Y, *map(float, PORT_TICKS))
+Y_TICK_LABELS: Final[dict[float, str]] = {
+    NO_PORT_Y: NO_PORT_LABEL,
+    **{float(p): str(p) for p in PORT_TICKS},
+}
+
+DOT_SIZE: Final = 3
+DOT_MARKER: Final = "square"
+
+
+class Series:
+    """Legend labels of the plot's series, one per protocol x IP family."""
+
+    TCP4: Final = "TCP/IPv4"
+    UDP4: Final = "UDP/IPv4"
+    TCP6: Final = "TCP/IPv6"
+    UDP6: Final = "UDP/IPv6"
+    ICMP: Final = "ICMP"
+    ICMP6: Final = "ICMPv6"
+    OTHER: Final = "other"
+
+
+# Insertion order is legend order: the four that carry most traffic first.
+COLOURS: Final[dict[str, str]] = {
+    Series.TCP4: "#00ff00",  # green
+    Series.UDP4: "#b0b0ff",  # pale blue
+    Series.TCP6: "#ff0000",  # red
+    Series.UDP6: "#ffffff",  # white
+    Series.ICMP: "#ffa500",  # orange: ICMP over IPv4
+    Series.ICMP6: "#ff00ff",  # magenta: ICMPv6, and ICMP logged on an IPv6 packet
+    Series.OTHER: "#ffff00",  # yellow: GRE, ESP, SCTP, numeric protocols, either family
+}
+SERIES: Final[tuple[str, ...]] = tuple(COLOURS)
+
+# Loggers name protocols differently (netfilter "ICMPv6", pf "ipv6-icmp", some
+# only the IANA number), so each series accepts every spelling we have seen.
+_TCP: Final = pa.array(["TCP", "6"])
+_UDP: Final = pa.array(["UDP", "17"])
+_ICMP: Final = pa.array(["ICMP", "1"])
+_ICMP6: Final = pa.array(["ICMPV6", "ICMP6", "IPV6-ICMP", "58"])
+
+
+def encode(table: pa.Table) -> pa.Table:
+    """The events with ``y``, ``color`` and ``series`` columns appended.
+
+    Needs ``dst_port``, ``proto`` and ``ip_version``. ``y`` is the destination
+    port as a float, or ``NO_PORT_Y`` when the packet has none (null or 0).
+    """
+    if table.num_rows == 0:
+        return (
+            table.append_column("y", pa.array([], pa.float64()))
+            .append_column("color", pa.array([], pa.string()))
+            .append_column("series", pa.array([], pa.string()))
+        )
+    proto = pc.utf8_upper(table.column("proto").combine_chunks())
+    v6 = pc.equal(table.column("ip_version").combine_chunks(), 6)
+    tcp, udp = pc.is_in(proto, value_set=_TCP), pc.is_in(proto, value_set=_UDP)
+    icmp6 = pc.or_(pc.is_in(proto, value_set=_ICMP6), pc.and_(pc.is_in(proto, value_set=_ICMP), v6))
+    conditions = pc.make_struct(
+        pc.and_(tcp, pc.invert(v6)),
+        pc.and_(udp, pc.invert(v6)),
+        pc.and_(tcp, v6),
+        pc.and_(udp, v6),
+        icmp6,
+        pc.is_in(proto, value_set=_ICMP),
+        field_names=["tcp4", "udp4", "tcp6", "udp6", "icmp6", "icmp"],
+    )
+    series = pc.case_when(
+        conditions,
+        *(pa.scalar(s) for s in (Series.TCP4, Series.UDP4, Series.TCP6, Series.UDP6)),
+        pa.scalar(Series.ICMP6),
+        pa.scalar(Series.ICMP),
+        pa.scalar(Series.OTHER),
+    )
+    labels, colours = pa.array(SERIES), pa.array(list(COLOURS.values()))
+    colour = pc.take(colours, pc.index_in(series, value_set=labels))
+    port = table.column("dst_port").combine_chunks()
+    has_port = pc.fill_null(pc.greater(port, 0), False)
+    y = pc.if_else(has_port, pc.cast(port, pa.float64()), pa.scalar(NO_PORT_Y))
+    return table.append_column("y", y).append_column("color", colour).append_column("series", series)
+
+
+def theme_json() -> dict[str, Any]:
+    """Bokeh theme: a black page where the dots are the only bright things."""
+    text = {"text_color": FOREGROUND}
+    axis = {
+        "axis_line_color": MUTED,
+        "major_tick_line_color": MUTED,
+        "minor_tick_line_color": None,
+        "major_label_text_color": FOREGROUND,
+        "axis_label_text_color": FOREGROUND,
+        "axis_label_text_font_style": "normal",
+    }
+    return {
+        "attrs": {
+            "Plot": {
+                "background_fill_color": BACKGROUND,
+                "border_fill_color": BACKGROUND,
+                "outline_line_color": None,
+            },
+            "Title": text,
+            "Axis": axis,
+            "Grid": {"grid_line_color": GRID, "grid_line_alpha": 1.0},
+            "Legend": {
+                "background_fill_color": BACKGROUND,
+                "background_fill_alpha": 0.8,
+                "border_line_color": MUTED,
+                "label_text_color": FOREGROUND,
+                "inactive_fill_color": BACKGROUND,
+                "inactive_fill_alpha": 0.7,
+            },
+        }
+    }

@@ -1,0 +1,538 @@
+"""The day page in a real browser: headless Chromium against a real Bokeh server.
+
+One server process (``consumers.web.server.serve``, configured through
+FIREPLOT_* variables as an operator would) reads a store written with
+``Store.write_flush``; each test opens the page afresh and asserts on what the
+browser holds: the plot's ColumnDataSource, the rendered DOM, the pixels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+import pytest
+
+from consumers import style
+from consumers.web.view import DayFeed, utc_today
+from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.store import OffsetRange, Store
+from tests import browser
+from tests.conftest import free_port
+
+SCREENSHOT = Path("/tmp/fireplot-web.png")
+HOSTILE = '<img src=x onerror="window.__pwned=1">'
+TOPIC = "fireplot.events"
+LIVE_PORT = 31337
+REFRESH_MS = 300
+
+T = TypeVar("T")
+
+# ---- the store ---------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    """What the test wrote, to compare the page against."""
+
+    today: pa.Table
+    yesterday: pa.Table
+
+
+def event(
+    ts: dt.datetime, proto: str, ip_version: int, dst_port: int | None, n: int, **kw: Any
+) -> dict[str, Any]:
+    src = f"198.51.100.{n % 250}" if ip_version == 4 else f"2001:db8::{n:x}"
+    dst = "192.0.2.1" if ip_version == 4 else "2001:db8:ffff::1"
+    return {
+        "ts": ts,
+        "site": kw.get("site", "alpha"),
+        "host": kw.get("host", "fw1"),
+        "src_ip": src,
+        "dst_ip": dst,
+        "src_port": None if dst_port is None else 40000 + n % 20000,
+        "dst_port": dst_port,
+        "proto": proto,
+        "ip_version": ip_version,
+        "action": "drop",
+        "in_if": "eth0",
+        "out_if": None,
+        "tcp_flags": "SYN" if proto == "TCP" else None,
+        "prefix": kw.get("prefix", "fw-drop"),
+        "count": 1,
+        "source_id": kw.get("source_id", "alpha:log"),
+        "source_offset": n * 100,
+        "schema_version": SCHEMA_VERSION,
+    }
+
+
+def today_events(day: dt.date) -> pa.Table:
+    """A busy-looking day: the four main series spread over the day, plus the rare ones."""
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    rng = random.Random(20261128)
+    main = [("TCP", 4), ("UDP", 4), ("TCP", 6), ("UDP", 6)]
+    rows = []
+    for n in range(400):
+        proto, v = main[n % 4]
+        port = rng.choice(style.PORT_TICKS[1:-1]) if n % 3 else rng.randint(1, 65535)
+        ts = start + dt.timedelta(seconds=rng.randint(0, 86_399))
+        rows.append(event(ts, proto, v, port, n))
+    rows += [
+        event(start + dt.timedelta(hours=2), "ICMP", 4, None, 1000),
+        event(start + dt.timedelta(hours=3), "ICMPv6", 6, None, 1001),
+        event(start + dt.timedelta(hours=4), "47", 4, None, 1002),
+        # Alone in its corner of the plot, so hovering there shows only it.
+        event(
+            start + dt.timedelta(hours=12),
+            "TCP",
+            4,
+            65535,
+            1003,
+            site="beta",
+            host=HOSTILE,
+            prefix=HOSTILE,
+            source_id="beta:log",
+        ),
+    ]
+    return conform(pa.Table.from_pylist(rows))
+
+
+def yesterday_events(day: dt.date) -> pa.Table:
+    start = dt.datetime.combine(day - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    rows = [
+        event(start + dt.timedelta(hours=5), "TCP", 4, 587, 2000),
+        event(start + dt.timedelta(hours=6), "UDP", 6, 1433, 2001),
+        event(start + dt.timedelta(hours=23, minutes=59), "TCP", 6, 7, 2002),
+    ]
+    return conform(pa.Table.from_pylist(rows))
+
+
+def live_event(day: dt.date) -> pa.Table:
+    now = dt.datetime.now(dt.UTC)
+    end_of_day = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
+    return conform(pa.Table.from_pylist([event(min(now, end_of_day), "UDP", 4, LIVE_PORT, 3000)]))
+
+
+# ---- the server ----------------------------------------------------------------
+
+
+@dataclass
+class Site:
+    url: str
+    store: Store
+    day: dt.date
+    events: Events
+    log: Path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("web")
+    store = Store(root / "store")
+    day = utc_today()
+    events = Events(today_events(day), yesterday_events(day))
+    store.write_flush(OffsetRange(TOPIC, 0, 0, 99), events.yesterday)
+    store.write_flush(OffsetRange(TOPIC, 0, 100, 999), events.today)
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREPLOT_")}
+    env |= {
+        "FIREPLOT_WORKER__STORE_DIR": str(store.root),
+        "FIREPLOT_WEB__PORT": str(port),
+        "FIREPLOT_WEB__REFRESH_INTERVAL_MS": str(REFRESH_MS),
+    }
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from pipeline.config import load\n"
+        "from consumers.web.server import serve\n"
+        "serve(load(), None)\n"
+    )
+    log = root / "server.log"
+    with open(log, "wb") as out:
+        # cwd is the empty tmp dir so no stray ./fireplot.toml is picked up.
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"web server exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"web server did not answer on {url}:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield Site(url, store, day, events, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def driver(site: Site) -> Iterator[Any]:
+    with browser.chromium() as d:
+        yield d
+
+
+# ---- reading the page ------------------------------------------------------------
+
+# Bokeh 3.9: documents live in Bokeh.documents; views are found by model through Bokeh.index.
+JS_SOURCE = """
+const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
+const src = doc && doc.get_model_by_name("events");
+if (!src) return null;
+const out = {};
+for (const [k, v] of Object.entries(src.data)) out[k] = Array.from(v);
+return out;
+"""
+# Every element below the document, including inside Bokeh's shadow roots.
+JS_DEEP = """
+function* walk(root) {
+  for (const el of root.querySelectorAll("*")) {
+    yield el;
+    if (el.shadowRoot) yield* walk(el.shadowRoot);
+  }
+}
+"""
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+def source(driver: Any) -> dict[str, list[Any]] | None:
+    data: dict[str, list[Any]] | None = driver.execute_script(JS_SOURCE)
+    return data
+
+
+def wait_for_source(
+    driver: Any, what: str, ready: Callable[[dict[str, list[Any]]], bool], timeout: float = 15.0
+) -> dict[str, list[Any]]:
+    def check() -> dict[str, list[Any]] | None:
+        data = source(driver)
+        return data if data is not None and ready(data) else None
+
+    return wait_for(what, check, timeout)
+
+
+def summary(driver: Any) -> str:
+    text: str = driver.execute_script('return Bokeh.documents[0].get_model_by_name("summary").text')
+    return text
+
+
+def open_page(driver: Any, url: str) -> dict[str, list[Any]]:
+    """Load the page and wait until its data has arrived (the summary leaves "loading")."""
+    driver.get(url)
+    wait_for(
+        "the page's data",
+        lambda: driver.execute_script(
+            "const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];"
+            'const s = d && d.get_model_by_name("summary");'
+            'return s && s.text.includes(" events")'
+        ),
+    )
+    data = source(driver)
+    assert data is not None
+    return data
+
+
+def ports(table: pa.Table) -> list[str]:
+    return sorted("none" if p is None else str(p) for p in table.column("dst_port").to_pylist())
+
+
+def ms(table: pa.Table) -> list[float]:
+    return sorted(t.timestamp() * 1000 for t in table.column("ts").to_pylist())
+
+
+def expected_series(proto: str, ip_version: int) -> str:
+    return {
+        ("TCP", 4): style.Series.TCP4,
+        ("UDP", 4): style.Series.UDP4,
+        ("TCP", 6): style.Series.TCP6,
+        ("UDP", 6): style.Series.UDP6,
+        ("ICMP", 4): style.Series.ICMP,
+        ("ICMPv6", 6): style.Series.ICMP6,
+    }.get((proto, ip_version), style.Series.OTHER)
+
+
+def mark_page(driver: Any) -> None:
+    """Leave a flag in the page's JS state: gone after a reload, there after in-place updates."""
+    driver.execute_script("window.__fireplot_marker = 'still here'")
+
+
+def page_not_reloaded(driver: Any) -> bool:
+    return bool(driver.execute_script("return window.__fireplot_marker === 'still here'"))
+
+
+def click(driver: Any, model_name: str) -> None:
+    """A real mouse click on a Bokeh button, found through its view (it lives in a shadow root)."""
+    button = driver.execute_script(
+        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+        "return Bokeh.index.find_one(m).button_el",
+        model_name,
+    )
+    button.click()
+
+
+# ---- the tests -----------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
+    """The plot's source holds every stored event of the day and nothing else, on a WebGL canvas."""
+    browser.console(driver)  # start from an empty console log
+    data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+    today = site.events.today
+
+    assert today.num_rows == len(data["ts"])
+    assert ports(today) == sorted(data["port"])
+    assert ms(today) == pytest.approx(sorted(data["ts"]))
+    assert f"fireplot \u2014 {site.day.isoformat()}" == driver.title
+    sources = len(set(today.column("src_ip").to_pylist()))
+    assert summary(driver).startswith(f"{today.num_rows:,} events, {sources:,} sources")
+    webgl = driver.execute_script(
+        "const d = Bokeh.documents[0];"
+        "return Bokeh.index.find_one(d.get_model_by_name(arguments[0])).glyph.glglyph != null",
+        f"series:{style.Series.TCP4}",
+    )
+    assert webgl is True
+    assert browser.severe(browser.console(driver)) == []
+
+
+@pytest.mark.browser
+def test_series_have_their_colours(driver: Any, site: Site) -> None:
+    """Each row is in its protocol x family series, each series drawn in its colour, on black."""
+    data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+
+    rows = zip(data["proto"], data["ip_version"], data["series"], strict=True)
+    assert all(s == expected_series(p, int(v)) for p, v, s in rows)
+    glyphs = driver.execute_script(
+        "const d = Bokeh.documents[0]; const out = {};"
+        "for (const name of arguments[0]) {"
+        "  const g = d.get_model_by_name('series:' + name).glyph;"
+        "  out[name] = {fill: g.fill_color.value, line: g.line_color.value,"
+        "               marker: g.marker.value, size: g.size.value};"
+        "}"
+        "return out",
+        list(style.SERIES),
+    )
+    for name, colour in style.COLOURS.items():
+        expected = {"fill": colour, "line": None, "marker": style.DOT_MARKER}
+        assert glyphs[name] == expected | {"size": style.DOT_SIZE}, name
+    background = driver.execute_script(
+        "return Bokeh.documents[0].get_model_by_name('day-plot').background_fill_color"
+    )
+    assert background == style.BACKGROUND
+    axis = driver.execute_script(
+        "const p = Bokeh.documents[0].get_model_by_name('day-plot'); const a = p.left[0];"
+        "const labels = a.major_label_overrides;"
+        "return {scale: p.y_scale.type, start: p.y_range.start, end: p.y_range.end,"
+        "        ticks: a.ticker.ticks,"
+        "        labels: labels instanceof Map ? Object.fromEntries(labels) : labels}"
+    )
+    assert axis["scale"] == "LogScale"
+    assert axis["start"] < style.NO_PORT_Y < 1 and axis["end"] > 65535
+    assert axis["ticks"] == [style.NO_PORT_Y, *style.PORT_TICKS]
+    assert {float(k): v for k, v in axis["labels"].items()} == style.Y_TICK_LABELS
+    legend = driver.execute_script(
+        "const p = Bokeh.documents[0].get_model_by_name('day-plot'); const l = p.right[0];"
+        "return {policy: l.click_policy, labels: l.items.map((i) => i.label.value)}"
+    )
+    assert legend == {"policy": "hide", "labels": list(style.SERIES)}
+
+    time.sleep(0.3)  # let WebGL finish the frame before the screenshot
+    driver.save_screenshot(str(SCREENSHOT))
+    from PIL import Image
+
+    with Image.open(SCREENSHOT) as img:
+        counts = {c: n for n, c in img.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    for name in (*style.SERIES[:4], style.Series.ICMP):
+        rgb = tuple(int(style.COLOURS[name][i : i + 2], 16) for i in (1, 3, 5))
+        assert counts.get(rgb, 0) > 0, f"no {name} ({style.COLOURS[name]}) pixel in the screenshot"
+
+
+@pytest.mark.browser
+def test_hostile_text_is_shown_as_text(driver: Any, site: Site) -> None:
+    """Attacker-controlled prefix and host arrive as data and render inert in the tooltip."""
+    data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+    assert HOSTILE in data["prefix"]
+    assert HOSTILE in data["host"]
+
+    # Hover the hostile dot with the real mouse: the tooltip must show the markup as text.
+    x, y = driver.execute_script(
+        "const d = Bokeh.documents[0];"
+        "const pv = Bokeh.index.find_one(d.get_model_by_name('day-plot'));"
+        "const src = d.get_model_by_name('events');"
+        "const i = Array.from(src.data.prefix).indexOf(arguments[0]);"
+        "const sx = pv.frame.x_scale.compute(src.data.ts[i]);"
+        "const sy = pv.frame.y_scale.compute(src.data.y[i]);"
+        "const r = pv.canvas_view.el.getBoundingClientRect();"
+        "return [r.left + sx, r.top + sy]",
+        HOSTILE,
+    )
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(int(x) - 30, int(y) + 30)
+    actions.w3c_actions.pointer_action.move_to_location(round(x), round(y))
+    actions.perform()
+    tooltip = wait_for(
+        "the hover tooltip",
+        lambda: driver.execute_script(
+            JS_DEEP + "for (const el of walk(document))"
+            "  if (el.classList.contains('bk-tooltip-content') && el.textContent)"
+            "    return el.textContent;"
+            "return null"
+        ),
+        timeout=5,
+    )
+    assert HOSTILE in tooltip
+    assert "beta" in tooltip and "65535" in tooltip  # the hostile dot's own tooltip
+
+    images = driver.execute_script(
+        JS_DEEP + "let n = 0; for (const el of walk(document)) if (el.tagName === 'IMG') n++; return n"
+    )
+    assert images == 0
+    assert driver.execute_script("return window.__pwned === undefined")
+
+
+@pytest.mark.browser
+def test_hostile_url_arguments_are_shown_as_text(driver: Any, site: Site) -> None:
+    """A crafted ?site= or ?date= link is reported as ignored, as text, and the page still works."""
+    from urllib.parse import quote
+
+    data = open_page(driver, f"{site.url}?site={quote(HOSTILE)}&date=not-a-date")
+    notice = driver.execute_script(
+        "const m = Bokeh.documents[0].get_model_by_name('notice'); return [m.visible, m.text]"
+    )
+    assert notice[0] is True
+    assert HOSTILE in notice[1] and "not-a-date" in notice[1]
+    assert site.events.today.num_rows == len(data["ts"])  # all sites, today
+    assert driver.execute_script("return window.__pwned === undefined")
+
+
+@pytest.mark.browser
+def test_site_argument_filters(driver: Any, site: Site) -> None:
+    """?site=beta shows only that site's events."""
+    data = open_page(driver, f"{site.url}?site=beta&date={site.day.isoformat()}")
+    assert data["site"] == ["beta"]
+    assert driver.execute_script("return window.location.search").count("site=beta") == 1
+
+
+@pytest.mark.browser
+def test_previous_day_button_loads_in_place(driver: Any, site: Site) -> None:
+    """Clicking 'previous day' swaps in yesterday's events without reloading the page."""
+    open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+    mark_page(driver)
+    yesterday = site.day - dt.timedelta(days=1)
+
+    click(driver, "prev-day")
+    data = wait_for_source(
+        driver, "yesterday's events", lambda d: sorted(d["port"]) == ports(site.events.yesterday)
+    )
+
+    assert ms(site.events.yesterday) == pytest.approx(sorted(data["ts"]))
+    assert page_not_reloaded(driver)
+    wait_for("the title", lambda: yesterday.isoformat() in driver.title)
+    assert f"date={yesterday.isoformat()}" in driver.execute_script("return window.location.search")
+    assert browser.severe(browser.console(driver)) == []
+
+
+@pytest.mark.browser
+def test_new_event_appears_live(driver: Any, site: Site) -> None:
+    """An event stored while today is shown appears within a few refreshes, without reload."""
+    if utc_today() != site.day:
+        pytest.skip("UTC midnight passed during the test run: the store's day is no longer today")
+    before = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+    assert str(LIVE_PORT) not in before["port"]
+    mark_page(driver)
+
+    site.store.write_flush(OffsetRange(TOPIC, 1, 0, 0), live_event(site.day))
+    data = wait_for_source(
+        driver, "the live event", lambda d: str(LIVE_PORT) in d["port"], timeout=10 * REFRESH_MS / 1000 + 5
+    )
+
+    assert site.events.today.num_rows + 1 == len(data["ts"])  # streamed, not duplicated
+    assert page_not_reloaded(driver)
+    wait_for(
+        "the summary to count it",
+        lambda: summary(driver).startswith(f"{site.events.today.num_rows + 1:,} events"),
+        timeout=5,
+    )
+    assert browser.severe(browser.console(driver)) == []
+
+
+# ---- DayFeed without a browser -------------------------------------------------
+
+
+class TestDayFeed:
+    """The page's data layer: live polls and the scale guard."""
+
+    def test_poll_returns_only_new_events_including_late_ones(self, tmp_path: Path) -> None:
+        """A poll returns events stored since the last read, even older than the newest seen."""
+        store, day = Store(tmp_path), utc_today()
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        now = min(dt.datetime.now(dt.UTC), start + dt.timedelta(hours=23, minutes=59))
+        first = [event(now - dt.timedelta(seconds=10), "TCP", 4, 22, 1)]
+        store.write_flush(OffsetRange(TOPIC, 0, 0, 0), conform(pa.Table.from_pylist(first)))
+        feed = DayFeed(store, day, None, max_points=1000)
+        assert len(feed.load().data["ts"]) == 1
+        assert feed.poll() is None
+
+        # Another partition flushes late: its event is older than the newest one shown.
+        late = [event(now - dt.timedelta(seconds=60), "UDP", 4, 53, 2, source_id="b")]
+        store.write_flush(OffsetRange(TOPIC, 1, 0, 0), conform(pa.Table.from_pylist(late)))
+        frame = feed.poll()
+
+        assert frame is not None and not frame.replace
+        assert list(frame.data["port"]) == ["53"]
+        assert feed.poll() is None
+        assert feed.events == 2
+
+    def test_big_day_is_aggregated(self, tmp_path: Path) -> None:
+        """Over max_points, dots are counts per minute x port x protocol x family."""
+        store, day = Store(tmp_path), dt.date(2026, 1, 2)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        rows = [
+            event(start + dt.timedelta(seconds=n % 120), "TCP", 4, 22 if n % 2 else 443, n)
+            for n in range(500)
+        ]
+        store.write_flush(OffsetRange(TOPIC, 0, 0, 499), conform(pa.Table.from_pylist(rows)))
+        feed = DayFeed(store, day, None, max_points=100)
+
+        frame = feed.load()
+
+        assert feed.aggregated and frame.replace
+        assert len(frame.data["ts"]) == 4  # 2 minutes x 2 ports
+        assert sum(frame.data["events"]) == 500
+        assert "500 events" in feed.summary() and "minute" in feed.summary()
