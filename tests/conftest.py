@@ -9,6 +9,7 @@ tests never see each other's events.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -55,7 +56,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class System:
     """One isolated fireplot deployment on the session broker: config, processes, store."""
 
-    def __init__(self, root: Path, bootstrap: str, **worker: object) -> None:
+    def __init__(self, root: Path, bootstrap: str) -> None:
         self.root = root
         self.bootstrap = bootstrap
         run_id = uuid.uuid4().hex[:10]
@@ -65,18 +66,28 @@ class System:
         self.dead_letter_dir = root / "dead-letters"
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        worker_keys = {"flush_max_records": 64, "flush_interval_s": 0.5, **worker}
-        worker_toml = "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in worker_keys.items())
         self.config = root / "fireplot.toml"
         self.config.write_text(
             f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{self.topic}"\n'
             f'var_dir = "{root / "var"}"\nevents_partitions = 4\n'
             f'[worker]\nstore_dir = "{self.store_dir}"\napp_id = "fp-test-{run_id}"\n'
-            f"web_port = {free_port()}\n{worker_toml}"
+            f"web_port = {free_port()}\nflush_max_records = 64\nflush_interval_s = 0.5\n"
             f'[shipper]\ndead_letter_dir = "{self.dead_letter_dir}"\nsite = "test"\n'
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.worker: subprocess.Popen[bytes] | None = None
+
+    def configure(self, section: str, **values: object) -> None:
+        """Add keys to one section of this system's config file (before starting processes)."""
+        import tomllib
+
+        data = tomllib.loads(self.config.read_text())
+        data.setdefault(section, {}).update(values)
+        lines = []
+        for name, keys in data.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in keys.items()]
+        self.config.write_text("\n".join(lines) + "\n")
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "fireplot", "-c", str(self.config), *args]

@@ -78,7 +78,9 @@ def test_worker_killed_mid_stream_resumes_without_loss_or_duplicate(system: Syst
     log = tmp_path / "fw.log"
     write_lines(packets, log)
     expected = _expected(packets)
-    # Small batches → many Kafka records → many flushes to interrupt.
+    # Small batches → many Kafka records → many small flushes to interrupt.
+    system.configure("shipper", batch_lines=500)
+    system.configure("worker", flush_max_records=4)
     system.run("ship", str(log), "--site", "site-k", check=True)
     kills = 0
     system.start_worker()

@@ -206,10 +206,9 @@ class LocalKafka:
                 self._java(
                     "kafka.tools.StorageTool",
                     "format",
-                    "-t",
-                    _cluster_id(),
-                    "-c",
-                    str(self.properties),
+                    # "=" form: an id may start with "-", which argparse would take for a flag.
+                    f"--cluster-id={_cluster_id()}",
+                    f"--config={self.properties}",
                     "--ignore-formatted",
                 ),
                 capture_output=True,
