@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.config import Config, ConfigError, describe, load, with_overrides
+from pipeline.parsers import FORMATS
 
 log = logging.getLogger("fireplot")
 
@@ -84,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "on stdout; rejected lines and reasons go to stderr.",
     )
     parse.add_argument("files", nargs="+", type=Path)
-    parse.add_argument("--format", default="netfilter", help="log format (default netfilter)")
+    parse.add_argument(
+        "--format", default="netfilter", choices=FORMATS, help="log format (default netfilter)"
+    )
     parse.add_argument("--site", help="site name to stamp (default [shipper] site)")
     parse.add_argument(
         "--check",
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.add_argument("files", nargs="+", type=Path)
     ship.add_argument("--site", help="site name (default [shipper] site)")
     ship.add_argument("--host", help="sensor name for lines that carry none")
-    ship.add_argument("--format", default="netfilter", help="log format (default netfilter)")
+    ship.add_argument("--format", default="netfilter", choices=FORMATS, help="log format (default netfilter)")
     ship.add_argument("--follow", action="store_true", help="keep shipping lines appended to the file")
 
     worker = sub.add_parser(

@@ -1,0 +1,68 @@
+"""The fireplot command: help that explains, parse output, --check exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "parsers" / "netfilter"
+
+
+def fireplot(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fireplot", *args], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def test_every_subcommand_has_help_that_explains_it() -> None:
+    top = fireplot("--help")
+    assert top.returncode == 0
+    for command in ("up", "kafka", "parse", "ship", "worker", "serve", "demo", "tail", "validate"):
+        assert command in top.stdout
+        sub = fireplot(command, "--help")
+        assert sub.returncode == 0, sub.stderr
+        assert len(sub.stdout.splitlines()) >= 4
+
+
+def test_parse_prints_one_json_event_per_accepted_line() -> None:
+    fixture = FIXTURES / "ipv4_tcp_syn_uptime.log"
+    expected = [
+        json.loads(line)
+        for line in (FIXTURES / "ipv4_tcp_syn_uptime.expected.jsonl").read_text().splitlines()
+    ]
+    proc = fireplot("parse", str(fixture), "--site", "golden")
+    assert proc.returncode == 0, proc.stderr
+    got = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(got) == len(expected) > 0
+    assert [(e["dst_port"], e["src_ip"]) for e in got] == [(e["dst_port"], e["src_ip"]) for e in expected]
+    assert {e["site"] for e in got} == {"golden"}
+
+
+def test_parse_check_counts_rejects_by_reason_and_exits_3() -> None:
+    proc = fireplot("parse", "--check", str(FIXTURES / "garbage.log"))
+    assert proc.returncode == 3, proc.stderr
+    report = json.loads(proc.stdout)
+    lines = (FIXTURES / "garbage.log").read_text().count("\n")
+    assert report["events"] + report["rejected"] == lines
+    assert report["rejected"] > 0 and sum(report["rejected_by_reason"].values()) == report["rejected"]
+    clean = fireplot("parse", "--check", str(FIXTURES / "ipv4_tcp_syn_uptime.log"))
+    assert clean.returncode == 0
+    assert json.loads(clean.stdout)["rejected"] == 0
+
+
+def test_an_unknown_format_is_a_usage_error() -> None:
+    proc = fireplot("parse", "--format", "nosuch", str(FIXTURES / "garbage.log"))
+    assert proc.returncode == 2
+    assert "invalid choice: 'nosuch'" in proc.stderr
+
+
+def test_demo_writes_parseable_lines(tmp_path: Path) -> None:
+    out = tmp_path / "demo.log"
+    proc = fireplot("demo", "--out", str(out), "--hours", "1", "--end", "2026-11-27T12:00:00Z")
+    assert proc.returncode == 0, proc.stderr
+    check = fireplot("parse", "--check", str(out))
+    assert check.returncode == 0, check.stdout
+    report = json.loads(check.stdout)
+    assert report["events"] == out.read_text().count("\n") > 1000
