@@ -115,6 +115,30 @@ def build_parser() -> argparse.ArgumentParser:
         "(site/date/hour, event time UTC) into the store, exactly once.",
     )
     worker.add_argument("--store", help="store directory (default [worker] store_dir)")
+    worker.add_argument("--web-port", type=int, help="metrics/health port (default [worker] web_port)")
+    worker.add_argument(
+        "--dataset",
+        help="archive the replay topic of this dataset (fireplot.replay.NAME) into "
+        "<store>/datasets/NAME instead of the live events topic into the live archive",
+    )
+
+    replay = sub.add_parser(
+        "replay",
+        help="replay archived events in event-time order to a replay topic",
+        description="Read archived events from Parquet in event-time order and publish them to "
+        "fireplot.replay.NAME (kept until deleted), with their original event times, paced at N "
+        "times real time. A worker started with `fireplot worker --dataset NAME` archives them into "
+        "a separate dataset the web UI can show (?dataset=NAME). Ctrl-C and run again resumes "
+        "after the last event Kafka acknowledged.",
+    )
+    replay.add_argument("--from", dest="start", type=_datetime, required=True, help="ISO 8601 start")
+    replay.add_argument("--to", dest="end", type=_datetime, required=True, help="ISO 8601 end (exclusive)")
+    replay.add_argument("--site", action="append", help="only this site (repeatable)")
+    pace = replay.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=60.0, help="times real time (default 60)")
+    pace.add_argument("--max", action="store_true", help="as fast as Kafka takes it")
+    replay.add_argument("--into", required=True, help="dataset name to replay into")
+    replay.add_argument("--store", help="store to read (default [worker] store_dir)")
 
     serve = sub.add_parser(
         "serve",
@@ -274,9 +298,88 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
 def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
     from pipeline.worker import run
 
-    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    cfg = with_overrides(cfg, "worker", store_dir=args.store, web_port=args.web_port)
+    if args.dataset:
+        from pipeline import datasets
+        from pipeline.broker import ensure_topics
+
+        try:
+            topic = datasets.replay_topic(args.dataset)
+        except ValueError as exc:
+            print(f"fireplot: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        ensure_topics(
+            cfg.kafka.effective_bootstrap, {topic: cfg.kafka.events_partitions}, datasets.REPLAY_TOPIC_CONFIGS
+        )
+        cfg = with_overrides(cfg, "kafka", events_topic=topic)
+        cfg = with_overrides(
+            cfg,
+            "worker",
+            store_dir=str(datasets.root(cfg.worker.store_dir, args.dataset)),
+            app_id=f"{cfg.worker.app_id}.replay.{args.dataset}",
+        )
     run(cfg, loglevel=args.log_level)
     return EXIT_OK
+
+
+def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from pipeline import datasets
+    from pipeline.broker import ensure_topics
+    from pipeline.store import Store
+    from producers.publisher import Publisher
+    from producers.replay import Progress, ReplayState, replay
+
+    if args.end <= args.start:
+        print("fireplot: --to must be after --from", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        topic = datasets.replay_topic(args.into)
+    except ValueError as exc:
+        print(f"fireplot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    store_dir = args.store or cfg.worker.store_dir
+    bootstrap = cfg.kafka.effective_bootstrap
+    ensure_topics(bootstrap, {topic: cfg.kafka.events_partitions}, datasets.REPLAY_TOPIC_CONFIGS)
+    run_key = {
+        "from": args.start.isoformat(),
+        "to": args.end.isoformat(),
+        "sites": sorted(args.site or []),
+        "store": str(Path(store_dir).resolve()),
+    }
+    state = ReplayState(Path(cfg.kafka.var_dir) / "replay" / f"{args.into}.json", run_key)
+    publisher = Publisher(
+        bootstrap, topic, linger_ms=cfg.shipper.linger_ms, timeout_s=cfg.shipper.send_timeout_s
+    )
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    progress = Progress((args.end - args.start).total_seconds(), time.monotonic())
+    try:
+        sent = replay(
+            Store(store_dir),
+            publisher,
+            args.start,
+            args.end,
+            state,
+            sites=args.site,
+            speed=None if args.max else args.speed,
+            stop=lambda: stopping,
+            progress=progress,
+        )
+    finally:
+        publisher.close()
+    done = state.done_until is not None and state.done_until >= args.end
+    until = state.done_until.isoformat() if state.done_until else None
+    summary = {"topic": topic, "events_sent": sent, "complete": done, "done_until": until}
+    print(json.dumps(summary), file=sys.stderr)
+    return EXIT_OK if done or stopping else EXIT_FAIL
 
 
 def _cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
@@ -349,6 +452,7 @@ COMMANDS = {
     "parse": _cmd_parse,
     "ship": _cmd_ship,
     "worker": _cmd_worker,
+    "replay": _cmd_replay,
     "serve": _cmd_serve,
     "demo": _cmd_demo,
     "tail": _cmd_tail,

@@ -1,0 +1,204 @@
+"""Replay archived events from Parquet to a replay topic, in event-time order, at Nx speed.
+
+Events keep their original event times and identities ``(source_id,
+source_offset)``; only the Kafka record timestamp is the publish time (old
+event times as record timestamps would let time-based retention delete a
+replay topic's segments as soon as they roll). The replay topic is created
+with ``retention.ms=-1`` for the same reason (``pipeline.datasets``).
+
+The store is read one hour partition at a time, so memory stays bounded by
+the largest hour, and a state file records how far Kafka acknowledged the
+run: Ctrl-C and run again continues where it stopped. An hour cut
+short resumes after the events Kafka acknowledged (see ``ReplayState``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import wire
+from pipeline.store import Store
+from producers.publisher import Publisher
+
+# Events within one pacing step are sent together: fine enough for a 60x
+# replay to look continuous, coarse enough to keep records large.
+PACE_STEP_S = 0.2
+SAVE_EVERY_S = 2.0
+ORDER = [("ts", "ascending"), ("source_id", "ascending"), ("source_offset", "ascending")]
+
+
+@dataclass
+class Progress:
+    """A progress line on stderr: events, rate, share of the event-time range, ETA."""
+
+    total_span_s: float
+    started: float
+    events: int = 0
+    last_print: float = 0.0
+
+    def update(self, events: int, event_time_done_s: float, final: bool = False) -> None:
+        self.events += events
+        now = time.monotonic()
+        if not final and now - self.last_print < 0.5:
+            return
+        self.last_print = now
+        elapsed = max(now - self.started, 1e-6)
+        share = min(1.0, event_time_done_s / self.total_span_s) if self.total_span_s else 1.0
+        eta = elapsed / share - elapsed if share > 0 else float("inf")
+        bar = "#" * int(share * 30)
+        sys.stderr.write(
+            f"\r[{bar:<30}] {share:6.1%}  {self.events:,} events  {self.events / elapsed:,.0f}/s  "
+            f"ETA {eta:,.0f} s   " + ("\n" if final else "")
+        )
+        sys.stderr.flush()
+
+
+class ReplayState:
+    """How far Kafka has acknowledged a replay run, persisted atomically.
+
+    The position is an hour boundary plus the number of that hour's events
+    (in the replay's total order) already acknowledged, so an interrupted
+    run resumes at the exact event, not at the start of the hour.
+    """
+
+    def __init__(self, path: Path, run: dict[str, object]) -> None:
+        self.path = path
+        self.run = run
+        self.done_until: dt.datetime | None = None
+        self.hour: dt.datetime | None = None
+        self.rows_into_hour = 0
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("run") != run:
+                raise ValueError(
+                    f"{path} belongs to a different replay ({data.get('run')}); "
+                    "use another --into name or delete the file to start over"
+                )
+            self.done_until = dt.datetime.fromisoformat(data["done_until"]) if data["done_until"] else None
+            self.hour = dt.datetime.fromisoformat(data["hour"]) if data.get("hour") else None
+            self.rows_into_hour = int(data.get("rows_into_hour", 0))
+
+    def acked(self, hour: dt.datetime, rows: int) -> None:
+        self.hour, self.rows_into_hour = hour, self.rows_into_hour + rows if self.hour == hour else rows
+
+    def hour_done(self, until: dt.datetime) -> None:
+        self.done_until, self.hour, self.rows_into_hour = until, None, 0
+        self.save()
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        data = {
+            "run": self.run,
+            "done_until": self.done_until.isoformat() if self.done_until else None,
+            "hour": self.hour.isoformat() if self.hour else None,
+            "rows_into_hour": self.rows_into_hour,
+        }
+        tmp.write_text(json.dumps(data))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
+
+
+def hours(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+    t = start.replace(minute=0, second=0, microsecond=0)
+    while t < end:
+        nxt = t + dt.timedelta(hours=1)
+        yield max(t, start), min(nxt, end)
+        t = nxt
+
+
+def _steps(table: pa.Table, step_us: int) -> Iterator[tuple[int, pa.Table]]:
+    """Consecutive slices of a ts-sorted table, one per pacing step of event time."""
+    if table.num_rows == 0:
+        return
+    ts = pc.cast(table.column("ts"), pa.int64()).to_numpy()
+    bucket = (ts - ts[0]) // step_us
+    bounds = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(ts)]
+    for a, b in itertools.pairwise(bounds):
+        yield int(ts[a]), table.slice(a, b - a)
+
+
+def replay(
+    store: Store,
+    publisher: Publisher,
+    start: dt.datetime,
+    end: dt.datetime,
+    state: ReplayState,
+    sites: list[str] | None = None,
+    speed: float | None = None,
+    stop: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Publish events with start <= ts < end in event-time order; returns events sent.
+
+    ``speed`` None sends as fast as Kafka takes them; otherwise Nx real time.
+    """
+    sent = 0
+    wall0: float | None = None
+    ts0_us: int | None = None
+    step_us = int(PACE_STEP_S * (speed or 1) * 1e6)
+    begin = state.done_until or start
+    saved = time.monotonic()
+    for h_start, h_end in hours(begin, end):
+        # A total order (ties on ts broken by identity) so "the first k events
+        # of this hour" means the same events on every run.
+        table = store.read(h_start, h_end, sites=sites).sort_by(ORDER)
+        if state.hour == h_start and state.rows_into_hour:
+            table = table.slice(state.rows_into_hour)
+        for ts_us, part in _steps(table, step_us):
+            if stop and stop():
+                publisher.drain()
+                state.save()
+                if progress:
+                    progress.update(0, (ts_us / 1e6) - start.timestamp(), final=True)
+                return sent
+            if speed:
+                if wall0 is None or ts0_us is None:
+                    wall0, ts0_us = time.monotonic(), ts_us
+                delay = wall0 + (ts_us - ts0_us) / 1e6 / speed - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            groups = list(_by_key(part))
+            for i, ((site, host), group) in enumerate(groups):
+                last = i == len(groups) - 1
+                on_ack = partial(state.acked, h_start, part.num_rows) if last else None
+                publisher.send(wire.record_key(site, host), group, on_ack)
+            sent += part.num_rows
+            if time.monotonic() - saved > SAVE_EVERY_S:
+                # Bounds what a kill -9 re-sends; Ctrl-C saves the exact position.
+                publisher.drain(wait=False)
+                state.save()
+                saved = time.monotonic()
+            if progress:
+                progress.update(part.num_rows, (ts_us / 1e6) - start.timestamp())
+        publisher.drain()
+        state.hour_done(h_end)
+        if progress:
+            progress.update(0, (h_end - start).total_seconds())
+    if progress:
+        progress.update(0, (end - start).total_seconds(), final=True)
+    return sent
+
+
+def _by_key(table: pa.Table) -> Iterator[tuple[tuple[str, str], pa.Table]]:
+    keys = table.select(["site", "host"]).group_by(["site", "host"]).aggregate([])
+    for site, host in zip(keys.column("site").to_pylist(), keys.column("host").to_pylist(), strict=True):
+        if keys.num_rows == 1:
+            yield (site, host), table
+        else:
+            mask = pc.and_(pc.equal(table.column("site"), site), pc.equal(table.column("host"), host))
+            yield (site, host), table.filter(mask)

@@ -1,0 +1,138 @@
+"""History: replay archived events into a separate dataset, resumable, identical to the archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pipeline import datasets
+from pipeline.store import Store
+from producers.demo import Demo, write_lines
+from tests.conftest import System, free_port
+
+pytestmark = pytest.mark.kafka
+
+END = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
+IDENTITY = [("source_id", "ascending"), ("source_offset", "ascending")]
+
+
+def _archive(system: System, tmp_path: Path, hours: float, per_hour: float) -> pa.Table:
+    packets = Demo(seed=21).history(END, hours=hours, per_hour=per_hour)
+    log = tmp_path / "history.log"
+    write_lines(packets, log)
+    shipped = system.ship([log], "hist")
+    sent = json.loads(shipped.stderr.strip().splitlines()[-1])["events_sent"]
+    system.start_worker()
+    return system.wait_for_rows(sent)
+
+
+def _replay(system: System, *args: str, check: bool = True) -> dict[str, object]:
+    proc = system.run("replay", *args, check=check)
+    return json.loads(proc.stderr.strip().splitlines()[-1])
+
+
+def _dataset_worker(system: System, name: str) -> subprocess.Popen[bytes]:
+    out = open(system.logs / f"worker-{name}.log", "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        system.command("worker", "--dataset", name, "--web-port", str(free_port())),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out.close()
+    system.procs.append(proc)
+    return proc
+
+
+def _wait(store: Store, n: int, worker: subprocess.Popen[bytes], timeout_s: float = 120) -> pa.Table:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, f"dataset worker exited with {worker.returncode}"
+        ds = store.dataset()
+        have = ds.count_rows() if ds is not None else 0
+        assert have <= n, f"dataset holds {have} events, more than the {n} replayed"
+        if have == n:
+            time.sleep(1.5)
+            ds = store.dataset()
+            assert ds is not None and ds.count_rows() == n
+            return store.read_all()
+        time.sleep(0.25)
+    raise AssertionError(f"dataset holds {have} events, expected {n}")
+
+
+def test_replay_into_a_dataset_reproduces_the_archive_and_a_rerun_adds_nothing(
+    system: System, tmp_path: Path
+) -> None:
+    archived = _archive(system, tmp_path, hours=3, per_hour=3000)
+    start, end = (END - dt.timedelta(hours=3)).isoformat(), END.isoformat()
+    summary = _replay(system, "--from", start, "--to", end, "--max", "--into", "r1")
+    assert summary == {
+        "topic": "fireplot.replay.r1",
+        "events_sent": archived.num_rows,
+        "complete": True,
+        "done_until": END.isoformat(),
+    }
+    worker = _dataset_worker(system, "r1")
+    replayed = _wait(Store(datasets.root(system.store_dir, "r1")), archived.num_rows, worker)
+    assert replayed.sort_by(IDENTITY).equals(archived.sort_by(IDENTITY))
+    again = _replay(system, "--from", start, "--to", end, "--max", "--into", "r1")
+    assert again["events_sent"] == 0 and again["complete"] is True
+    _wait(Store(datasets.root(system.store_dir, "r1")), archived.num_rows, worker, timeout_s=5)
+
+
+def test_interrupted_replay_resumes_where_kafka_acknowledged_without_duplicates(
+    system: System, tmp_path: Path
+) -> None:
+    archived = _archive(system, tmp_path, hours=1, per_hour=6000)
+    start, end = (END - dt.timedelta(hours=1)).isoformat(), END.isoformat()
+    # 3600 s of event time at 600x takes about 6 s: interrupt it in the middle.
+    proc = subprocess.Popen(
+        system.command("replay", "--from", start, "--to", end, "--speed", "600", "--into", "r2"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(3)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    first = json.loads(err.strip().splitlines()[-1])
+    assert first["complete"] is False
+    assert 0 < int(first["events_sent"]) < archived.num_rows  # type: ignore[call-overload]
+    rest = _replay(system, "--from", start, "--to", end, "--max", "--into", "r2")
+    assert rest["complete"] is True
+    assert first["events_sent"] + rest["events_sent"] == archived.num_rows  # type: ignore[operator]
+    worker = _dataset_worker(system, "r2")
+    replayed = _wait(Store(datasets.root(system.store_dir, "r2")), archived.num_rows, worker)
+    assert replayed.sort_by(IDENTITY).equals(archived.sort_by(IDENTITY))
+
+
+def test_paced_replay_keeps_event_time_spacing(system: System, tmp_path: Path) -> None:
+    """Two minutes of event time at 60x cannot finish in less than two seconds."""
+    _archive(system, tmp_path, hours=1, per_hour=3000)
+    start = END - dt.timedelta(minutes=2)
+    t = time.monotonic()
+    summary = _replay(
+        system, "--from", start.isoformat(), "--to", END.isoformat(), "--speed", "60", "--into", "paced"
+    )
+    assert summary["complete"] is True and int(summary["events_sent"]) > 0  # type: ignore[call-overload]
+    assert time.monotonic() - t >= 1.8
+
+
+def test_bad_replay_arguments_are_usage_errors(system: System) -> None:
+    bad_name = system.run(
+        "replay", "--from", "2026-11-20T00:00Z", "--to", "2026-11-20T01:00Z", "--into", "../etc", check=False
+    )
+    assert bad_name.returncode == 2 and "dataset name '../etc'" in bad_name.stderr
+    backwards = system.run(
+        "replay", "--from", "2026-11-20T01:00Z", "--to", "2026-11-20T00:00Z", "--into", "x", check=False
+    )
+    assert backwards.returncode == 2 and "--to must be after --from" in backwards.stderr
