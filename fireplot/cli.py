@@ -140,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--into", required=True, help="dataset name to replay into")
     replay.add_argument("--store", help="store to read (default [worker] store_dir)")
 
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="rebuild a dataset from the events topic, from the offsets for a time",
+        description="Re-read the events topic from the first record published at or after --since "
+        "up to its current end, into a fresh dataset (<store>/datasets/NAME) with the worker's "
+        "exactly-once layout: e.g. after a parser fix. Uses no consumer group, so live processing "
+        "is not disturbed. Running it again continues after what the dataset already holds.",
+    )
+    rebuild.add_argument("--since", type=_datetime, required=True, help="ISO 8601 publish time")
+    rebuild.add_argument("--into", required=True, help="dataset name to build")
+    rebuild.add_argument("--store", help="store directory (default [worker] store_dir)")
+
     serve = sub.add_parser(
         "serve",
         help="run the web UI (Bokeh server)",
@@ -322,6 +334,39 @@ def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline import datasets
+    from pipeline.rebuild import RebuildProgress, rebuild
+    from pipeline.store import Store
+
+    try:
+        root = datasets.root(args.store or cfg.worker.store_dir, args.into)
+    except ValueError as exc:
+        print(f"fireplot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    progress = RebuildProgress()
+    stats = rebuild(
+        cfg.kafka.effective_bootstrap,
+        cfg.kafka.events_topic,
+        args.since,
+        Store(root),
+        root / "_dead_letters",
+        stop=lambda: stopping,
+        on_progress=progress,
+    )
+    progress(stats, final=True)
+    print(json.dumps({"dataset": args.into, "store": str(root), **vars(stats)}), file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     import time
 
@@ -453,6 +498,7 @@ COMMANDS = {
     "ship": _cmd_ship,
     "worker": _cmd_worker,
     "replay": _cmd_replay,
+    "rebuild": _cmd_rebuild,
     "serve": _cmd_serve,
     "demo": _cmd_demo,
     "tail": _cmd_tail,

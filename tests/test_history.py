@@ -136,3 +136,30 @@ def test_bad_replay_arguments_are_usage_errors(system: System) -> None:
         "replay", "--from", "2026-11-20T01:00Z", "--to", "2026-11-20T00:00Z", "--into", "x", check=False
     )
     assert backwards.returncode == 2 and "--to must be after --from" in backwards.stderr
+
+
+def test_rebuild_from_kafka_reproduces_the_archive_and_a_rerun_adds_nothing(
+    system: System, tmp_path: Path
+) -> None:
+    before_shipping = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    archived = _archive(system, tmp_path, hours=2, per_hour=3000)
+    first = json.loads(
+        system.run("rebuild", "--since", before_shipping.isoformat(), "--into", "rb")
+        .stderr.strip()
+        .splitlines()[-1]
+    )
+    assert first["events_written"] == archived.num_rows
+    rebuilt = Store(datasets.root(system.store_dir, "rb")).read_all()
+    assert rebuilt.sort_by(IDENTITY).equals(archived.sort_by(IDENTITY))
+    again = json.loads(
+        system.run("rebuild", "--since", before_shipping.isoformat(), "--into", "rb")
+        .stderr.strip()
+        .splitlines()[-1]
+    )
+    assert again["records"] == 0 and again["events_written"] == 0
+    later = json.loads(
+        system.run("rebuild", "--since", dt.datetime.now(dt.UTC).isoformat(), "--into", "rb2")
+        .stderr.strip()
+        .splitlines()[-1]
+    )
+    assert later["records_to_read"] == 0
