@@ -25,6 +25,7 @@ import pytest
 
 from consumers import style
 from consumers.web.view import DayFeed, utc_today
+from pipeline import datasets
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
@@ -146,6 +147,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     events = Events(today_events(day), yesterday_events(day))
     store.write_flush(OffsetRange(TOPIC, 0, 0, 99), events.yesterday)
     store.write_flush(OffsetRange(TOPIC, 0, 100, 999), events.today)
+    # A replayed dataset beside the live archive: three of today's events.
+    Store(datasets.root(store.root, "replay-a")).write_flush(
+        OffsetRange(TOPIC, 0, 0, 2), events.today.slice(0, 3)
+    )
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIREPLOT_")}
@@ -447,6 +452,18 @@ def test_site_argument_filters(driver: Any, site: Site) -> None:
     data = open_page(driver, f"{site.url}?site=beta&date={site.day.isoformat()}")
     assert data["site"] == ["beta"]
     assert driver.execute_script("return window.location.search").count("site=beta") == 1
+
+
+@pytest.mark.browser
+def test_dataset_argument_switches_to_a_replayed_dataset(driver: Any, site: Site) -> None:
+    """?dataset=replay-a shows that dataset's events only; an unknown one falls back with a notice."""
+    data = open_page(driver, f"{site.url}?dataset=replay-a&date={site.day.isoformat()}")
+    assert sorted(data["ts"]) == ms(site.events.today.slice(0, 3))
+    assert driver.execute_script(
+        'const m = Bokeh.documents[0].get_model_by_name("dataset"); return [m.visible, m.value, m.options]'
+    ) == [True, "replay-a", ["main", "replay-a"]]
+    data = open_page(driver, f"{site.url}?dataset=nosuch&date={site.day.isoformat()}")
+    assert len(data["ts"]) == site.events.today.num_rows
 
 
 @pytest.mark.browser

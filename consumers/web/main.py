@@ -47,6 +47,7 @@ from consumers.web.view import (
     shift_day,
     utc_today,
 )
+from pipeline import datasets
 from pipeline.config import WebConfig
 from pipeline.store import Store
 
@@ -74,6 +75,13 @@ AGGREGATED_TOOLTIPS: Final = [
     ("sources", "@sources"),
 ]
 # Written into the page's address bar so that a shown day can be bookmarked.
+_SWITCH_DATASET: Final = """
+const url = new URL(window.location.href);
+url.searchParams.set("dataset", cb_obj.value);
+url.searchParams.delete("site");
+window.location.assign(url.toString());
+"""
+
 _SYNC_URL: Final = """
 const url = new URL(window.location.href)
 if (cb_obj.value) { url.searchParams.set(key, cb_obj.value) } else { url.searchParams.delete(key) }
@@ -91,12 +99,19 @@ def build_document(doc: Document, *, store: Store, web: WebConfig, default_date:
         if parsed is None:
             notices.append(f"ignored ?date={args['date']!r}: not a YYYY-MM-DD date")
         date = parsed or date
+    names = datasets.names(store.root)
+    dataset = args.get("dataset") or datasets.MAIN
+    if dataset not in names:
+        notices.append(f"ignored ?dataset={dataset!r}: no such dataset")
+        dataset = datasets.MAIN
+    if dataset != datasets.MAIN:
+        store = Store(datasets.root(store.root, dataset))
     sites = store.sites()
     site = args.get("site") or None
     if site is not None and site not in sites:
         notices.append(f"ignored ?site={site!r}: no such site in the store")
         site = None
-    DayPage(doc, store, web, sites).start(date, site, " ".join(notices))
+    DayPage(doc, store, web, sites, names, dataset).start(date, site, " ".join(notices))
 
 
 def _arguments(doc: Document) -> dict[str, str]:
@@ -111,7 +126,15 @@ def _arguments(doc: Document) -> dict[str, str]:
 class DayPage:
     """One browser session's page: the plot of one UTC day and the controls around it."""
 
-    def __init__(self, doc: Document, store: Store, web: WebConfig, sites: list[str]) -> None:
+    def __init__(
+        self,
+        doc: Document,
+        store: Store,
+        web: WebConfig,
+        sites: list[str],
+        dataset_names: list[str] | None = None,
+        dataset: str = datasets.MAIN,
+    ) -> None:
         self.doc = doc
         self.store = store
         self.web = web
@@ -139,6 +162,17 @@ class DayPage:
         self.picker = DatePicker(name="date-picker", width=140)
         options: list[str | tuple[Any, str]] = [(ALL_SITES, "all sites"), *((s, s) for s in sites)]
         self.site_select = Select(options=options, value=ALL_SITES, name="site", width=160)
+        # Replays and rebuilds live in their own datasets (pipeline.datasets); switching
+        # is a new page, since every query of the session then reads another store.
+        dataset_options: list[str | tuple[Any, str]] = [*(dataset_names or [datasets.MAIN])]
+        self.dataset_select = Select(
+            options=dataset_options,
+            value=dataset,
+            name="dataset",
+            width=160,
+            visible=bool(dataset_names and len(dataset_names) > 1),
+        )
+        self.dataset_select.js_on_change("value", CustomJS(code=_SWITCH_DATASET))
         # Both lines show text that may come from the store or the URL: as text, never markup.
         self.summary = Div(name="summary", render_as_text=True, disable_math=True)
         self.notice = Div(name="notice", render_as_text=True, disable_math=True, visible=False)
@@ -157,6 +191,7 @@ class DayPage:
             self.next_button,
             self.picker,
             self.site_select,
+            self.dataset_select,
         )
         doc.add_root(column(controls, self.summary, self.notice, self.plot, sizing_mode="stretch_width"))
         doc.theme = Theme(json=style.theme_json())
