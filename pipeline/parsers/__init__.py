@@ -15,6 +15,7 @@ explain why they were rejected.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -35,6 +36,9 @@ class ParseContext:
     # Lines without a year (RFC 3164) get the year that puts them closest
     # before this instant (plus a day of slack for clock skew).
     reference_time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    # Columns of a W3C-style log (Windows Firewall's "#Fields:") when the
+    # source declares them out of band; a header line in the lines wins.
+    fields: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,25 @@ Parser = Callable[[pa.Array, pa.Array, ParseContext], ParseResult]
 
 
 def get(name: str) -> Parser:
-    """The parser of a format by name (``--format``)."""
-    if name == "netfilter":
-        from pipeline.parsers.netfilter import parse
+    """The parser of a format by name (``--format``); ``auto`` detects the format per line."""
+    if name not in FORMATS:
+        raise KeyError(f"unknown log format {name!r}; known: {', '.join(FORMATS)}")
+    # Imported on demand: a parser module imports this one for ParseContext.
+    module = importlib.import_module(f"pipeline.parsers.{name}")
+    parse: Parser = module.parse
+    return parse
 
-        return parse
-    raise KeyError(f"unknown log format {name!r}; known: {', '.join(FORMATS)}")
 
-
-FORMATS: tuple[str, ...] = ("netfilter",)
+# "auto" first: it is the default of every --format flag.
+FORMATS: tuple[str, ...] = (
+    "auto",
+    "netfilter",
+    "ulogd_json",
+    "journald",
+    "filterlog",
+    "pf",
+    "asa",
+    "winfw",
+    "vpc",
+    "mikrotik",
+)

@@ -31,7 +31,6 @@ are explained one by one in plain Python: only rejects leave the columnar path.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -42,6 +41,9 @@ import pyarrow.compute as pc
 
 from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION, conform
 from pipeline.parsers import ParseContext, ParseResult, Reject, syslog
+from pipeline.parsers.address import IPV4 as _IPV4
+from pipeline.parsers.address import compress_ipv6 as _compress
+from pipeline.parsers.address import normalise_addresses
 
 PORT_PROTOCOLS: Final = ("TCP", "UDP", "UDPLITE", "SCTP")
 NAMED_PROTOCOLS: Final = (*PORT_PROTOCOLS, "ICMP", "ICMPv6", "ESP", "AH")
@@ -110,14 +112,6 @@ _READ_ADDRESSES: Final = rf"^(?P<src>{_ADDRESS}) DST=(?P<dst>{_ADDRESS})"
 # Ports count only when followed by a space or the end, as in _TRANSPORT.
 _READ_TRANSPORT: Final = r"^(?P<proto>[A-Za-z0-9]+)(?: SPT=(?P<spt>\d{1,9}) DPT=(?P<dpt>\d{1,9})(?: |$))?"
 
-_IPV4: Final = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
-# How the kernel prints every IPv6 address (%pI6): eight groups of four.
-_IPV6_EXPANDED: Final = r"[0-9a-f]{4}(?::[0-9a-f]{4}){7}"
-# IPv4-mapped addresses print differently across Python versions; leave them
-# to the ipaddress module so we always agree with it.
-_IPV4_MAPPED: Final = "0000:0000:0000:0000:0000:ffff:"
-_IPV6_CHARACTERS: Final = re.compile(r"[0-9A-Fa-f:.]+", re.ASCII)
-
 _NULL_STRING: Final = pa.scalar(None, pa.string())
 _FALSE: Final = pa.scalar(False)
 _QUOTE_LIMIT: Final = 80
@@ -143,37 +137,6 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
         rejected = pa.concat_arrays([unreadable, rejected])
         rejected = pc.take(rejected, pc.sort_indices(rejected))
     return ParseResult(events=events, rejects=_rejects(lines, offsets, rejected, ctx))
-
-
-def normalise_addresses(text: pa.Array) -> pa.Array:
-    """IP addresses as the event model keeps them; null where not an address.
-
-    IPv4 must be a plain dotted quad. IPv6 comes out exactly as
-    ``ipaddress.ip_address(x).compressed``: the kernel's fully expanded form
-    (``2001:0db8:0000:...``) is compressed with regex replacements, column by
-    column; any other IPv6 spelling (ulogd2 prints compressed addresses) goes
-    through the ipaddress module once per distinct value.
-    """
-    is_ipv4 = pc.fill_null(pc.match_substring_regex(text, f"^{_IPV4}$"), False)
-    if pc.all(is_ipv4).as_py() is not False:
-        return text
-    out = pc.if_else(is_ipv4, text, _NULL_STRING)
-    expanded = pc.and_(
-        pc.fill_null(pc.match_substring_regex(text, f"^{_IPV6_EXPANDED}$"), False),
-        pc.invert(pc.fill_null(pc.starts_with(text, _IPV4_MAPPED), False)),
-    )
-    if pc.any(expanded).as_py():
-        out = pc.replace_with_mask(out, expanded, _compress_expanded(text.filter(expanded)))
-    other = pc.and_(
-        pc.invert(pc.or_(is_ipv4, expanded)),
-        pc.fill_null(pc.match_substring(text, ":"), False),
-    )
-    if pc.any(other).as_py():
-        values = text.filter(other)
-        distinct = pc.unique(values)
-        compressed = pa.array([_compress(v) for v in distinct.to_pylist()], pa.string())
-        out = pc.replace_with_mask(out, other, pc.take(compressed, pc.index_in(values, distinct)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -373,7 +336,7 @@ def _events(read: _Fields, offsets: pa.Array, ctx: ParseContext) -> tuple[pa.Arr
     null_port = pa.scalar(None, pa.int32())
     is_tcp = pc.and_(pc.equal(kept.proto, "TCP"), has_ports)
     flags = _where(is_tcp, lambda rows: _tcp_flags(kept.transport.filter(rows)), _NULL_STRING)
-    prefix, action = _prefix_and_action(kept.prefix)
+    prefix, action = prefix_and_action(kept.prefix)
     size = len(kept.position)
     columns = {
         "ts": pc.filter(ts, good),
@@ -430,7 +393,7 @@ def _non_empty(text: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), _NULL_STRING, text)
 
 
-def _prefix_and_action(raw: pa.Array) -> tuple[pa.Array, pa.Array]:
+def prefix_and_action(raw: pa.Array) -> tuple[pa.Array, pa.Array]:
     """Clean prefixes and the action each one names, worked out once per distinct prefix."""
     encoded = pc.dictionary_encode(raw)
     prefixes = pc.utf8_trim_whitespace(encoded.dictionary)
@@ -444,38 +407,6 @@ def _prefix_and_action(raw: pa.Array) -> tuple[pa.Array, pa.Array]:
     )
     actions = pc.fill_null(actions, DEFAULT_ACTION)
     return pc.take(prefixes, encoded.indices), pc.take(actions, encoded.indices)
-
-
-def _compress_expanded(text: pa.Array) -> pa.Array:
-    """Compress fully expanded IPv6 addresses the way ``ipaddress`` does (RFC 5952)."""
-    # Scans hit few distinct addresses many times over: work on those.
-    distinct = pc.unique(text)
-    short = pc.replace_substring_regex(distinct, "^0{1,3}", "")
-    short = pc.replace_substring_regex(short, ":0{1,3}", ":")
-    # The longest run of two or more zero groups becomes "::", the first one
-    # if there is a tie: try the longest runs first, each address only once.
-    everything = pc.indices_nonzero(pa.repeat(pa.scalar(True), len(short)))
-    pending = everything
-    for run in range(8, 1, -1):
-        pattern = "(?:^|:)0" + "(?::0)" * (run - 1) + "(?::|$)"
-        candidates = pc.take(short, pending)
-        hit = pc.match_substring_regex(candidates, pattern)
-        if not pc.any(hit).as_py():
-            continue
-        compressed = pc.replace_substring_regex(pc.filter(candidates, hit), pattern, "::", max_replacements=1)
-        changed = pc.filter(pending, hit)
-        short = pc.replace_with_mask(short, pc.is_in(everything, value_set=changed), compressed)
-        pending = pc.filter(pending, pc.invert(hit))
-    return pc.take(short, pc.index_in(text, distinct))
-
-
-def _compress(text: str) -> str | None:
-    if not _IPV6_CHARACTERS.fullmatch(text):
-        return None
-    try:
-        return ipaddress.IPv6Address(text).compressed
-    except ValueError:
-        return None
 
 
 def _plain(values: pa.Array | pa.ChunkedArray) -> pa.Array:

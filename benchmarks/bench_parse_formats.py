@@ -1,0 +1,252 @@
+"""How fast each format parser is, next to a per-line Python parser of the same lines.
+
+    python benchmarks/bench_parse_formats.py [--lines 200000] [--repeat 3] [--seed 1] [--format NAME]
+
+For every format (and ``auto`` over a mix of all of them) generates realistic
+lines from the format's grammar (random scanners in documentation ranges,
+TCP/UDP, IPv4 and some IPv6), then times, in the same run and on the same
+lines, fireplot's columnar parser and a reference written the way a short
+script would: one compiled regex (or ``json.loads``) per line, a dict per
+event, then one Arrow table. Both must agree on every event's addresses and
+ports, or the numbers mean nothing; the script checks. Prints lines/s and
+the ratio per format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import functools
+import gc
+import json
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from pipeline.parsers import ParseContext, get
+
+REFERENCE_TIME = dt.datetime(2024, 6, 15, 12, tzinfo=dt.UTC)
+
+
+def _scanner(rng: random.Random, v6: bool) -> tuple[str, str]:
+    if v6:
+        return f"2001:db8:{rng.randrange(1, 65536):x}::{rng.randrange(1, 65536):x}", "2001:db8::10"
+    return (
+        f"{rng.choice(('198.51.100', '203.0.113'))}.{rng.randrange(1, 255)}",
+        f"192.0.2.{rng.randrange(1, 20)}",
+    )
+
+
+def _line(fmt: str, rng: random.Random, n: int) -> str:
+    v6 = rng.random() < 0.15
+    src, dst = _scanner(rng, v6)
+    sport, dport = (
+        rng.randrange(1024, 65536),
+        rng.choice((22, 23, 80, 443, 445, 3389, rng.randrange(1, 65536))),
+    )
+    tcp = rng.random() < 0.75
+    moment = dt.datetime(2024, 6, 14, tzinfo=dt.UTC) + dt.timedelta(microseconds=n * 150_000)
+    bsd = moment.strftime("%b %e %H:%M:%S")
+    if fmt == "ulogd_json":
+        record = {
+            "timestamp": moment.isoformat(), "dvc": "Netfilter", "raw.pktlen": 44,
+            "raw.pktcount": 1, "oob.prefix": "DROP ", "oob.time.sec": int(moment.timestamp()),
+            "oob.time.usec": moment.microsecond, "oob.family": 10 if v6 else 2,
+            "ip.protocol": 6 if tcp else 17, "src_port": sport, "dest_port": dport,
+            "tcp.syn": 1 if tcp else None, "oob.in": "eth0", "oob.out": "", "src_ip": src, "dest_ip": dst,
+        }  # fmt: skip
+        return json.dumps({k: v for k, v in record.items() if v is not None})
+    if fmt == "journald":
+        family = "TC=0 HOPLIMIT=57 FLOWLBL=0" if v6 else f"TOS=0x00 PREC=0x00 TTL=50 ID={n % 65536}"
+        src_k = _expand(src) if v6 else src
+        dst_k = _expand(dst) if v6 else dst
+        tail = (
+            f"PROTO=TCP SPT={sport} DPT={dport} WINDOW=1024 RES=0x00 SYN URGP=0 "
+            if tcp
+            else (f"PROTO=UDP SPT={sport} DPT={dport} LEN=20 ")
+        )
+        message = f"DROP IN=eth0 OUT= MAC= SRC={src_k} DST={dst_k} LEN=44 {family} {tail}"
+        return json.dumps({
+            "__REALTIME_TIMESTAMP": str(int(moment.timestamp() * 1_000_000)), "_TRANSPORT": "kernel",
+            "_HOSTNAME": "fw-oslo-1", "MESSAGE": message,
+        })  # fmt: skip
+    if fmt == "filterlog":
+        if v6:
+            body = f"6,0x00,0x00000,64,{'TCP,6' if tcp else 'UDP,17'},40,{src},{dst},{sport},{dport},0"
+        else:
+            body = (
+                f"4,0x0,,64,{n % 65536},0,DF,{'6,tcp' if tcp else '17,udp'},60,{src},{dst},{sport},{dport},0"
+            )
+        return f"<134>{bsd} fw filterlog[72237]: 5,,,1000000103,em0,match,block,in,{body}" + (
+            ",S,1,,1024,,mss" if tcp else ""
+        )
+    if fmt == "pf":
+        payload = "S 1:1(0) win 1024" if tcp else "udp 20"
+        stamp = f"{bsd}.{moment.microsecond:06d}"
+        return f"{stamp} rule 4/(match) block in on em0: {src}.{sport} > {dst}.{dport}: {payload}"
+    if fmt == "asa":
+        return (
+            f"{moment.strftime('%b %d %Y %H:%M:%S')} fw-asa-1 : %ASA-4-106023: "
+            f"Deny {'tcp' if tcp else 'udp'} "
+            f'src outside:{src}/{sport} dst inside:{dst}/{dport} by access-group "OUTSIDE_IN" [0x0, 0x0]'
+        )
+    if fmt == "winfw":
+        proto = "TCP" if tcp else "UDP"
+        stamp = moment.strftime("%Y-%m-%d %H:%M:%S")
+        return f"{stamp} DROP {proto} {src} {dst} {sport} {dport} 52 - - - - - - - RECEIVE"
+    if fmt == "vpc":
+        start = int(moment.timestamp())
+        return (
+            f"2 123456789010 eni-0a1b2c3d4e5f67890 {src} {dst} {sport} {dport} {6 if tcp else 17} "
+            f"{rng.randrange(1, 50)} 4249 {start} {start + 60} REJECT OK"
+        )
+    if fmt == "mikrotik":
+        a, b = (f"[{src}]:{sport}", f"[{dst}]:{dport}") if v6 else (f"{src}:{sport}", f"{dst}:{dport}")
+        return (
+            f"{bsd} gw firewall,info input: in:ether1 out:(unknown 0), src-mac 02:00:5e:10:00:01, "
+            f"proto {'TCP (SYN)' if tcp else 'UDP'}, {a}->{b}, len 60"
+        )
+    raise ValueError(fmt)
+
+
+def _expand(address: str) -> str:
+    import ipaddress
+
+    return ipaddress.IPv6Address(address).exploded
+
+
+FORMAT_NAMES = ("ulogd_json", "journald", "filterlog", "pf", "asa", "winfw", "vpc", "mikrotik")
+
+
+def generate(fmt: str, count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    if fmt == "auto":
+        return [_line(rng.choice(FORMAT_NAMES), rng, n) for n in range(count)]
+    return [_line(fmt, rng, n) for n in range(count)]
+
+
+# The reference: per line, a Python regex or json.loads, then a dict per event.
+_REFERENCE: dict[str, re.Pattern[str]] = {
+    "filterlog": re.compile(
+        r"filterlog\[\d+\]: (?:[^,]*,){8}(?:4,(?:[^,]*,){8}|6,(?:[^,]*,){5})[^,]*,"
+        r"(?P<src>[^,]+),(?P<dst>[^,]+),"
+        r"(?P<spt>\d+),(?P<dpt>\d+)"
+    ),
+    "pf": re.compile(
+        r"rule \S+ \w+ (?:in|out) on \S+: (?P<src>[\d.]+?|[0-9a-f:]+)\.(?P<spt>\d+) > "
+        r"(?P<dst>[\d.]+?|[0-9a-f:]+)\.(?P<dpt>\d+): "
+    ),
+    "asa": re.compile(
+        r"%ASA-\d-106023: Deny \w+ src [^:]+:(?P<src>[^/]+)/(?P<spt>\d+) dst [^:]+:(?P<dst>[^/]+)/"
+        r"(?P<dpt>\d+) "
+    ),
+    "winfw": re.compile(r"^\S+ \S+ DROP \w+ (?P<src>\S+) (?P<dst>\S+) (?P<spt>\d+) (?P<dpt>\d+) "),
+    "vpc": re.compile(r"^2 \S+ \S+ (?P<src>\S+) (?P<dst>\S+) (?P<spt>\d+) (?P<dpt>\d+) "),
+    "mikrotik": re.compile(
+        r"proto \w+(?: \([^)]*\))?, \[?(?P<src>[0-9a-f.:]+?)\]?:(?P<spt>\d+)->"
+        r"\[?(?P<dst>[0-9a-f.:]+?)\]?:(?P<dpt>\d+), "
+    ),
+    "journald": re.compile(r"SRC=(?P<src>\S+) DST=(?P<dst>\S+) .*?SPT=(?P<spt>\d+) DPT=(?P<dpt>\d+)"),
+}
+_REF_SCHEMA = pa.schema([("src_ip", pa.string()), ("dst_ip", pa.string()), ("src_port", pa.int32()),
+                         ("dst_port", pa.int32()), ("source_offset", pa.int64())])  # fmt: skip
+
+
+def _reference_one(fmt: str, line: str) -> dict[str, object] | None:
+    import ipaddress
+
+    if fmt == "ulogd_json":
+        record = json.loads(line)
+        return {
+            "src_ip": ipaddress.ip_address(record["src_ip"]).compressed,
+            "dst_ip": ipaddress.ip_address(record["dest_ip"]).compressed,
+            "src_port": record.get("src_port"),
+            "dst_port": record.get("dest_port"),
+        }
+    if fmt == "journald":
+        line = json.loads(line)["MESSAGE"]
+    match = _REFERENCE[fmt].search(line)
+    if match is None:
+        return None
+    return {
+        "src_ip": ipaddress.ip_address(match["src"]).compressed,
+        "dst_ip": ipaddress.ip_address(match["dst"]).compressed,
+        "src_port": int(match["spt"]),
+        "dst_port": int(match["dpt"]),
+    }
+
+
+def reference(fmt: str) -> Callable[[list[str], pa.Array], pa.Table]:
+    def parse(lines: list[str], offsets: pa.Array) -> pa.Table:
+        events = []
+        for line, offset in zip(lines, offsets.to_pylist(), strict=True):
+            name = fmt
+            if fmt == "auto":
+                name = next(f for f in FORMAT_NAMES if _detect_reference(f, line))
+            event = _reference_one(name, line)
+            if event is not None:
+                event["source_offset"] = offset
+                events.append(event)
+        return pa.Table.from_pylist(events, schema=_REF_SCHEMA)
+
+    return parse
+
+
+def _detect_reference(fmt: str, line: str) -> bool:
+    markers = {
+        "journald": '"__REALTIME_TIMESTAMP"', "ulogd_json": '"oob.', "filterlog": "filterlog[",
+        "pf": " rule ",
+        "asa": "%ASA-", "winfw": " RECEIVE", "vpc": " REJECT OK", "mikrotik": "firewall,info",
+    }  # fmt: skip
+    return markers[fmt] in line
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    options.add_argument("--lines", type=int, default=200_000, help="lines per format (200000)")
+    options.add_argument("--repeat", type=int, default=3, help="timed runs of each parser (3)")
+    options.add_argument("--seed", type=int, default=1, help="random seed of the generator (1)")
+    options.add_argument("--format", action="append", help="only these formats (repeatable)")
+    args = options.parse_args(argv)
+
+    ctx = ParseContext(site="bench", source_id="bench", reference_time=REFERENCE_TIME)
+    print(f"{args.lines:,} lines per format, best of {args.repeat} runs; lines/s")
+    print(f"{'format':12} {'fireplot':>12} {'reference':>12} {'ratio':>7}")
+    failed = False
+    for fmt in args.format or (*FORMAT_NAMES, "auto"):
+        text = generate(fmt, args.lines, args.seed)
+        lines = pa.array(text, pa.string())
+        offsets = pa.array(range(0, args.lines * 256, 256), pa.int64())
+        ours = get(fmt)
+        theirs = reference(fmt)
+        result = ours(lines, offsets, ctx)
+        expected = theirs(text, offsets)
+        got = result.events.select(_REF_SCHEMA.names)
+        if result.rejects or not got.cast(_REF_SCHEMA).equals(expected):
+            reason = result.rejects[0].reason if result.rejects else "events differ"
+            print(f"{fmt:12} the two parsers disagree ({reason}): no timing", file=sys.stderr)
+            failed = True
+            continue
+        best_ours = _best(functools.partial(ours, lines, offsets, ctx), args.repeat)
+        best_ref = _best(functools.partial(theirs, text, offsets), args.repeat)
+        rate, ref_rate = args.lines / best_ours, args.lines / best_ref
+        print(f"{fmt:12} {rate:>12,.0f} {ref_rate:>12,.0f} {rate / ref_rate:>6.1f}x")
+    return 1 if failed else 0
+
+
+def _best(run: Callable[[], object], repeat: int) -> float:
+    seconds = []
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - start)
+    return min(seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
