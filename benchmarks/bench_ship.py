@@ -47,6 +47,8 @@ def main() -> None:
             cfg.write_text(
                 f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{topic}"\n'
                 f'[shipper]\ndead_letter_dir = "{tmp}/dead"\n'
+                # A fresh registry per run: with a shared one, a repeat would resume at the end.
+                f'registry_path = "{tmp}/{topic}/registry.json"\nspool_dir = "{tmp}/{topic}/spool"\n'
             )
             subprocess.run(
                 [

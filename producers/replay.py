@@ -37,6 +37,7 @@ from producers.publisher import Publisher
 # replay to look continuous, coarse enough to keep records large.
 PACE_STEP_S = 0.2
 SAVE_EVERY_S = 2.0
+MAX_BATCH_EVENTS = 8192
 ORDER = [("ts", "ascending"), ("source_id", "ascending"), ("source_offset", "ascending")]
 
 
@@ -121,13 +122,17 @@ def hours(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, d
         t = nxt
 
 
-def _steps(table: pa.Table, step_us: int) -> Iterator[tuple[int, pa.Table]]:
-    """Consecutive slices of a ts-sorted table, one per pacing step of event time."""
+def _steps(table: pa.Table, step_us: int | None) -> Iterator[tuple[int, pa.Table]]:
+    """Consecutive slices of a ts-sorted table: one per pacing step of event time, or
+    (unpaced) of MAX_BATCH_EVENTS rows, so each Kafka record carries a real batch."""
     if table.num_rows == 0:
         return
     ts = pc.cast(table.column("ts"), pa.int64()).to_numpy()
-    bucket = (ts - ts[0]) // step_us
-    bounds = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(ts)]
+    if step_us is None:
+        bounds = [*range(0, len(ts), MAX_BATCH_EVENTS), len(ts)]
+    else:
+        bucket = (ts - ts[0]) // step_us
+        bounds = [0, *(np.flatnonzero(np.diff(bucket)) + 1).tolist(), len(ts)]
     for a, b in itertools.pairwise(bounds):
         yield int(ts[a]), table.slice(a, b - a)
 
@@ -150,7 +155,7 @@ def replay(
     sent = 0
     wall0: float | None = None
     ts0_us: int | None = None
-    step_us = int(PACE_STEP_S * (speed or 1) * 1e6)
+    step_us = int(PACE_STEP_S * speed * 1e6) if speed else None
     begin = state.done_until or start
     saved = time.monotonic()
     for h_start, h_end in hours(begin, end):
