@@ -1,0 +1,76 @@
+"""The scan dataset: ``<scans_dir>/date=<epoch date>/<kind>+<epoch start us>.parquet``.
+
+One file per (kind, epoch) holds every scan of that epoch; an evaluation of the
+epoch rewrites it whole (temp file, fsync, rename), so writing is idempotent and
+a reader never sees half a file. Open scans are rewritten until they close.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.detect.engine import SCAN_SCHEMA, US
+
+
+class ScanStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, kind: str, epoch_us: int) -> Path:
+        day = dt.datetime.fromtimestamp(epoch_us / US, dt.UTC).date()
+        return self.root / f"date={day.isoformat()}" / f"{kind}+{epoch_us:020d}.parquet"
+
+    def replace(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
+        """Make the epoch's file hold exactly these scans; return those that were not in it."""
+        path = self.path(kind, epoch_us)
+        old_ids: set[str] = set()
+        if path.exists():
+            old = pq.read_table(path, columns=["scan_id", "status"])
+            old_ids = set(old.column("scan_id").to_pylist())
+            if scans.num_rows == 0:
+                path.unlink()
+                return []
+        if scans.num_rows == 0:
+            return []
+        scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(scans, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        mask = pc.invert(pc.is_in(scans.column("scan_id"), value_set=pa.array(sorted(old_ids), pa.string())))
+        new: list[dict[str, Any]] = scans.filter(mask).to_pylist()
+        return new
+
+    def read(self, since: dt.datetime | None = None, until: dt.datetime | None = None,
+             site: str | None = None, kind: str | None = None, by: str = "last_ts") -> pa.Table:
+        """Scans with since <= <by> < until, optionally of one site (or listing it) and kind."""
+        files = sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
+        if kind is not None:
+            files = [p for p in files if p.name.startswith(f"{kind}+")]
+        if not files:
+            return SCAN_SCHEMA.empty_table()
+        table = pa.concat_tables([pq.read_table(p).cast(SCAN_SCHEMA) for p in files])
+        col = table.column(by)
+        if since is not None:
+            table = table.filter(pc.greater_equal(col, pa.scalar(since, SCAN_SCHEMA.field(by).type)))
+            col = table.column(by)
+        if until is not None:
+            table = table.filter(pc.less(col, pa.scalar(until, SCAN_SCHEMA.field(by).type)))
+        if site is not None:
+            in_sites = pc.greater(pc.list_value_length(pc.list_filter(table.column("sites"), site)), 0) \
+                if hasattr(pc, "list_filter") else None
+            if in_sites is None:
+                listed = [site in s for s in table.column("sites").to_pylist()]
+                table = table.filter(pa.array(listed))
+            else:
+                table = table.filter(in_sites)
+        return table.sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
