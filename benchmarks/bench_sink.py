@@ -4,7 +4,10 @@ Both read the same pre-filled topic (records of Arrow event batches) on the
 same broker; the reference is kafka-python polling and pyarrow writing one
 file per partition-hour, with no faust, no durability steps and no offset
 bookkeeping. Each side is timed from process start until every event is in
-its store, so group join and start-up count for both.
+its store, so group join and start-up count for both; a second report times
+each side from the moment it holds its partitions (the worker's /health lists
+them; the reference drops a marker file), which is the rate a running worker
+archives at. Peak RSS (VmHWM) of both processes is printed too.
 
     python -m benchmarks.bench_sink [--events 1000000]
 """
@@ -13,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +46,13 @@ c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earlies
                   group_id="ref-" + topic, enable_auto_commit=False, max_partition_fetch_bytes=16 << 20,
                   fetch_max_bytes=64 << 20)
 seen = 0
+ready = False
 while seen < n:
-    for tp, msgs in c.poll(timeout_ms=500).items():
+    got = c.poll(timeout_ms=500)
+    if not ready and c.assignment():
+        open(out + ".ready", "w").close()  # group joined, partitions assigned
+        ready = True
+    for tp, msgs in got.items():
         tables = [wire.decode(m.value) for m in msgs]
         import pyarrow as pa
         t = pa.concat_tables(tables)
@@ -52,6 +63,7 @@ while seen < n:
                            compression="zstd")
         seen += t.num_rows
     c.commit()
+import time; time.sleep(3)  # stay alive (after the timed part) so the harness can read peak RSS
 """
 
 
@@ -83,30 +95,67 @@ def synthetic_events(n: int, seed: int = 1) -> pa.Table:
     return pa.table(cols, schema=EVENT_SCHEMA)
 
 
+def peak_rss_mb(pid: int) -> float:
+    """Peak resident set (VmHWM) of a running process, from /proc."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return float("nan")
+
+
 def count(path: Path) -> int:
     if not path.exists():
         return 0
     try:
-        return ds.dataset(path, format="parquet", ignore_prefixes=[".", "_"]).count_rows()
+        return int(ds.dataset(path, format="parquet", ignore_prefixes=[".", "_"]).count_rows())
     except (pa.ArrowInvalid, FileNotFoundError):
         return 0
 
 
-def wait_rows(path: Path, n: int, proc: subprocess.Popen[bytes], timeout_s: float = 900) -> float:
+def wait_rows(
+    path: Path, n: int, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float = 900
+) -> tuple[float, float]:
+    """Seconds from now until the consumer has its partitions, and until all n rows are visible."""
     t0 = time.perf_counter()
+    ready_s: float | None = None
     while count(path) < n:
+        if ready_s is None and ready():
+            ready_s = time.perf_counter() - t0
         if proc.poll() is not None and count(path) < n:
             raise SystemExit(f"process exited early with {proc.returncode}")
         if time.perf_counter() - t0 > timeout_s:
             raise SystemExit("timed out")
-        time.sleep(0.1)
-    return time.perf_counter() - t0
+        time.sleep(0.02)
+    total = time.perf_counter() - t0
+    return (ready_s if ready_s is not None else total), total
+
+
+def worker_ready(port: int) -> Callable[[], bool]:
+    """The worker's /health lists assigned partitions once it has joined the group."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+                return bool(json.loads(resp.read()).get("assigned_partitions"))
+        except (OSError, ValueError):
+            return False
+
+    return check
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--batch", type=int, default=8192, help="events per Kafka record")
+    ap.add_argument(
+        "--flush-max-records", type=int, help="worker [worker] flush_max_records (default: its own)"
+    )
+    ap.add_argument(
+        "--flush-interval-s", type=float, help="worker [worker] flush_interval_s (default: its own)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         root = Path(tmp)
@@ -123,23 +172,26 @@ def main() -> None:
             f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{topic}"\nvar_dir = "{root / "var"}"\n'
             f'[worker]\nstore_dir = "{root / "store"}"\napp_id = "bench-{topic}"\nweb_port = 16099\n'
         )
-        t = time.perf_counter()
+        with open(cfg, "a") as fh:
+            if args.flush_max_records:
+                fh.write(f"flush_max_records = {args.flush_max_records}\n")
+            if args.flush_interval_s:
+                fh.write(f"flush_interval_s = {args.flush_interval_s}\n")
         ours = subprocess.Popen(
             [sys.executable, "-m", "fireplot", "-c", str(cfg), "--log-level", "warning", "worker"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_rows(root / "store" / "events", args.events, ours)
-        ours_s = time.perf_counter() - t
+        ours_ready_s, ours_s = wait_rows(root / "store" / "events", args.events, ours, worker_ready(16099))
+        ours_rss_mb = peak_rss_mb(ours.pid)
         ours.terminate()
         ours.wait()
 
-        t = time.perf_counter()
         ref = subprocess.Popen(
             [sys.executable, "-c", REFERENCE, bootstrap, topic, str(root / "ref"), str(args.events)]
         )
-        wait_rows(root / "ref", args.events, ref)
-        ref_s = time.perf_counter() - t
+        ref_ready_s, ref_s = wait_rows(root / "ref", args.events, ref, lambda: (root / "ref.ready").exists())
+        ref_rss_mb = peak_rss_mb(ref.pid)
         ref.wait()
         report(
             f"Kafka -> Parquet, {args.events:,} events in records of {args.batch}, process start to all "
@@ -150,6 +202,16 @@ def main() -> None:
             "plain consumer + pyarrow",
             ref_s,
         )
+        report(
+            f"Kafka -> Parquet, {args.events:,} events, from partitions assigned (group joined) to all "
+            f"rows visible (start-up: fireplot {ours_ready_s:.2f} s, reference {ref_ready_s:.2f} s)",
+            "events",
+            args.events,
+            ours_s - ours_ready_s,
+            "plain consumer + pyarrow",
+            ref_s - ref_ready_s,
+        )
+        print(f"  peak RSS   fireplot worker {ours_rss_mb:,.0f} MB, reference {ref_rss_mb:,.0f} MB")
 
 
 if __name__ == "__main__":

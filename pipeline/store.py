@@ -20,18 +20,44 @@ On start a worker reads the manifest, deletes files of that partition beyond
 it (a flush cut short between steps 2 and 3) and skips records at or below it
 (a crash between step 3 and the Kafka offset commit). That is how the store
 stays exact through kill -9 without Kafka transactions.
+
+Fencing. Every flush of a topic-partition runs under an exclusive ``flock`` on
+``_sink/<topic>+<partition>.lock`` and re-reads the manifest inside it, so a
+worker that lost the partition in a rebalance but is still flushing what it
+had taken, and the new owner recovering the partition, are serialised: the
+second skips what the first committed, and a file beyond the manifest seen
+under the lock can only be a crashed flush's. Each partition-hour directory a
+flush writes into is held under a shared lock on ``_locks/...`` that
+compaction takes exclusively for its directory swap (``pipeline.compact``).
+Locks are local ``flock``s: the store must be a local (or NFSv4) file system.
+
+Duplicates from at-least-once shippers. An event is ``(source_id,
+source_offset)``; a shipper that re-sends after a crash sends the same ids
+again under new Kafka offsets, with the same key (site/host), so on the same
+topic-partition. The manifest keeps, per source_id, the highest source_offset
+that partition has stored. Events above it are new without looking at any
+file (the steady state costs one hash lookup per batch, not a read); events at
+or below it are *candidates* and are checked exactly against the id columns of
+their partition-hour's files (only the two id columns, pruned by row-group
+statistics). A candidate is dropped only when its id is really stored, so an
+out-of-order source costs a read, never an event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -41,11 +67,18 @@ from pipeline.event import EVENT_SCHEMA, FIELD_NAMES
 
 EVENTS_DIR = "events"
 SINK_DIR = "_sink"
+LOCKS_DIR = "_locks"
+ID_COLUMNS = ["source_id", "source_offset"]
 PARTITION_KEYS = ("site", "date", "hour")
 PARTITIONING_SCHEMA = pa.schema([("site", pa.string()), ("date", pa.date32()), ("hour", pa.int8())])
 PARTITIONING = ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")
 # Files hold every event column except the ones the path already says.
 FILE_SCHEMA = pa.schema([EVENT_SCHEMA.field(n) for n in FIELD_NAMES if n != "site"])
+DATASET_SCHEMA = (
+    FILE_SCHEMA.append(PARTITIONING_SCHEMA.field("site"))
+    .append(PARTITIONING_SCHEMA.field("date"))
+    .append(PARTITIONING_SCHEMA.field("hour"))
+)
 _NAME_RE = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
 
 
@@ -71,6 +104,93 @@ def partition_dir(root: Path, site: str, date: dt.date, hour: int) -> Path:
     return root / EVENTS_DIR / f"site={site}" / f"date={date.isoformat()}" / f"hour={hour:02d}"
 
 
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
+    """Hold an flock on ``path`` (created if missing); yields False if non-blocking and busy."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def hour_lock_path(root: Path, site: str, date: dt.date, hour: int) -> Path:
+    return root / LOCKS_DIR / f"site={site}" / f"{date.isoformat()}T{hour:02d}.lock"
+
+
+@dataclass
+class PartitionState:
+    """What the manifest of one topic-partition says is durably in the store."""
+
+    last_offset: int = -1
+    # highest source_offset stored per source_id through this topic-partition
+    high_water: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FlushResult:
+    paths: list[Path]
+    events_written: int
+    bytes_written: int
+    duplicates_dropped: int
+
+
+def unique_ids(table: pa.Table) -> pa.Table:
+    """The table without repeated (source_id, source_offset), first occurrence kept."""
+    n = table.num_rows
+    if n < 2:
+        return table
+    sources = pc.dictionary_encode(table.column("source_id").combine_chunks())
+    offsets = table.column("source_offset").to_numpy()
+    if len(sources.dictionary) < 2**22 and offsets.min() >= 0 and offsets.max() < 2**41:
+        # Both id columns packed into one int64 sort key: a sort of 8-byte keys
+        # is several times cheaper than hashing (string, int64) pairs.
+        key = (sources.indices.to_numpy(zero_copy_only=False).astype(np.int64) << 41) | offsets
+        order = np.argsort(key, kind="stable")
+        sorted_key = key[order]
+        repeat = sorted_key[1:] == sorted_key[:-1]
+        if not repeat.any():
+            return table
+        keep = np.ones(n, dtype=bool)
+        keep[order[1:][repeat]] = False  # stable sort: the first occurrence leads each run
+        return table.filter(pa.array(keep))
+    indexed = table.select(ID_COLUMNS).append_column("_i", pa.array(np.arange(n)))
+    first = indexed.group_by(ID_COLUMNS, use_threads=False).aggregate([("_i", "min")]).column("_i_min")
+    if len(first) == n:
+        return table
+    return table.take(pc.sort_indices(first))
+
+
+def high_water_of(table: pa.Table) -> dict[str, int]:
+    """Highest source_offset per source_id in the table."""
+    g = (
+        table.select(ID_COLUMNS)
+        .group_by("source_id", use_threads=False)
+        .aggregate([("source_offset", "max")])
+    )
+    return dict(
+        zip(g.column("source_id").to_pylist(), g.column("source_offset_max").to_pylist(), strict=True)
+    )
+
+
+def candidate_mask(table: pa.Table, high_water: dict[str, int]) -> pa.Array:
+    """True where an event's offset is at or below its source's high-water mark (maybe stored)."""
+    if not high_water:
+        return pa.array(np.zeros(table.num_rows, dtype=bool))
+    keys = pa.array(list(high_water), pa.string())
+    marks = pa.array(list(high_water.values()), pa.int64())
+    pos = pc.index_in(table.column("source_id"), value_set=keys)
+    mark = pc.take(marks, pos)  # null where the source is new
+    return pc.fill_null(pc.less_equal(table.column("source_offset"), mark), False)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -91,26 +211,40 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def split_by_partition(table: pa.Table) -> Iterator[tuple[str, dt.date, int, pa.Table]]:
-    """Group events by (site, UTC date, UTC hour) of their event time."""
-    if table.num_rows == 0:
+    """Group events by (site, UTC date, UTC hour) of their event time, each group sorted by time.
+
+    One sort of the whole table by (site, hour, ts) and a slice per run of
+    equal keys: filtering the table once per group costs a full pass each."""
+    n = table.num_rows
+    if n == 0:
         return
-    ts = table.column("ts")
-    keyed = table.append_column("_date", pc.cast(ts, pa.date32())).append_column(
-        "_hour", pc.hour(ts).cast(pa.int8())
-    )
-    groups = keyed.group_by(["site", "_date", "_hour"]).aggregate([])
-    for site, date, hour in zip(
-        groups.column("site").to_pylist(),
-        groups.column("_date").to_pylist(),
-        groups.column("_hour").to_pylist(),
-        strict=True,
-    ):
-        mask = pc.and_(
-            pc.and_(pc.equal(keyed.column("site"), site), pc.equal(keyed.column("_date"), date)),
-            pc.equal(keyed.column("_hour"), hour),
-        )
-        part = table.filter(mask).sort_by([("ts", "ascending")])
-        yield site, date, hour, part
+    ts = table.column("ts").cast(pa.int64()).to_numpy()
+    hour_index = np.floor_divide(ts, 3_600_000_000)
+    sites = pc.dictionary_encode(table.column("site").combine_chunks())
+    codes = sites.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    key = (codes << 32) + hour_index + 2**31  # biased: hours before 1970 stay non-negative
+    order = np.lexsort((ts, key))
+    sorted_key = key[order]
+    bounds = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
+    # Batches from one sensor usually arrive in time order: then no reordering copy.
+    in_order = bool(np.all(order[1:] > order[:-1]))
+    ordered = table if in_order else table.take(pa.array(order))
+    names = sites.dictionary.to_pylist()
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), n], strict=True):
+        k = int(sorted_key[start])
+        hour_start = epoch + dt.timedelta(hours=k - ((k >> 32) << 32) - 2**31)
+        yield names[k >> 32], hour_start.date(), hour_start.hour, ordered.slice(start, end - start)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fireplot-write")
+    return _POOL
 
 
 class Store:
@@ -128,16 +262,28 @@ class Store:
     def manifest_path(self, topic: str, partition: int) -> Path:
         return self.root / SINK_DIR / f"{topic}+{partition}.json"
 
-    def committed_offset(self, topic: str, partition: int) -> int:
-        """Last Kafka offset of this topic-partition durably in the store, -1 if none."""
+    def partition_lock(self, topic: str, partition: int) -> contextlib.AbstractContextManager[bool]:
+        """Exclusive lock serialising every writer of one topic-partition (see module doc)."""
+        return file_lock(self.root / SINK_DIR / f"{topic}+{partition}.lock")
+
+    def partition_state(self, topic: str, partition: int) -> PartitionState:
         try:
             data = json.loads(self.manifest_path(topic, partition).read_text())
         except FileNotFoundError:
-            return -1
-        return int(data["last_offset"])
+            return PartitionState()
+        return PartitionState(
+            int(data["last_offset"]), {str(k): int(v) for k, v in data.get("high_water", {}).items()}
+        )
+
+    def committed_offset(self, topic: str, partition: int) -> int:
+        """Last Kafka offset of this topic-partition durably in the store, -1 if none."""
+        return self.partition_state(topic, partition).last_offset
 
     def recover(self, topic: str, partition: int) -> tuple[int, list[Path]]:
-        """Remove the leftovers of a flush that did not commit; return the committed offset."""
+        """Remove the leftovers of a flush that did not commit; return the committed offset.
+
+        Call under ``partition_lock``: only then is every file beyond the
+        manifest a crashed flush's rather than a live writer's."""
         committed = self.committed_offset(topic, partition)
         removed: list[Path] = []
         prefix = f"{topic}+{partition}+"
@@ -153,32 +299,100 @@ class Store:
                     removed.append(path)
         return committed, removed
 
-    def write_flush(self, rng: OffsetRange, table: pa.Table) -> list[Path]:
-        """Write one flush of events from one topic-partition and commit it."""
-        staged: list[tuple[Path, Path]] = []
-        for site, date, hour, part in split_by_partition(table):
-            final = partition_dir(self.root, site, date, hour) / rng.file_name()
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = final.with_name(f".{final.name}.tmp")
-            pq.write_table(
-                part.drop_columns(["site"]).cast(FILE_SCHEMA),
-                tmp,
-                compression="zstd",
-                row_group_size=128 * 1024,
+    def stored_ids(self, site: str, date: dt.date, hour: int, candidates: pa.Table) -> pa.Table:
+        """Which of the candidate ids a partition-hour already holds (two columns read, pruned)."""
+        directory = partition_dir(self.root, site, date, hour)
+        for attempt in range(5):
+            files = [str(p) for p in directory.glob("*.parquet")] if directory.exists() else []
+            if not files:
+                return pa.table(
+                    {"source_id": pa.array([], pa.string()), "source_offset": pa.array([], pa.int64())}
+                )
+            offsets = candidates.column("source_offset")
+            flt = (
+                ds.field("source_id").isin(pc.unique(candidates.column("source_id")))
+                & (ds.field("source_offset") >= pc.min(offsets))
+                & (ds.field("source_offset") <= pc.max(offsets))
             )
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            staged.append((tmp, final))
-        for tmp, final in staged:
-            os.replace(tmp, final)
-        for directory in {final.parent for _, final in staged}:
-            _fsync_dir(directory)
-        self.commit_offsets(rng)
-        return [final for _, final in staged]
+            try:
+                return ds.dataset(files, format="parquet", schema=FILE_SCHEMA).to_table(
+                    columns=ID_COLUMNS, filter=flt
+                )
+            except FileNotFoundError:
+                # compaction swapped the directory between listing and reading
+                time.sleep(0.05 * (attempt + 1))
+        raise RuntimeError(f"{directory}: files kept vanishing while reading ids")
 
-    def commit_offsets(self, rng: OffsetRange) -> None:
+    def write_flush(self, rng: OffsetRange, table: pa.Table) -> list[Path]:
+        """Write one flush of events from one topic-partition and commit it; the files written."""
+        return self.write_events(rng, table).paths
+
+    def write_events(
+        self, rng: OffsetRange, table: pa.Table, state: PartitionState | None = None
+    ) -> FlushResult:
+        """Write one flush of events from one topic-partition, without stored duplicates, and commit it.
+
+        ``state`` is the partition's manifest as read under ``partition_lock``
+        (read here when not given)."""
+        state = state if state is not None else self.partition_state(rng.topic, rng.partition)
+        before = table.num_rows
+        table = unique_ids(table)
+        maybe = candidate_mask(table, state.high_water) if table.num_rows else None
+        parts = list(split_by_partition(table.append_column("_cand", maybe))) if maybe is not None else []
+        with contextlib.ExitStack() as locks:
+            for site, date, hour, _ in sorted(parts, key=lambda p: (p[0], p[1], p[2])):
+                locks.enter_context(file_lock(hour_lock_path(self.root, site, date, hour), shared=True))
+            # Partition-hours are written in parallel: Parquet encoding and
+            # zstd release the GIL, and fsyncs of different files overlap.
+            staged = [x for x in _pool().map(lambda p: self._stage(rng, *p), parts) if x is not None]
+            written = sum(x[2] for x in staged)
+            size = sum(x[3] for x in staged)
+            for tmp, final, _, _ in staged:
+                os.replace(tmp, final)
+            list(_pool().map(_fsync_dir, {final.parent for _, final, _, _ in staged}))
+            high_water = dict(state.high_water)
+            if table.num_rows:
+                for sid, off in high_water_of(table).items():
+                    if off > high_water.get(sid, -1):
+                        high_water[sid] = off
+            self.commit_offsets(rng, high_water)
+        state.last_offset, state.high_water = rng.last, high_water
+        return FlushResult([final for _, final, _, _ in staged], written, size, before - written)
+
+    def _stage(
+        self, rng: OffsetRange, site: str, date: dt.date, hour: int, part: pa.Table
+    ) -> tuple[Path, Path, int, int] | None:
+        """Write one partition-hour's new events to a fsynced temporary file: (tmp, final, rows, bytes)."""
+        cand = part.column("_cand")
+        part = part.drop_columns(["_cand"])
+        if pc.any(cand).as_py():
+            stored = self.stored_ids(site, date, hour, part.filter(cand).select(ID_COLUMNS))
+            if stored.num_rows:
+                part = part.join(stored, keys=ID_COLUMNS, join_type="left anti", use_threads=False)
+                part = part.sort_by([("ts", "ascending")])
+        if not part.num_rows:
+            return None
+        final = partition_dir(self.root, site, date, hour) / rng.file_name()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp")
+        pq.write_table(
+            part.drop_columns(["site"]).cast(FILE_SCHEMA), tmp, compression="zstd", row_group_size=128 * 1024
+        )
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+            size = os.fstat(fh.fileno()).st_size
+        return tmp, final, part.num_rows, size
+
+    def commit_offsets(self, rng: OffsetRange, high_water: dict[str, int] | None = None) -> None:
         """Record that every record of the partition up to ``rng.last`` is in the store."""
-        manifest = {"topic": rng.topic, "partition": rng.partition, "last_offset": rng.last}
+        if high_water is None:
+            high_water = self.partition_state(rng.topic, rng.partition).high_water
+        manifest = {
+            "topic": rng.topic,
+            "partition": rng.partition,
+            "last_offset": rng.last,
+            "high_water": high_water,
+        }
         _atomic_write_bytes(self.manifest_path(rng.topic, rng.partition), json.dumps(manifest).encode())
 
     # ---- reading ---------------------------------------------------------
@@ -190,11 +404,27 @@ class Store:
             self.events_root,
             format="parquet",
             partitioning=PARTITIONING,
-            schema=FILE_SCHEMA.append(PARTITIONING_SCHEMA.field("site"))
-            .append(PARTITIONING_SCHEMA.field("date"))
-            .append(PARTITIONING_SCHEMA.field("hour")),
+            schema=DATASET_SCHEMA,
             ignore_prefixes=[".", "_"],
         )
+
+    def _scan(self, build: Callable[[ds.Dataset], pa.Table], empty: pa.Table) -> pa.Table:
+        # Compaction swaps a partition-hour directory atomically; a scan that
+        # listed the old files just before the swap finds them gone and is
+        # retried on the new listing rather than returning a partial answer.
+        for attempt in range(50):
+            dataset = self.dataset()
+            if dataset is None:
+                return empty
+            try:
+                return build(dataset)
+            except FileNotFoundError:
+                time.sleep(min(0.2, 0.01 * (attempt + 1)))
+            except OSError as exc:
+                if "No such file" not in str(exc):
+                    raise
+                time.sleep(min(0.2, 0.01 * (attempt + 1)))
+        raise RuntimeError(f"{self.events_root}: files kept vanishing during a scan")
 
     def read(
         self,
@@ -206,10 +436,7 @@ class Store:
         """Events with start <= ts < end, pruned by the date partitions first."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware")
-        dataset = self.dataset()
         cols = columns or list(FIELD_NAMES)
-        if dataset is None:
-            return EVENT_SCHEMA.empty_table().select(cols)
         start_utc, end_utc = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
         flt = (
             (ds.field("date") >= start_utc.date())
@@ -220,14 +447,19 @@ class Store:
         site_list = list(sites) if sites is not None else None
         if site_list is not None:
             flt = flt & ds.field("site").isin(site_list)
-        table = dataset.to_table(columns=cols, filter=flt)
+        table = self._scan(
+            lambda d: d.to_table(columns=cols, filter=flt), EVENT_SCHEMA.empty_table().select(cols)
+        )
         return table.cast(pa.schema([EVENT_SCHEMA.field(c) for c in cols]))
 
     def read_all(self) -> pa.Table:
-        dataset = self.dataset()
-        if dataset is None:
-            return EVENT_SCHEMA.empty_table()
-        return dataset.to_table(columns=list(FIELD_NAMES)).cast(EVENT_SCHEMA)
+        table = self._scan(lambda d: d.to_table(columns=list(FIELD_NAMES)), EVENT_SCHEMA.empty_table())
+        return table.cast(EVENT_SCHEMA)
+
+    def count(self) -> int:
+        return int(
+            self._scan(lambda d: pa.table({"n": [d.count_rows()]}), pa.table({"n": [0]}))["n"][0].as_py()
+        )
 
     def sites(self) -> list[str]:
         if not self.events_root.exists():

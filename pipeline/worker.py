@@ -1,9 +1,20 @@
-"""The archive worker: a faust app that writes the events topic into the Parquet store.
+"""The archive worker: a faust app that writes the events and raw-lines topics into the Parquet store.
 
 Exactly-once effect without Kafka transactions (see ``pipeline.store``):
 records are taken with ``noack_take`` and acknowledged only after the flush
 that holds them is durable; on first sight of a partition the worker trims
-whatever an interrupted flush left and skips offsets the store already has.
+whatever an interrupted flush left, and every flush skips offsets the store
+already has and event ids it already holds (shipper re-sends). Each flush of
+a partition runs under that partition's lock and re-reads its manifest, so a
+worker that lost the partition in a rebalance while flushing and the new
+owner never interleave.
+
+Two agents, one per topic, each with its own ``ArchiveSink``: the events
+topic (Arrow batches, ``pipeline.wire``) and the raw-lines topic (plain or
+JSON-wrapped log lines from rsyslog/Filebeat/Vector/Fluent Bit, parsed with
+the shared parsers, see ``RawLines``). Events dated beyond
+``[worker] future_tolerance_s`` are stored in their event-time partition and
+counted (``fireplot_worker_future_events_total``); nothing is dropped for it.
 
 faust traps this design avoids:
 - the sink agent runs with concurrency 1: with more, faust can commit past an
@@ -18,23 +29,34 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
-from pipeline import wire
+from pipeline import parsers, wire
 from pipeline.config import Config
+from pipeline.event import EVENT_SCHEMA, TS_TYPE
+from pipeline.parsers import ParseContext, Parser
 from pipeline.store import OffsetRange, Store
 
 log = logging.getLogger("fireplot.worker")
+
+
+SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_LINES_PER_RECORD = 2**16  # raw event id = offset * 2**16 + line index
 
 
 @dataclass(frozen=True)
@@ -43,17 +65,195 @@ class Record:
     partition: int
     offset: int
     value: bytes
+    key: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    record: Record
+    reason: str
+    line: str | None = None  # the raw line, when one line of a record was bad
+
+
+# A decoder turns one partition's records into events plus what it could not use.
+Decoder = Callable[[Sequence[Record]], tuple[pa.Table, list[DeadLetter]]]
+
+
+def decode_event_batches(records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
+    """Events-topic records: one Arrow IPC batch each (``pipeline.wire``)."""
+    tables: list[pa.Table] = []
+    dead: list[DeadLetter] = []
+    for r in records:
+        try:
+            tables.append(wire.decode(r.value))
+        except wire.WireError as exc:
+            dead.append(DeadLetter(r, str(exc)))
+    table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+    return table, dead
+
+
+_JSON_FIELDS = pa.schema([("message", pa.string()), ("site", pa.string()), ("host", pa.string())])
+
+
+class RawLines:
+    """Raw-topic records: newline-separated plain lines, or JSON objects with a ``message``.
+
+    The shippers in front of this topic (rsyslog omkafka, Filebeat, Vector,
+    Fluent Bit) send one line or one JSON object per record. Event identity is
+    ``(f"{topic}:{partition}", offset * 2**16 + line index)``: stable across
+    redelivery, so the store's dedupe applies as for the events topic.
+    """
+
+    def __init__(self, parser: Parser, default_site: str) -> None:
+        self.parser = parser
+        self.default_site = default_site
+
+    def __call__(self, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
+        if not records:
+            return EVENT_SCHEMA.empty_table(), []
+        topic, partition = records[0].topic, records[0].partition
+        texts = pa.array([r.value.decode("utf-8", "replace") for r in records], pa.string())
+        keys = pa.array([_key_site(r.key) for r in records], pa.string())
+        split = pc.split_pattern(texts, "\n")
+        parent = pc.list_parent_indices(split)
+        lines = pc.utf8_rtrim(split.flatten(), characters="\r")
+        first_of_record = pc.take(split.offsets, parent)
+        index = pc.subtract(pa.array(np.arange(len(lines), dtype=np.int32)), first_of_record)
+        rec_offsets = pc.take(pa.array([r.offset for r in records], pa.int64()), parent)
+        ids = pc.add(pc.multiply(rec_offsets, MAX_LINES_PER_RECORD), index.cast(pa.int64()))
+        t = pa.table(
+            {"line": lines, "rec": parent, "idx": index, "id": ids, "key_site": pc.take(keys, parent)}
+        )
+        dead: list[DeadLetter] = []
+        # An empty line (a record's trailing newline) is not a line at all.
+        t = t.filter(pc.not_equal(pc.utf8_length(t["line"]), 0))
+        too_many = pc.greater_equal(t["idx"], MAX_LINES_PER_RECORD)
+        for rec, line in zip(*_cols(t.filter(too_many), "rec", "line"), strict=True):
+            dead.append(DeadLetter(records[rec], f"record has more than {MAX_LINES_PER_RECORD} lines", line))
+        t = t.filter(pc.invert(too_many))
+        t, json_dead = self._unwrap_json(t, records)
+        dead += json_dead
+        site = pc.coalesce(t["key_site"], t["json_site"], t["json_host"], pa.scalar(self.default_site))
+        bad_site = pc.invert(pc.match_substring_regex(site, SITE_RE.pattern))
+        for rec, line, s in zip(
+            *_cols(t.filter(bad_site).append_column("s", site.filter(bad_site)), "rec", "line", "s"),
+            strict=True,
+        ):
+            dead.append(DeadLetter(records[rec], f"site {s!r} is not a valid site name", line))
+        t = t.append_column("site", site).filter(pc.invert(bad_site))
+        host = pc.fill_null(t["json_host"], "")
+        t = t.append_column("host", host)
+        parts: list[pa.Table] = []
+        groups = t.group_by(["site", "host"], use_threads=False).aggregate([])
+        for g_site, g_host in zip(*_cols(groups, "site", "host"), strict=True):
+            g = t.filter(pc.and_(pc.equal(t["site"], g_site), pc.equal(t["host"], g_host)))
+            ctx = ParseContext(site=g_site, source_id=f"{topic}:{partition}", host=g_host)
+            result = self.parser(g["message"], g["id"], ctx)
+            parts.append(result.events)
+            if result.rejects:
+                by_id = dict(zip(*_cols(g, "id", "rec"), strict=True))
+                for rj in result.rejects:
+                    dead.append(DeadLetter(records[by_id[rj.offset]], rj.reason, rj.line))
+        table = pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
+        return table, dead
+
+    def _unwrap_json(self, t: pa.Table, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
+        """Columns message/json_site/json_host: JSON lines unwrapped, plain lines as they are."""
+        is_json = pc.starts_with(pc.utf8_ltrim_whitespace(t["line"]), "{")
+        plain = t.filter(pc.invert(is_json))
+        plain = plain.append_column("message", plain["line"])
+        plain = plain.append_column("json_site", pa.nulls(plain.num_rows, pa.string()))
+        plain = plain.append_column("json_host", pa.nulls(plain.num_rows, pa.string()))
+        js = t.filter(is_json)
+        dead: list[DeadLetter] = []
+        if js.num_rows:
+            parsed, ok = _read_json_lines(js["line"])
+            for rec, line, reason in zip(
+                *_cols(js.filter(pc.invert(ok)), "rec", "line"),
+                parsed.column("_error").filter(pc.invert(ok)).to_pylist(),
+                strict=True,
+            ):
+                dead.append(DeadLetter(records[rec], reason, line))
+            parsed = parsed.filter(ok)
+            js = js.filter(ok)
+            js = js.append_column("message", parsed["message"])
+            js = js.append_column("json_site", parsed["site"]).append_column("json_host", parsed["host"])
+        return pa.concat_tables([plain, js]), dead
+
+
+def _read_json_lines(lines: pa.ChunkedArray) -> tuple[pa.Table, pa.Array]:
+    """Parse JSON lines with Arrow's reader; a block that fails is redone line by line for reasons."""
+    n = len(lines)
+    joined = "\n".join(lines.to_pylist()).encode()
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(joined),
+            parse_options=pajson.ParseOptions(
+                explicit_schema=_JSON_FIELDS, unexpected_field_behavior="ignore"
+            ),
+        )
+        if table.num_rows == n:
+            ok = pc.is_valid(table["message"])
+            errors = pc.if_else(ok, pa.scalar(None, pa.string()), "JSON object has no string `message` field")
+            return table.append_column("_error", errors), ok.combine_chunks() if isinstance(
+                ok, pa.ChunkedArray
+            ) else ok
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    # The slow path runs only for a block holding a malformed or odd-typed
+    # object, so it can say which line and why.
+    rows: list[dict[str, str | None]] = []
+    for line in lines.to_pylist():
+        row: dict[str, str | None] = {"message": None, "site": None, "host": None, "_error": None}
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            row["_error"] = f"not valid JSON: {exc}"
+        else:
+            if not isinstance(obj, dict) or not isinstance(obj.get("message"), str):
+                row["_error"] = "JSON object has no string `message` field"
+            else:
+                row["message"] = obj["message"]
+                for k in ("site", "host"):
+                    row[k] = obj[k] if isinstance(obj.get(k), str) else None
+        rows.append(row)
+    table = pa.Table.from_pylist(rows, schema=_JSON_FIELDS.append(pa.field("_error", pa.string())))
+    return table, pc.is_null(table["_error"])
+
+
+def _cols(t: pa.Table, *names: str) -> list[list[Any]]:
+    return [t.column(n).to_pylist() for n in names]
+
+
+def _key_site(key: bytes | None) -> str | None:
+    if not key:
+        return None
+    return key.decode("utf-8", "replace").split("/", 1)[0] or None
+
+
+def raw_parser(name: str) -> Parser:
+    """The configured parser; ``auto`` falls back to netfilter until that format exists."""
+    try:
+        return parsers.get(name)
+    except KeyError:
+        if name != "auto":
+            raise
+        return parsers.get("netfilter")
 
 
 @dataclass
 class SinkStats:
     records: int = 0
     events_written: int = 0
+    bytes_written: int = 0
     files_written: int = 0
     skipped_records: int = 0
+    duplicates_dropped: int = 0
+    future_events: int = 0
     dead_letters: int = 0
     flushes: int = 0
     last_flush_s: float = 0.0
+    flush_seconds_sum: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -61,24 +261,23 @@ class ArchiveSink:
     """Turns batches of Kafka records into committed Parquet flushes. No faust inside:
     the same object serves the worker and the tests and benchmarks that drive it directly."""
 
-    def __init__(self, store: Store, dead_letter_dir: Path) -> None:
+    def __init__(
+        self,
+        store: Store,
+        dead_letter_dir: Path,
+        decode: Decoder = decode_event_batches,
+        future_tolerance_s: float = 3600.0,
+    ) -> None:
         self.store = store
         self.dead_letter_dir = dead_letter_dir
-        self.committed: dict[tuple[str, int], int] = {}
+        self.decode = decode
+        self.future_tolerance_s = future_tolerance_s
+        self.recovered: set[tuple[str, int]] = set()
         self.stats = SinkStats()
 
     def forget(self) -> None:
         """Forget what we know of partitions (after a rebalance another worker may have written)."""
-        self.committed.clear()
-
-    def _committed(self, topic: str, partition: int) -> int:
-        key = (topic, partition)
-        if key not in self.committed:
-            committed, removed = self.store.recover(topic, partition)
-            for path in removed:
-                log.warning("removed leftover of an interrupted flush: %s", path)
-            self.committed[key] = committed
-        return self.committed[key]
+        self.recovered.clear()
 
     def flush(self, records: Sequence[Record]) -> None:
         started = time.monotonic()
@@ -86,47 +285,160 @@ class ArchiveSink:
         for r in records:
             by_tp.setdefault((r.topic, r.partition), []).append(r)
         for (topic, partition), recs in by_tp.items():
-            done = self._committed(topic, partition)
-            fresh = [r for r in recs if r.offset > done]
-            self.stats.skipped_records += len(recs) - len(fresh)
-            if not fresh:
-                continue
-            tables: list[pa.Table] = []
-            for r in fresh:
-                try:
-                    tables.append(wire.decode(r.value))
-                except wire.WireError as exc:
-                    self._dead_letter(r, str(exc))
-            rng = OffsetRange(topic, partition, fresh[0].offset, fresh[-1].offset)
-            table = pa.concat_tables(tables) if tables else None
-            if table is not None and table.num_rows:
-                paths = self.store.write_flush(rng, table)
-                self.stats.files_written += len(paths)
-                self.stats.events_written += table.num_rows
-            else:
-                # Nothing to write, but the offsets are done: move the manifest on.
-                self.store.commit_offsets(rng)
-            self.committed[(topic, partition)] = rng.last
+            # Under the partition lock the manifest is the truth: a worker that
+            # lost this partition in a rebalance may have flushed since we looked.
+            with self.store.partition_lock(topic, partition):
+                if (topic, partition) not in self.recovered:
+                    _, removed = self.store.recover(topic, partition)
+                    for path in removed:
+                        log.warning("removed leftover of an interrupted flush: %s", path)
+                    self.recovered.add((topic, partition))
+                state = self.store.partition_state(topic, partition)
+                fresh = [r for r in recs if r.offset > state.last_offset]
+                self.stats.skipped_records += len(recs) - len(fresh)
+                if not fresh:
+                    continue
+                table, dead = self._decode(fresh)
+                table, bad = _valid_sites(table)
+                if bad.num_rows:
+                    dead.append(
+                        DeadLetter(
+                            fresh[0],
+                            f"{bad.num_rows} events with invalid site names: "
+                            f"{sorted(set(bad.column('site').to_pylist()))[:5]!r}",
+                        )
+                    )
+                self._dead_letters(dead)
+                self._count_future(table)
+                rng = OffsetRange(topic, partition, fresh[0].offset, fresh[-1].offset)
+                result = self.store.write_events(rng, table, state)
+            self.stats.files_written += len(result.paths)
+            self.stats.events_written += result.events_written
+            self.stats.bytes_written += result.bytes_written
+            self.stats.duplicates_dropped += result.duplicates_dropped
             self.stats.records += len(fresh)
         self.stats.flushes += 1
         self.stats.last_flush_s = time.monotonic() - started
+        self.stats.flush_seconds_sum += self.stats.last_flush_s
 
-    def _dead_letter(self, r: Record, reason: str) -> None:
-        self.stats.dead_letters += 1
+    def _decode(self, records: list[Record]) -> tuple[pa.Table, list[DeadLetter]]:
+        """Decode a partition's records; a record that makes the decoder itself fail is
+        isolated and dead-lettered, so one poisonous record cannot wedge the partition
+        in a crash-and-redeliver loop."""
+        try:
+            return self.decode(records)
+        except Exception as exc:
+            if len(records) == 1:
+                log.exception(
+                    "decoder failed on %s[%d]@%d", records[0].topic, records[0].partition, records[0].offset
+                )
+                return EVENT_SCHEMA.empty_table(), [DeadLetter(records[0], f"decoder failed: {exc!r}")]
+        mid = len(records) // 2
+        left, right = self._decode(records[:mid]), self._decode(records[mid:])
+        return pa.concat_tables([left[0], right[0]]), left[1] + right[1]
+
+    def _count_future(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        limit = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.future_tolerance_s)
+        n = pc.sum(pc.greater(table["ts"], pa.scalar(limit, TS_TYPE))).as_py() or 0
+        if n:
+            # Kept in their event-time partition (a skewed firewall clock is
+            # not a reason to lose packets); counted so the skew gets fixed.
+            self.stats.future_events += n
+            log.warning("%d events dated more than %.0f s in the future", n, self.future_tolerance_s)
+
+    def _dead_letters(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        self.stats.dead_letters += len(dead)
         self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
-        path = self.dead_letter_dir / f"{r.topic}.jsonl"
-        entry = {
-            "topic": r.topic,
-            "partition": r.partition,
-            "offset": r.offset,
-            "reason": reason,
-            "value_base64": base64.b64encode(r.value).decode(),
-        }
+        path = self.dead_letter_dir / f"{dead[0].record.topic}.jsonl"
+        entries = []
+        for d in dead:
+            entry: dict[str, object] = {
+                "topic": d.record.topic,
+                "partition": d.record.partition,
+                "offset": d.record.offset,
+                "reason": d.reason,
+            }
+            if d.line is not None:
+                entry["line"] = d.line
+            else:
+                entry["value_base64"] = base64.b64encode(d.record.value).decode()
+            entries.append(json.dumps(entry) + "\n")
         with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+            fh.write("".join(entries))
             fh.flush()
             os.fsync(fh.fileno())
-        log.error("record %s[%d]@%d sent to dead letters: %s", r.topic, r.partition, r.offset, reason)
+        log.error(
+            "%d records or lines of %s sent to dead letters, first: %s", len(dead), path.name, dead[0].reason
+        )
+
+
+def _valid_sites(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Split off events whose site could escape the store's directory layout."""
+    if not table.num_rows:
+        return table, table
+    distinct = pc.unique(table["site"])
+    if pc.all(pc.match_substring_regex(distinct, SITE_RE.pattern)).as_py():
+        return table, table.slice(0, 0)
+    ok = pc.match_substring_regex(table["site"], SITE_RE.pattern)
+    return table.filter(ok), table.filter(pc.invert(ok))
+
+
+def _metrics_text(
+    sinks: dict[str, ArchiveSink], lag: dict[tuple[str, int], int], extra: dict[str, float]
+) -> str:
+    """Prometheus text exposition: counters end in _total, base units, no addresses as labels."""
+    rows: list[tuple[str, str, str, list[tuple[str, float]]]] = []
+
+    def add(name: str, kind: str, help_: str, values: list[tuple[str, float]]) -> None:
+        rows.append((name, kind, help_, values))
+
+    def per_topic(attr: str) -> list[tuple[str, float]]:
+        return [(f'{{topic="{t}"}}', float(getattr(s.stats, attr))) for t, s in sinks.items()]
+
+    add("records_total", "counter", "Kafka records archived", per_topic("records"))
+    add("events_written_total", "counter", "events written to Parquet", per_topic("events_written"))
+    add("bytes_written_total", "counter", "Parquet bytes written", per_topic("bytes_written"))
+    add("files_written_total", "counter", "Parquet files written", per_topic("files_written"))
+    add(
+        "records_skipped_total",
+        "counter",
+        "redelivered records already in the store",
+        per_topic("skipped_records"),
+    )
+    add(
+        "duplicate_events_dropped_total",
+        "counter",
+        "events whose id the store already held",
+        per_topic("duplicates_dropped"),
+    )
+    add(
+        "future_events_total",
+        "counter",
+        "events dated beyond future_tolerance_s (kept)",
+        per_topic("future_events"),
+    )
+    add("dead_letters_total", "counter", "records or lines sent to dead letters", per_topic("dead_letters"))
+    add("flushes_total", "counter", "flushes", per_topic("flushes"))
+    add("flush_seconds_total", "counter", "time spent flushing", per_topic("flush_seconds_sum"))
+    add("last_flush_seconds", "gauge", "duration of the latest flush", per_topic("last_flush_s"))
+    add(
+        "consumer_lag_records",
+        "gauge",
+        "records between the committed offset and the partition end",
+        [(f'{{topic="{t}",partition="{p}"}}', float(v)) for (t, p), v in sorted(lag.items())],
+    )
+    for name, value in extra.items():
+        add(name, "gauge", name.replace("_", " "), [("", value)])
+    out = []
+    for name, kind, help_, values in rows:
+        full = f"fireplot_worker_{name}"
+        out.append(f"# HELP {full} {help_}\n# TYPE {full} {kind}\n")
+        out += [f"{full}{labels} {value:g}\n" for labels, value in values]
+    return "".join(out)
 
 
 def make_app(cfg: Config) -> Any:
@@ -148,58 +460,126 @@ def make_app(cfg: Config) -> Any:
         broker_commit_every=1,
         broker_commit_interval=0.5,
         consumer_max_fetch_size=16 * 1024 * 1024,
+        # Bounds memory by events-topic records (up to 8192 events each); a raw
+        # flush takes more, smaller records than this through the same stream.
         stream_buffer_maxsize=4 * cfg.worker.flush_max_records,
-    )
-    topic = app.topic(
-        cfg.kafka.events_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+        broker_session_timeout=cfg.worker.session_timeout_s,
+        # heartbeats well inside the session, as Kafka requires (< 1/3)
+        broker_heartbeat_interval=min(3.0, cfg.worker.session_timeout_s / 4),
     )
     store = Store(cfg.worker.store_dir)
-    sink = ArchiveSink(store, Path(cfg.worker.store_dir) / "_dead_letters")
+    dead_dir = Path(cfg.worker.store_dir) / "_dead_letters"
+    sinks: dict[str, ArchiveSink] = {
+        cfg.kafka.events_topic: ArchiveSink(store, dead_dir, future_tolerance_s=cfg.worker.future_tolerance_s)
+    }
+    if cfg.worker.raw_enabled:
+        sinks[cfg.kafka.raw_topic] = ArchiveSink(
+            store,
+            dead_dir,
+            RawLines(raw_parser(cfg.worker.raw_format), cfg.worker.raw_default_site),
+            future_tolerance_s=cfg.worker.future_tolerance_s,
+        )
+    started = time.monotonic()
+    last_flush_at: dict[str, float] = {}
 
-    @app.agent(topic, concurrency=1)  # concurrency > 1 can commit past unprocessed events (faust#606)
-    async def archive(stream: Any) -> None:
-        loop = asyncio.get_running_loop()
-        async for events in stream.noack_take(
-            cfg.worker.flush_max_records, within=cfg.worker.flush_interval_s
-        ):
-            records = [
-                Record(e.message.topic, e.message.partition, e.message.offset, e.message.value or b"")
-                for e in events
-            ]
-            try:
-                # Parquet writing and fsync block; keep them off the loop so
-                # heartbeats continue and the group does not rebalance under us.
-                await loop.run_in_executor(None, sink.flush, records)
-            except Exception:
-                log.exception("flush failed; exiting without acking so Kafka redelivers")
-                os._exit(75)  # EX_TEMPFAIL: the supervisor restarts us
-            for e in events:
-                await stream.ack(e)
+    def sink_agent(topic_name: str) -> None:
+        topic = app.topic(
+            topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        sink = sinks[topic_name]
+        raw = topic_name != cfg.kafka.events_topic
+        max_records = cfg.worker.raw_flush_max_records if raw else cfg.worker.flush_max_records
+
+        # concurrency > 1 can commit past unprocessed events (faust#606)
+        @app.agent(topic, concurrency=1, name=f"archive-{topic_name}")
+        async def archive(stream: Any) -> None:
+            loop = asyncio.get_running_loop()
+            async for events in stream.noack_take(max_records, within=cfg.worker.flush_interval_s):
+                records = [
+                    Record(
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.value or b"",
+                        e.message.key,
+                    )
+                    for e in events
+                ]
+                try:
+                    # Parquet writing and fsync block; keep them off the loop so
+                    # heartbeats continue and the group does not rebalance under us.
+                    await loop.run_in_executor(None, sink.flush, records)
+                except Exception:
+                    log.exception("flush failed; exiting without acking so Kafka redelivers")
+                    os._exit(75)  # EX_TEMPFAIL: the supervisor restarts us
+                last_flush_at[topic_name] = time.monotonic()
+                for e in events:
+                    await stream.ack(e)
+
+    for name in sinks:
+        sink_agent(name)
 
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        sink.forget()
+        for sink in sinks.values():
+            sink.forget()
+
+    if cfg.worker.maintenance_enabled:
+
+        @app.timer(interval=cfg.worker.maintenance_interval_s)  # type: ignore[untyped-decorator]
+        async def maintenance() -> None:
+            from pipeline.compact import maintain
+
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(None, maintain, cfg)
+            except Exception:
+                # Maintenance never loses data by failing: inputs stay until
+                # their replacement is durable. Log and try again next round.
+                log.exception("maintenance round failed")
+
+    def _lag() -> dict[tuple[str, int], int]:
+        lag: dict[tuple[str, int], int] = {}
+        try:
+            consumer = app.consumer
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                if high is not None:
+                    # faust keeps the last acked offset; the next to read is one past it
+                    done = -1 if committed is None else int(committed)
+                    lag[(tp.topic, tp.partition)] = max(0, int(high) - (done + 1))
+        except Exception:  # lag is best effort; faust internals vary by version
+            log.debug("consumer lag unavailable", exc_info=True)
+        return lag
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        s = sink.stats
-        body = "".join(
-            f"fireplot_worker_{name} {value}\n"
-            for name, value in (
-                ("records_total", s.records),
-                ("events_written_total", s.events_written),
-                ("files_written_total", s.files_written),
-                ("records_skipped_total", s.skipped_records),
-                ("dead_letters_total", s.dead_letters),
-                ("flushes_total", s.flushes),
-                ("last_flush_seconds", s.last_flush_s),
-            )
-        )
+        body = _metrics_text(sinks, _lag(), {"uptime_seconds": time.monotonic() - started})
         return web.text(body, content_type="text/plain; version=0.0.4")
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        # Healthy = the store is writable and faust's consumer runs; a worker
+        # that has nothing to do is healthy.
+        probe = Path(cfg.worker.store_dir) / "_sink" / ".health"
+        status: dict[str, Any] = {"store_writable": True, "consumer_running": False}
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+        except OSError as exc:
+            status["store_writable"] = False
+            status["error"] = str(exc)
+        try:
+            status["consumer_running"] = bool(app.consumer and not app.consumer.should_stop)
+            status["assigned_partitions"] = sorted(
+                f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()
+            )
+        except Exception:  # before start there is no consumer
+            log.debug("consumer state unavailable", exc_info=True)
+        status["seconds_since_flush"] = {t: round(time.monotonic() - v, 3) for t, v in last_flush_at.items()}
+        ok = status["store_writable"] and status["consumer_running"]
+        return web.json(status, status=200 if ok else 503)
 
     return app
 
@@ -208,11 +588,10 @@ def run(cfg: Config, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
     from pipeline.broker import ensure_topics
 
-    ensure_topics(
-        cfg.kafka.effective_bootstrap,
-        {cfg.kafka.events_topic: cfg.kafka.events_partitions},
-        wire.TOPIC_CONFIGS,
-    )
+    topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
+    if cfg.worker.raw_enabled:
+        topics[cfg.kafka.raw_topic] = cfg.kafka.raw_partitions
+    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS)
     app = make_app(cfg)
     # faust's entry point reads its own argv; ours has been parsed already.
     # faust spells its levels crit/error/warn/info/debug.

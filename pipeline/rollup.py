@@ -1,0 +1,125 @@
+"""Rollups: small per-hour summaries for plotting weeks and months without scanning every event.
+
+Two rollups, computed in event time from the archive (never from faust
+windows, which expire by wall clock and would drop history on replay):
+
+- ``port_minute``: per (site, minute, dst_port, proto, ip_version): ``events``
+  (sum of ``count``) and ``sources`` (distinct src_ip);
+- ``source_hour``: per (site, hour, src_ip): ``events``, ``ports`` (distinct
+  dst_port) and ``destinations`` (distinct dst_ip).
+
+Layout: ``<root>/rollups/<name>/site=<site>/date=<YYYY-MM-DD>/<HH>.parquet``,
+one file per event hour, written atomically. Each file records a digest of
+the input file names it was computed from, so a run recomputes exactly the
+hours whose events changed (late events, compaction) and re-running an
+unchanged hour is a no-op; recomputing writes the same rows. Retention of
+events never deletes rollups.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.store import FILE_SCHEMA, Store, _fsync_dir, file_lock, hour_lock_path, partition_dir
+
+ROLLUPS_DIR = "rollups"
+DIGEST_KEY = b"fireplot.rollup.inputs"
+NAMES = ("port_minute", "source_hour")
+
+
+def rollup_path(store: Store, name: str, site: str, date: dt.date, hour: int) -> Path:
+    return (
+        store.root / ROLLUPS_DIR / name / f"site={site}" / f"date={date.isoformat()}" / f"{hour:02d}.parquet"
+    )
+
+
+def compute(events: pa.Table) -> dict[str, pa.Table]:
+    """Both rollups of one site-hour's events (columns of FILE_SCHEMA)."""
+    minute = pc.floor_temporal(events["ts"], unit="minute")
+    hour = pc.floor_temporal(events["ts"], unit="hour")
+    t = events.append_column("minute", minute).append_column("hour", hour)
+    port_minute = (
+        t.group_by(["minute", "dst_port", "proto", "ip_version"], use_threads=False)
+        .aggregate([("count", "sum"), ("src_ip", "count_distinct")])
+        .rename_columns(["minute", "dst_port", "proto", "ip_version", "events", "sources"])
+        .sort_by([("minute", "ascending"), ("dst_port", "ascending"), ("proto", "ascending")])
+    )
+    source_hour = (
+        t.group_by(["hour", "src_ip"], use_threads=False)
+        .aggregate([("count", "sum"), ("dst_port", "count_distinct"), ("dst_ip", "count_distinct")])
+        .rename_columns(["hour", "src_ip", "events", "ports", "destinations"])
+        .sort_by([("hour", "ascending"), ("src_ip", "ascending")])
+    )
+    return {"port_minute": port_minute, "source_hour": source_hour}
+
+
+def _digest(directory: Path) -> tuple[str, list[Path]]:
+    files = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
+    return hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest(), files
+
+
+def _stored_digest(path: Path) -> str | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        return None
+    value = meta.get(DIGEST_KEY)
+    return value.decode() if value else None
+
+
+def rollup_hour(store: Store, site: str, date: dt.date, hour: int) -> bool:
+    """(Re)compute one site-hour's rollups if its inputs changed; True if written."""
+    directory = partition_dir(store.root, site, date, hour)
+    # Shared hour lock: compaction cannot swap the directory while we read it.
+    with file_lock(hour_lock_path(store.root, site, date, hour), shared=True):
+        digest, files = _digest(directory)
+        if not files:
+            return False
+        if all(_stored_digest(rollup_path(store, n, site, date, hour)) == digest for n in NAMES):
+            return False
+        events = pa.concat_tables([pq.read_table(p, schema=FILE_SCHEMA) for p in files])
+    # A compacted hour has no duplicate ids; a fresh one may only until
+    # compaction, and the store's flush dedupe already keeps ids unique.
+    for name, table in compute(events).items():
+        path = rollup_path(store, name, site, date, hour)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        table = table.replace_schema_metadata({DIGEST_KEY: digest.encode()})
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    return True
+
+
+def update(
+    store: Store, closed_before_s: float = 0.0, date: dt.date | None = None, now: dt.datetime | None = None
+) -> int:
+    """Roll up every closed hour (of one date, if given) whose events changed; hours written."""
+    from pipeline.compact import closed_hours
+
+    now = now or dt.datetime.now(dt.UTC)
+    written = 0
+    for site, d, hour in closed_hours(store, closed_before_s, now):
+        if date is None or d == date:
+            written += rollup_hour(store, site, d, hour)
+    return written
+
+
+def read(store: Store, name: str) -> pa.Table:
+    """A whole rollup with its site and date columns (for tests and small stores)."""
+    import pyarrow.dataset as ds
+
+    root = store.root / ROLLUPS_DIR / name
+    if not root.exists():
+        return pa.table({})
+    part = ds.partitioning(pa.schema([("site", pa.string()), ("date", pa.date32())]), flavor="hive")
+    return ds.dataset(root, format="parquet", partitioning=part, ignore_prefixes=[".", "_"]).to_table()
