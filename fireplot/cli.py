@@ -12,11 +12,17 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import Config, ConfigError, describe, load, with_overrides
 from pipeline.parsers import FORMATS
+
+if TYPE_CHECKING:  # the shipper's modules load only for the commands that use them
+    from producers.metrics import ShipperMetrics
+    from producers.publisher import Publisher
+    from producers.registry import Registry
 
 log = logging.getLogger("fireplot")
 
@@ -86,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parse.add_argument("files", nargs="+", type=Path)
     parse.add_argument(
-        "--format", default="netfilter", choices=FORMATS, help="log format (default netfilter)"
+        "--format", default="auto", choices=FORMATS, help="log format (default auto: detected per line)"
     )
     parse.add_argument("--site", help="site name to stamp (default [shipper] site)")
     parse.add_argument(
@@ -102,11 +108,46 @@ def build_parser() -> argparse.ArgumentParser:
         "publish events to the events topic. Rejected lines are kept in "
         "[shipper] dead_letter_dir with their reasons.",
     )
-    ship.add_argument("files", nargs="+", type=Path)
+    ship.add_argument("files", nargs="+", type=Path, help="files, globs (quoted) or - for stdin")
     ship.add_argument("--site", help="site name (default [shipper] site)")
     ship.add_argument("--host", help="sensor name for lines that carry none")
-    ship.add_argument("--format", default="netfilter", choices=FORMATS, help="log format (default netfilter)")
-    ship.add_argument("--follow", action="store_true", help="keep shipping lines appended to the file")
+    ship.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
+    ship.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep shipping what is appended, across rotation (rename, copytruncate, truncate); "
+        "globs are re-read, so new and rotated files are picked up",
+    )
+    ship.add_argument("--registry", help="read-position registry (default [shipper] registry_path)")
+    ship.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="load old logs (any format, rotated names, .gz) with a progress bar",
+        description="Ship files that no longer grow (e.g. a year of rotated logs, gzip or not) "
+        "with a progress bar. Uses the read-position registry: files already shipped are "
+        "skipped, so running it again adds nothing; Ctrl-C and run again resumes.",
+    )
+    backfill.add_argument("files", nargs="+", type=Path, help="files or globs (quoted)")
+    backfill.add_argument("--site", help="site name (default [shipper] site)")
+    backfill.add_argument("--host", help="sensor name for lines that carry none")
+    backfill.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
+    backfill.add_argument("--registry", help="read-position registry (default [shipper] registry_path)")
+    backfill.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
+
+    recv = sub.add_parser(
+        "receive",
+        help="receive syslog (UDP/TCP) from appliances and publish the events to Kafka",
+        description="A syslog receiver (RFC 3164 and 5424; TCP octet-counted or newline "
+        "framing) for firewalls that can only send syslog. Received lines take "
+        "the same parse/filter/publish path as `ship`.",
+    )
+    recv.add_argument("--udp", type=int, help="UDP port to listen on")
+    recv.add_argument("--tcp", type=int, help="TCP port to listen on")
+    recv.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    recv.add_argument("--site", help="site name (default [shipper] site)")
+    recv.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
+    recv.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
 
     worker = sub.add_parser(
         "worker",
@@ -178,6 +219,49 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop when no event arrives for this long (default: run until Ctrl-C)",
     )
+
+    det = sub.add_parser(
+        "detect",
+        help="detect scans in the store (replay a range, or --follow live)",
+        description="Evaluate the scan detectors ([detect] thresholds) in event time over the "
+        "store and write the scan dataset (<store>/scans). Replay and --follow write the same "
+        "records; --follow re-evaluates up to the watermark (newest event - lateness_s).",
+    )
+    det.add_argument("--since", type=_datetime, help="start (ISO 8601; default: 24 h before --until)")
+    det.add_argument("--until", type=_datetime, help="end (ISO 8601; default: now)")
+    det.add_argument("--follow", action="store_true", help="keep detecting as events arrive")
+    det.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    scans = sub.add_parser("scans", help="list detected scans as JSON lines")
+    scans.add_argument("--since", type=_datetime, required=True, help="scans active at or after this time")
+    scans.add_argument("--until", type=_datetime, help="and before this time")
+    scans.add_argument("--site", help="only scans seen at this site")
+    scans.add_argument(
+        "--kind", help="only this kind (vertical, horizontal, slow, hammer, coordinated, cross_site)"
+    )
+    scans.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    comp = sub.add_parser(
+        "compact",
+        help="merge closed hours' small files into one per partition-hour; apply retention",
+        description="Merge each closed hour's flush files into one Parquet file (atomic swap, "
+        "readers unaffected), recover interrupted compactions, delete event dates older than "
+        "[worker] retention_days_events. Prints a JSON report.",
+    )
+    comp.add_argument(
+        "--older-than-s",
+        type=float,
+        help="compact hours that ended this long ago (default [worker] compact_older_than_s)",
+    )
+    comp.add_argument("--store", help="store directory (default [worker] store_dir)")
+    roll = sub.add_parser(
+        "rollup",
+        help="compute per-minute port and per-hour source rollups of closed hours",
+        description="(Re)compute the rollups of every closed hour whose events changed "
+        "(idempotent). Prints how many hours were written.",
+    )
+    roll.add_argument("--date", type=_date, help="only hours of this event date (YYYY-MM-DD)")
+    roll.add_argument("--store", help="store directory (default [worker] store_dir)")
 
     val = sub.add_parser("validate", help="check a config file and print the effective configuration")
     val.add_argument("--print-defaults", action="store_true", help="print every key with its default and doc")
@@ -272,22 +356,46 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_REJECTS if args.check and rejects else EXIT_OK
 
 
-def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
+def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, Registry, ShipperMetrics]:
+    """Publisher (with spool), registry and metrics shared by `ship` and `receive`."""
     from pipeline import wire
     from pipeline.broker import ensure_topics
+    from producers.metrics import ShipperMetrics
     from producers.publisher import Publisher
-    from producers.shipper import Shipper
+    from producers.registry import Registry
+    from producers.spool import Spool
 
-    cfg = with_overrides(cfg, "shipper", site=args.site)
     bootstrap = cfg.kafka.effective_bootstrap
-    ensure_topics(bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions}, wire.TOPIC_CONFIGS)
+    topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
+    if cfg.kafka.dead_letter_topic:
+        topics[cfg.kafka.dead_letter_topic] = 1
+    ensure_topics(bootstrap, topics, wire.TOPIC_CONFIGS)
+    metrics = ShipperMetrics()
+    if cfg.shipper.metrics_port:
+        metrics.serve(cfg.shipper.metrics_port)
+    spool = Spool(Path(cfg.shipper.spool_dir), cfg.shipper.spool_max_bytes)
     publisher = Publisher(
         bootstrap,
         cfg.kafka.events_topic,
         linger_ms=cfg.shipper.linger_ms,
         timeout_s=cfg.shipper.send_timeout_s,
+        spool=spool,
+        in_flight_max_bytes=cfg.shipper.in_flight_max_bytes,
+        dead_letter_topic=cfg.kafka.dead_letter_topic,
+        stop=stop,
+        on_latency=metrics.send_latency.observe,
     )
-    shipper = Shipper(cfg, publisher, fmt=args.format, host=args.host)
+    registry = Registry(Path(cfg.shipper.registry_path), cfg.shipper.registry_flush_interval_ms / 1000)
+    return publisher, registry, metrics
+
+
+def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
+    from producers.publisher import Stopped
+    from producers.shipper import Shipper
+
+    cfg = with_overrides(cfg, "shipper", site=args.site, registry_path=args.registry)
+    if args.metrics_port is not None:
+        cfg = with_overrides(cfg, "shipper", metrics_port=args.metrics_port)
     stopping = False
 
     def _stop(*_: object) -> None:
@@ -295,15 +403,72 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
         stopping = True
 
     signal.signal(signal.SIGTERM, _stop)
+    publisher, registry, metrics = _shipping_parts(cfg, lambda: stopping)
+    progress = None
+    if args.command == "backfill":
+        from producers.backfill import BackfillProgress
+        from producers.shipper import expand_paths
+
+        args.follow = False
+        progress = BackfillProgress(expand_paths(args.files))
+    shipper = Shipper(
+        cfg, publisher, fmt=args.format, host=args.host, registry=registry, metrics=metrics, progress=progress
+    )
     try:
         stats = shipper.ship_paths(args.files, follow=args.follow, stop=lambda: stopping)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
+        stopping = True
         stats = shipper.stats
     finally:
-        publisher.close()
-    summary = stats.as_dict()
+        try:
+            # On a stop, what Kafka does not take within the grace stays spooled or unacknowledged:
+            # the registry is behind it, so the next run sends it again.
+            publisher.close(grace_s=10 if stopping else None)
+        finally:
+            registry.save()
+    summary = {
+        **stats.as_dict(),
+        "spooled_records": publisher.stats.spooled,
+        "resent_records": publisher.stats.resent,
+    }
+    if progress:
+        progress.show(final=True)
     log.info("shipped", extra={"summary": summary})
     print(json.dumps(summary), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_receive(cfg: Config, args: argparse.Namespace) -> int:
+    from producers.publisher import Stopped
+    from producers.shipper import Shipper
+    from producers.syslog_receiver import Receiver
+
+    if args.udp is None and args.tcp is None:
+        print("fireplot receive: give --udp PORT and/or --tcp PORT", file=sys.stderr)
+        return EXIT_USAGE
+    cfg = with_overrides(cfg, "shipper", site=args.site)
+    if args.metrics_port is not None:
+        cfg = with_overrides(cfg, "shipper", metrics_port=args.metrics_port)
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    publisher, _registry, metrics = _shipping_parts(cfg, lambda: stopping)
+    shipper = Shipper(cfg, publisher, fmt=args.format, metrics=metrics)
+    receiver = Receiver(cfg, shipper, bind=args.bind, udp_port=args.udp, tcp_port=args.tcp)
+    try:
+        receiver.run(stop=lambda: stopping)
+    except (KeyboardInterrupt, Stopped):
+        stopping = True
+    finally:
+        try:
+            publisher.close(grace_s=10)
+        finally:
+            receiver.close()
+    print(json.dumps(shipper.stats.as_dict()), file=sys.stderr)
     return EXIT_OK
 
 
@@ -329,6 +494,7 @@ def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
             "worker",
             store_dir=str(datasets.root(cfg.worker.store_dir, args.dataset)),
             app_id=f"{cfg.worker.app_id}.replay.{args.dataset}",
+            raw_enabled=False,  # a replay archives its own topic, not the live raw lines
         )
     run(cfg, loglevel=args.log_level)
     return EXIT_OK
@@ -354,13 +520,8 @@ def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _stop)
     progress = RebuildProgress()
     stats = rebuild(
-        cfg.kafka.effective_bootstrap,
-        cfg.kafka.events_topic,
-        args.since,
-        Store(root),
-        root / "_dead_letters",
-        stop=lambda: stopping,
-        on_progress=progress,
+        cfg.kafka.effective_bootstrap, cfg.kafka.events_topic, args.since, Store(root),
+        root / "_dead_letters", stop=lambda: stopping, on_progress=progress,
     )
     progress(stats, final=True)
     print(json.dumps({"dataset": args.into, "store": str(root), **vars(stats)}), file=sys.stderr)
@@ -484,6 +645,71 @@ def _cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_detect(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.detect.runner import evaluator_for, follow, replay
+
+    ev, store = evaluator_for(cfg, args.store)
+    if args.follow:
+        stopping = False
+
+        def _stop(*_: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        import contextlib
+
+        with contextlib.suppress(KeyboardInterrupt):
+            follow(ev, store, args.since, stop=lambda: stopping)
+    else:
+        until = args.until or dt.datetime.now(dt.UTC)
+        since = args.since or until - dt.timedelta(days=1)
+        if since >= until:
+            print("fireplot: --since must be before --until", file=sys.stderr)
+            return EXIT_USAGE
+        replay(ev, since, until)
+    print(json.dumps(ev.stats.as_dict()), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_scans(cfg: Config, args: argparse.Namespace) -> int:
+    from pathlib import Path as _Path
+
+    from pipeline.detect.engine import KINDS
+    from pipeline.detect.runner import scan_json
+    from pipeline.detect.scanstore import ScanStore
+
+    if args.kind is not None and args.kind not in KINDS:
+        print(f"fireplot: unknown kind {args.kind!r}; known: {', '.join(KINDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    root = cfg.detect.scans_dir or str(_Path(args.store or cfg.worker.store_dir) / "scans")
+    table = ScanStore(root).read(args.since, args.until, site=args.site, kind=args.kind)
+    for row in table.to_pylist():
+        sys.stdout.write(scan_json(row) + "\n")
+    return EXIT_OK
+
+
+def _cmd_compact(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.compact import compact
+    from pipeline.store import Store
+
+    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    older = args.older_than_s if args.older_than_s is not None else cfg.worker.compact_older_than_s
+    report = compact(Store(cfg.worker.store_dir), older, cfg.worker.retention_days_events)
+    print(json.dumps(report.as_dict()))
+    return EXIT_OK
+
+
+def _cmd_rollup(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.rollup import update
+    from pipeline.store import Store
+
+    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    hours = update(Store(cfg.worker.store_dir), cfg.worker.compact_older_than_s, date=args.date)
+    print(json.dumps({"hours_written": hours}))
+    return EXIT_OK
+
+
 def _cmd_up(cfg: Config, args: argparse.Namespace) -> int:
     from fireplot.up import run_all
 
@@ -496,6 +722,8 @@ COMMANDS = {
     "kafka": _cmd_kafka,
     "parse": _cmd_parse,
     "ship": _cmd_ship,
+    "backfill": _cmd_ship,
+    "receive": _cmd_receive,
     "worker": _cmd_worker,
     "replay": _cmd_replay,
     "rebuild": _cmd_rebuild,
@@ -503,6 +731,10 @@ COMMANDS = {
     "demo": _cmd_demo,
     "tail": _cmd_tail,
     "validate": _cmd_validate,
+    "compact": _cmd_compact,
+    "rollup": _cmd_rollup,
+    "detect": _cmd_detect,
+    "scans": _cmd_scans,
 }
 
 

@@ -45,6 +45,15 @@ class KafkaConfig:
     var_dir: str = doc("where the local broker keeps jars, data and logs", "var")
     events_topic: str = doc("topic of parsed events (Arrow IPC record batches)", "fireplot.events")
     events_partitions: int = doc("partitions created for the events topic", 4)
+    raw_topic: str = doc(
+        "topic of raw log lines (plain text, or JSON with a `message` field: rsyslog, Filebeat, Vector)",
+        "fireplot.raw",
+    )
+    raw_partitions: int = doc("partitions created for the raw-lines topic", 4)
+    dead_letter_topic: str = doc(
+        "topic of rejected lines (JSON: source_id, offset, reason, line); empty: local file only",
+        "fireplot.dead-letters",
+    )
 
     @property
     def local_bootstrap(self) -> str:
@@ -72,15 +81,55 @@ class ShipperConfig:
         "drop late TCP packets of closed connections (ACK+FIN, RST), as the original did", True
     )
     drop_port_zero: bool = doc("drop events whose destination port is 0", True)
+    registry_path: str = doc(
+        "read-position registry (JSON): where `ship` resumes each file after a restart",
+        "var/shipper/registry.json",
+    )
+    registry_flush_interval_ms: int = doc("longest time an acknowledged position waits to be saved", 500)
+    spool_dir: str = doc(
+        "on-disk spool for batches Kafka has not taken yet (outage buffer)", "var/shipper/spool"
+    )
+    spool_max_bytes: int = doc(
+        "spool size at which reading stops until Kafka drains it (back-pressure)", 1 << 30
+    )
+    in_flight_max_bytes: int = doc(
+        "encoded bytes handed to kafka-python before new batches go to the spool", 24 << 20
+    )
+    metrics_port: int = doc("Prometheus metrics on 127.0.0.1:PORT; 0 = off", 0)
+    receiver_state_path: str = doc(
+        "`fireplot receive` offset counter, persisted so a restart never reuses an event id",
+        "var/shipper/receiver.json",
+    )
+    receiver_flush_interval_ms: int = doc(
+        "longest time a received syslog line waits before it is parsed", 200
+    )
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     store_dir: str = doc("root of the Parquet store (hive-partitioned events/)", "var/store")
     app_id: str = doc("faust application id = Kafka consumer group", "fireplot-archive")
-    flush_max_records: int = doc("Kafka records (each a batch of events) per Parquet flush", 256)
-    flush_interval_s: float = doc("longest time events wait before a flush", 1.0)
+    flush_max_records: int = doc(
+        "events-topic records (each a batch of up to 8192 events) per Parquet flush; small enough that "
+        "a backlog flushes while the next records are fetched",
+        32,
+    )
+    flush_interval_s: float = doc("longest time events wait before a flush", 0.5)
+    raw_flush_max_records: int = doc("raw-topic records (usually one line each) per Parquet flush", 20000)
     web_port: int = doc("faust's own web server (metrics, health), on 127.0.0.1", 6066)
+    session_timeout_s: float = doc(
+        "consumer-group session timeout: how soon a dead worker's partitions move to another", 10.0
+    )
+    future_tolerance_s: float = doc(
+        "events dated further than this ahead of the worker's clock are kept but counted as future", 3600.0
+    )
+    raw_enabled: bool = doc("also archive the raw-lines topic ([kafka] raw_topic)", True)
+    raw_format: str = doc("parser for raw lines; `auto` when that format exists, else netfilter", "auto")
+    raw_default_site: str = doc("site of raw lines whose record key and JSON fields name none", "default")
+    maintenance_enabled: bool = doc("run compaction, retention and rollups periodically in the worker", False)
+    maintenance_interval_s: float = doc("how often the worker's maintenance timer runs", 300.0)
+    compact_older_than_s: float = doc("an hour is compacted once its end is this far in the past", 900.0)
+    retention_days_events: int = doc("days of raw events kept (by event date); 0 keeps them forever", 90)
 
 
 @dataclass(frozen=True)
@@ -93,11 +142,62 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class DetectConfig:
+    """Scan detection (pipeline.detect); defaults from /work/shared/reference/scan-detection.md §7."""
+
+    vertical_min_ports: int = doc("fast/vertical scan: distinct dst ports from one src to one dst", 15)
+    vertical_window_s: float = doc("fast/vertical scan: sliding window those ports must fit in", 60.0)
+    vertical_step_s: float = doc("fast kinds are evaluated at grid points this far apart", 5.0)
+    horizontal_min_targets: int = doc("horizontal sweep: distinct dsts on one port from one src", 25)
+    horizontal_window_s: float = doc("horizontal sweep: sliding window", 300.0)
+    horizontal_step_s: float = doc("horizontal sweep: grid step", 15.0)
+    slow_min_ports: int = doc("diagonal/slow scan: distinct dst ports from one src (per site)", 10)
+    slow_window_s: float = doc("diagonal/slow scan: sliding window", 28800.0)
+    slow_step_s: float = doc("diagonal/slow scan: grid step", 600.0)
+    slow_min_abs_tau: float = doc("diagonal/slow scan: |Kendall tau| of port vs first-hit time", 0.8)
+    slow_min_span_s: float = doc("diagonal/slow scan: the walk lasts at least this long", 60.0)
+    slow_max_points: int = doc("diagonal/slow scan: first-hit points per scan used for tau", 512)
+    hammer_min_hits: int = doc("hammering: packets on one port from one src within the window", 30)
+    hammer_window_s: float = doc("hammering: sliding window", 3600.0)
+    hammer_step_s: float = doc("hammering: grid step = width of one activity slot", 300.0)
+    hammer_min_active_slots: int = doc("hammering: slots of the window with hits (persistence)", 6)
+    coordinated_min_sources: int = doc("coordinated scan: sources acting together on one dst", 3)
+    coordinated_min_ports: int = doc("coordinated scan: distinct ports of all sources together", 15)
+    coordinated_min_ports_per_source: int = doc("coordinated scan: distinct ports each source adds", 3)
+    coordinated_min_disjoint: float = doc(
+        "coordinated scan: union/sum of the sources' port counts (1.0 = fully disjoint)", 0.8
+    )
+    coordinated_window_s: float = doc("coordinated scan: sliding window", 60.0)
+    cross_site_min_sites: int = doc("cross-site: sites the same source was detected scanning", 2)
+    fast_epoch_s: float = doc("fast kinds: a scan never spans an epoch (live re-evaluation unit)", 3600.0)
+    slow_epoch_s: float = doc("slow/hammer/cross-site: epoch length (must divide a day)", 86400.0)
+    rate_limited_sites: tuple[str, ...] = doc(
+        "sites whose logging is rate-limited: counts are lower bounds", ()
+    )
+    rate_limited_prefixes: tuple[str, ...] = doc(
+        "log prefixes (substring, case-insensitive) of rate-limited rules, e.g. UFW's 3/min", ("UFW",)
+    )
+    max_candidate_keys: int = doc(
+        "per kind and run: candidate keys kept under a flood (rest counted)", 100_000
+    )
+    duckdb_memory_mb: int = doc("DuckDB memory limit for one detection run (spills beyond)", 512)
+    duckdb_threads: int = doc("DuckDB threads", 2)
+    scans_dir: str = doc("scan dataset; empty: <[worker] store_dir>/scans", "")
+    follow_interval_s: float = doc("`detect --follow`: how often the store is re-evaluated", 2.0)
+    lateness_s: float = doc("`detect --follow`: watermark = newest event time minus this", 2.0)
+    kafka_topic: str = doc("topic new scans are published to as JSON (when publish is on)", "fireplot.scans")
+    publish: bool = doc("publish new scans to kafka_topic", False)
+    alert_command: tuple[str, ...] = doc("argv run per new scan, the scan as JSON on stdin", ())
+    alert_webhook: str = doc("URL POSTed per new scan (JSON body); empty: none", "")
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     shipper: ShipperConfig = field(default_factory=ShipperConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
     source: str = field(default="defaults", compare=False)
 
 
@@ -106,6 +206,7 @@ SECTIONS: dict[str, type[Any]] = {
     "shipper": ShipperConfig,
     "worker": WorkerConfig,
     "web": WebConfig,
+    "detect": DetectConfig,
 }
 
 
@@ -163,7 +264,8 @@ def _check(section: str, obj: Any) -> None:
         v = getattr(obj, f.name)
         if isinstance(v, int | float) and not isinstance(v, bool):
             positive = f.name.endswith(("_ms", "_s", "_mb", "_lines", "_records", "_points"))
-            if (positive or f.name.endswith(("port", "partitions"))) and v <= 0:
+            off_switch = f.name == "metrics_port" and v == 0  # 0 documented as "off"
+            if (positive or f.name.endswith(("port", "partitions", "_bytes"))) and v <= 0 and not off_switch:
                 raise ConfigError(f"[{section}] {f.name}: must be > 0, got {v}")
             if f.name.endswith("port") and v > 65535:
                 raise ConfigError(f"[{section}] {f.name}: not a TCP port: {v}")

@@ -73,6 +73,9 @@ class System:
             f'[worker]\nstore_dir = "{self.store_dir}"\napp_id = "fp-test-{run_id}"\n'
             f"web_port = {free_port()}\nflush_max_records = 64\nflush_interval_s = 0.5\n"
             f'[shipper]\ndead_letter_dir = "{self.dead_letter_dir}"\nsite = "test"\n'
+            # Each system its own read positions and spool: a registry shared through
+            # the repository's var/ would make a second test "resume" past its input.
+            f'registry_path = "{root / "registry.json"}"\nspool_dir = "{root / "spool"}"\n'
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.worker: subprocess.Popen[bytes] | None = None
@@ -104,6 +107,56 @@ class System:
 
     def ship(self, paths: list[Path], site: str = "test", *extra: str) -> subprocess.CompletedProcess[str]:
         return self.run("ship", *map(str, paths), "--site", site, *extra)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``fireplot ARGS`` in the background, output to logs/NAME.log."""
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            self.command(*args),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        out.close()
+        self.procs.append(proc)
+        return proc
+
+    def log_of(self, name: str) -> str:
+        path = self.logs / f"{name}.log"
+        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+
+    def topic_events(self, topic: str | None = None, timeout_s: float = 30) -> pa.Table:
+        """Every event on the events topic so far, in partition then offset order."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        from pipeline import wire
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        try:
+            name = topic or self.topic
+            parts = consumer.partitions_for_topic(name) or set()
+            tps = [TopicPartition(name, p) for p in sorted(parts)]
+            if not tps:  # not created yet: nothing shipped
+                from pipeline.event import EVENT_SCHEMA
+
+                return EVENT_SCHEMA.empty_table()
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            deadline = time.monotonic() + timeout_s
+            by_tp: dict[int, list[pa.Table]] = {tp.partition: [] for tp in tps}
+            while any(consumer.position(tp) < end[tp] for tp in tps):
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"could not read {name} to its end in {timeout_s} s")
+                for tp, records in consumer.poll(timeout_ms=500, max_records=500).items():
+                    by_tp[tp.partition] += [wire.decode(r.value) for r in records]
+            tables = [t for p in sorted(by_tp) for t in by_tp[p]]
+            from pipeline.event import EVENT_SCHEMA
+
+            return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+        finally:
+            consumer.close()
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         out = open(self.logs / "worker.log", "ab")  # noqa: SIM115 - owned by the child
