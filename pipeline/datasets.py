@@ -40,7 +40,8 @@ REPLAY_TOPIC_CONFIGS = {**wire.TOPIC_CONFIGS, "retention.ms": "-1"}
 
 
 def replay_topic(name: str) -> str:
-    return f"fireplot.replay.{validate_name(name)}"
+    """The replay topic feeding a dataset; ``main`` feeds the live archive itself."""
+    return f"fireplot.replay.{name if name == MAIN else validate_name(name)}"
 
 
 def names(store_dir: str | Path) -> list[str]:

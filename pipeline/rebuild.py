@@ -13,11 +13,11 @@ No consumer group is used: the rebuild never disturbs live processing.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.progress import ProgressLine
 from pipeline.store import Store
 from pipeline.worker import ArchiveSink, Record
 
@@ -78,9 +78,7 @@ def rebuild(
                 if end is None:
                     continue
                 records += [
-                    Record(topic, tp.partition, m.offset, m.value or b"")
-                    for m in messages
-                    if m.offset < end
+                    Record(topic, tp.partition, m.offset, m.value or b"") for m in messages if m.offset < end
                 ]
                 if consumer.position(tp) >= end:
                     consumer.pause(tp)
@@ -98,26 +96,14 @@ def rebuild(
 
 
 class RebuildProgress:
-    """A progress line on stderr for a rebuild: records read of records to read, rate, ETA."""
+    """Rebuild progress: records read of records to read, events written, rate."""
 
     def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.last = 0.0
+        self.line = ProgressLine()
 
     def __call__(self, stats: RebuildStats, final: bool = False) -> None:
-        import sys
-
-        now = time.monotonic()
-        if not final and now - self.last < 0.5:
-            return
-        self.last = now
-        total = max(stats.records_to_read, 1)
-        share = min(1.0, stats.records / total)
-        elapsed = max(now - self.started, 1e-6)
-        eta = elapsed / share - elapsed if share else float("inf")
-        sys.stderr.write(
-            f"\r[{'#' * int(share * 30):<30}] {share:6.1%}  {stats.records:,}/{stats.records_to_read:,} "
-            f"records  {stats.events_written:,} events  {stats.events_written / elapsed:,.0f}/s  "
-            f"ETA {eta:,.0f} s   " + ("\n" if final else "")
-        )
-        sys.stderr.flush()
+        share = stats.records / stats.records_to_read if stats.records_to_read else 1.0
+        rate = stats.events_written / self.line.elapsed_s
+        counts = f"{stats.records:,}/{stats.records_to_read:,} records  {stats.events_written:,} events"
+        detail = f"{counts}  {rate:,.0f}/s"
+        self.line.show(share, detail, final)

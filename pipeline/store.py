@@ -250,8 +250,13 @@ def _pool() -> ThreadPoolExecutor:
 class Store:
     """A fireplot store rooted at a directory."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, check_all_ids: bool = False) -> None:
         self.root = Path(root)
+        # The per-source high-water marks only know what came through the same
+        # Kafka topic-partition. Events arriving through another topic (a
+        # replay into the live archive) must each be checked against the
+        # stored ids of their hour instead.
+        self.check_all_ids = check_all_ids
 
     @property
     def events_root(self) -> Path:
@@ -337,7 +342,12 @@ class Store:
         state = state if state is not None else self.partition_state(rng.topic, rng.partition)
         before = table.num_rows
         table = unique_ids(table)
-        maybe = candidate_mask(table, state.high_water) if table.num_rows else None
+        if not table.num_rows:
+            maybe = None
+        elif self.check_all_ids:
+            maybe = pa.array(np.ones(table.num_rows, dtype=bool))
+        else:
+            maybe = candidate_mask(table, state.high_water)
         parts = list(split_by_partition(table.append_column("_cand", maybe))) if maybe is not None else []
         with contextlib.ExitStack() as locks:
             for site, date, hour, _ in sorted(parts, key=lambda p: (p[0], p[1], p[2])):

@@ -467,7 +467,7 @@ def make_app(cfg: Config) -> Any:
         # heartbeats well inside the session, as Kafka requires (< 1/3)
         broker_heartbeat_interval=min(3.0, cfg.worker.session_timeout_s / 4),
     )
-    store = Store(cfg.worker.store_dir)
+    store = Store(cfg.worker.store_dir, check_all_ids=cfg.worker.check_all_ids)
     dead_dir = Path(cfg.worker.store_dir) / "_dead_letters"
     sinks: dict[str, ArchiveSink] = {
         cfg.kafka.events_topic: ArchiveSink(store, dead_dir, future_tolerance_s=cfg.worker.future_tolerance_s)

@@ -9,10 +9,10 @@ operator's view: bytes done of bytes to do, rate and ETA.
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Iterable
 from pathlib import Path
+
+from pipeline.progress import ProgressLine
 
 
 class BackfillProgress:
@@ -27,8 +27,7 @@ class BackfillProgress:
         self.total = sum(self.sizes.values())
         self.done_files: set[Path] = set()
         self.current: dict[Path, int] = {}
-        self.started = time.monotonic()
-        self.last = 0.0
+        self.line = ProgressLine()
 
     def __call__(self, path: Path, pos: int, finished: bool) -> None:
         if finished:
@@ -39,17 +38,10 @@ class BackfillProgress:
         self.show(final=False)
 
     def show(self, final: bool) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < 0.5:
-            return
-        self.last = now
         done = sum(self.sizes.get(p, 0) for p in self.done_files) + sum(self.current.values())
-        share = min(1.0, done / self.total) if self.total else 1.0
-        elapsed = max(now - self.started, 1e-6)
-        eta = elapsed / share - elapsed if share else float("inf")
-        sys.stderr.write(
-            f"\r[{'#' * int(share * 30):<30}] {share:6.1%}  {len(self.done_files)}/{len(self.sizes)} files  "
-            f"{done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB  {done / elapsed / 1e6:,.1f} MB/s  "
-            f"ETA {eta:,.0f} s   " + ("\n" if final else "")
+        share = done / self.total if self.total else 1.0
+        detail = (
+            f"{len(self.done_files)}/{len(self.sizes)} files  {done / 1e6:,.1f}/{self.total / 1e6:,.1f} MB  "
+            f"{done / self.line.elapsed_s / 1e6:,.1f} MB/s"
         )
-        sys.stderr.flush()
+        self.line.show(share, detail, final)

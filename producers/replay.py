@@ -18,10 +18,8 @@ import datetime as dt
 import itertools
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import wire
+from pipeline.progress import ProgressLine
 from pipeline.store import Store
 from producers.publisher import Publisher
 
@@ -41,30 +40,19 @@ MAX_BATCH_EVENTS = 8192
 ORDER = [("ts", "ascending"), ("source_id", "ascending"), ("source_offset", "ascending")]
 
 
-@dataclass
 class Progress:
-    """A progress line on stderr: events, rate, share of the event-time range, ETA."""
+    """Replay progress: share of the event-time range sent, events, rate."""
 
-    total_span_s: float
-    started: float
-    events: int = 0
-    last_print: float = 0.0
+    def __init__(self, total_span_s: float) -> None:
+        self.total_span_s = total_span_s
+        self.events = 0
+        self.line = ProgressLine()
 
     def update(self, events: int, event_time_done_s: float, final: bool = False) -> None:
         self.events += events
-        now = time.monotonic()
-        if not final and now - self.last_print < 0.5:
-            return
-        self.last_print = now
-        elapsed = max(now - self.started, 1e-6)
-        share = min(1.0, event_time_done_s / self.total_span_s) if self.total_span_s else 1.0
-        eta = elapsed / share - elapsed if share > 0 else float("inf")
-        bar = "#" * int(share * 30)
-        sys.stderr.write(
-            f"\r[{bar:<30}] {share:6.1%}  {self.events:,} events  {self.events / elapsed:,.0f}/s  "
-            f"ETA {eta:,.0f} s   " + ("\n" if final else "")
-        )
-        sys.stderr.flush()
+        share = event_time_done_s / self.total_span_s if self.total_span_s else 1.0
+        rate = self.events / self.line.elapsed_s
+        self.line.show(share, f"{self.events:,} events  {rate:,.0f}/s", final)
 
 
 class ReplayState:
