@@ -5,12 +5,13 @@ the store, within 2x the time `fireplot ship` alone needs to publish it. Both
 are whole processes on the same broker in the same run; the worker runs
 while the backfill ships, as it would in production.
 
-    python -m benchmarks.bench_backfill [--lines 1000000]
+    python -m benchmarks.bench_backfill [--lines 10000000]   # the issue's size
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import subprocess
 import sys
@@ -23,6 +24,8 @@ import pyarrow.dataset as ds
 
 from benchmarks.harness import broker, free_port
 from producers.demo import Demo, write_lines
+
+BASE_DAY_LINES = 500_000
 
 
 def _config(root: Path, bootstrap: str, name: str) -> Path:
@@ -47,8 +50,15 @@ def main() -> None:
         root = Path(tmp)
         log = root / "fw.log"
         end = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
-        packets = Demo(9).history(end, hours=24, per_hour=args.lines / 24 * 0.98)[: args.lines]
-        n = write_lines(packets, log)
+        # Years of logs are many similar days: one generated day, written again
+        # a day earlier each time, until the file has the lines asked for.
+        day = Demo(9).history(end, hours=24, per_hour=min(args.lines, BASE_DAY_LINES) / 24 * 0.98)
+        n, k = 0, 0
+        while n < args.lines:
+            shift = dt.timedelta(days=k)
+            take = day[: args.lines - n]
+            n += write_lines([dataclasses.replace(p, ts=p.ts - shift) for p in take], log, append=k > 0)
+            k += 1
 
         ship_cfg = _config(root, bootstrap, "ship")
         t = time.perf_counter()
