@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fireplot.stopping import StopFlag
 from pipeline.config import Config, ConfigError, describe, load, with_overrides
 from pipeline.parsers import FORMATS
 
@@ -101,39 +102,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="print only counts (events, rejects by reason); exit 3 if any line was rejected",
     )
 
+    # What every command that publishes log lines shares.
+    shipping = argparse.ArgumentParser(add_help=False)
+    shipping.add_argument("--site", help="site name (default [shipper] site)")
+    shipping.add_argument("--host", help="sensor name for lines that carry none")
+    shipping.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
+    shipping.add_argument("--registry", help="read-position registry (default [shipper] registry_path)")
+    shipping.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
+
     ship = sub.add_parser(
         "ship",
+        parents=[shipping],
         help="parse log files and publish the events to Kafka",
         description="Parse, filter (inside networks, late TCP, port 0: counted) and "
         "publish events to the events topic. Rejected lines are kept in "
         "[shipper] dead_letter_dir with their reasons.",
     )
     ship.add_argument("files", nargs="+", type=Path, help="files, globs (quoted) or - for stdin")
-    ship.add_argument("--site", help="site name (default [shipper] site)")
-    ship.add_argument("--host", help="sensor name for lines that carry none")
-    ship.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
     ship.add_argument(
         "--follow",
         action="store_true",
         help="keep shipping what is appended, across rotation (rename, copytruncate, truncate); "
         "globs are re-read, so new and rotated files are picked up",
     )
-    ship.add_argument("--registry", help="read-position registry (default [shipper] registry_path)")
-    ship.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
 
     backfill = sub.add_parser(
         "backfill",
+        parents=[shipping],
         help="load old logs (any format, rotated names, .gz) with a progress bar",
         description="Ship files that no longer grow (e.g. a year of rotated logs, gzip or not) "
         "with a progress bar. Uses the read-position registry: files already shipped are "
         "skipped, so running it again adds nothing; Ctrl-C and run again resumes.",
     )
     backfill.add_argument("files", nargs="+", type=Path, help="files or globs (quoted)")
-    backfill.add_argument("--site", help="site name (default [shipper] site)")
-    backfill.add_argument("--host", help="sensor name for lines that carry none")
-    backfill.add_argument("--format", default="auto", choices=FORMATS, help="log format (default auto)")
-    backfill.add_argument("--registry", help="read-position registry (default [shipper] registry_path)")
-    backfill.add_argument("--metrics-port", type=int, help="Prometheus port on 127.0.0.1 (0 = off)")
 
     recv = sub.add_parser(
         "receive",
@@ -396,14 +397,8 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, "shipper", site=args.site, registry_path=args.registry)
     if args.metrics_port is not None:
         cfg = with_overrides(cfg, "shipper", metrics_port=args.metrics_port)
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    publisher, registry, metrics = _shipping_parts(cfg, lambda: stopping)
+    stopping = StopFlag(signal.SIGTERM)
+    publisher, registry, metrics = _shipping_parts(cfg, stopping)
     progress = None
     if args.command == "backfill":
         from producers.backfill import BackfillProgress
@@ -415,9 +410,9 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
         cfg, publisher, fmt=args.format, host=args.host, registry=registry, metrics=metrics, progress=progress
     )
     try:
-        stats = shipper.ship_paths(args.files, follow=args.follow, stop=lambda: stopping)
+        stats = shipper.ship_paths(args.files, follow=args.follow, stop=stopping)
     except (KeyboardInterrupt, Stopped):
-        stopping = True
+        stopping.set = True
         stats = shipper.stats
     finally:
         try:
@@ -449,20 +444,14 @@ def _cmd_receive(cfg: Config, args: argparse.Namespace) -> int:
     cfg = with_overrides(cfg, "shipper", site=args.site)
     if args.metrics_port is not None:
         cfg = with_overrides(cfg, "shipper", metrics_port=args.metrics_port)
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    publisher, _registry, metrics = _shipping_parts(cfg, lambda: stopping)
+    stopping = StopFlag(signal.SIGTERM)
+    publisher, _registry, metrics = _shipping_parts(cfg, stopping)
     shipper = Shipper(cfg, publisher, fmt=args.format, metrics=metrics)
     receiver = Receiver(cfg, shipper, bind=args.bind, udp_port=args.udp, tcp_port=args.tcp)
     try:
-        receiver.run(stop=lambda: stopping)
+        receiver.run(stop=stopping)
     except (KeyboardInterrupt, Stopped):
-        stopping = True
+        stopping.set = True
     finally:
         try:
             publisher.close(grace_s=10)
@@ -513,14 +502,7 @@ def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"fireplot: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stopping = StopFlag(signal.SIGTERM, signal.SIGINT)
     progress = RebuildProgress()
     stats = rebuild(
         cfg.kafka.effective_bootstrap,
@@ -528,7 +510,7 @@ def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
         args.since,
         Store(root),
         root / "_dead_letters",
-        stop=lambda: stopping,
+        stop=stopping,
         on_progress=progress,
     )
     progress(stats, final=True)
@@ -565,14 +547,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     publisher = Publisher(
         bootstrap, topic, linger_ms=cfg.shipper.linger_ms, timeout_s=cfg.shipper.send_timeout_s
     )
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stopping = StopFlag(signal.SIGTERM, signal.SIGINT)
     progress = Progress((args.end - args.start).total_seconds())
     try:
         sent = replay(
@@ -583,7 +558,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
             state,
             sites=args.site,
             speed=None if args.max else args.speed,
-            stop=lambda: stopping,
+            stop=stopping,
             progress=progress,
         )
     finally:
@@ -657,17 +632,11 @@ def _cmd_detect(cfg: Config, args: argparse.Namespace) -> int:
 
     ev, store = evaluator_for(cfg, args.store)
     if args.follow:
-        stopping = False
-
-        def _stop(*_: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, _stop)
+        stopping = StopFlag(signal.SIGTERM)
         import contextlib
 
         with contextlib.suppress(KeyboardInterrupt):
-            follow(ev, store, args.since, stop=lambda: stopping)
+            follow(ev, store, args.since, stop=stopping)
     else:
         until = args.until or dt.datetime.now(dt.UTC)
         since = args.since or until - dt.timedelta(days=1)

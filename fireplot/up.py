@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from fireplot.stopping import StopFlag
 from pipeline import wire
 from pipeline.broker import LocalKafka, ensure_topics
 from pipeline.config import Config
@@ -71,14 +72,7 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         procs[name] = proc
         return proc
 
-    stopping = False
-
-    def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stopping = StopFlag(signal.SIGTERM, signal.SIGINT)
     code = 0
     try:
         start("worker", "worker")
@@ -108,7 +102,7 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
                         f"{name} exited with code {proc.returncode}; see {logs_dir / (name + '.log')}",
                         file=sys.stderr,
                     )
-                    stopping, code = True, 1
+                    stopping.set, code = True, 1
             if demo and not stopping:
                 now = dt.datetime.now(dt.UTC)
                 write_lines(
