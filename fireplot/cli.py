@@ -418,7 +418,7 @@ def _cmd_ship(cfg: Config, args: argparse.Namespace) -> int:
         try:
             # On a stop, what Kafka does not take within the grace stays spooled or unacknowledged:
             # the registry is behind it, so the next run sends it again.
-            publisher.close(grace_s=10 if stopping else None)
+            publisher.close(grace_s=10 if stopping() else None)
         finally:
             registry.save()
     summary = {
@@ -567,7 +567,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     until = state.done_until.isoformat() if state.done_until else None
     summary = {"topic": topic, "events_sent": sent, "complete": done, "done_until": until}
     print(json.dumps(summary), file=sys.stderr)
-    return EXIT_OK if done or stopping else EXIT_FAIL
+    return EXIT_OK if done or stopping() else EXIT_FAIL
 
 
 def _cmd_serve(cfg: Config, args: argparse.Namespace) -> int:

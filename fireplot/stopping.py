@@ -11,7 +11,10 @@ import signal
 
 
 class StopFlag:
-    """True once one of the given signals has arrived (or ``set`` was assigned)."""
+    """Call it: True once one of the given signals has arrived (or ``set`` was assigned).
+
+    Deliberately not truthy by itself: ``stop or default`` must not mistake a
+    flag that has not fired yet for a missing one."""
 
     def __init__(self, *signals: signal.Signals) -> None:
         self.set = False
@@ -22,7 +25,4 @@ class StopFlag:
         self.set = True
 
     def __call__(self) -> bool:
-        return self.set
-
-    def __bool__(self) -> bool:
         return self.set

@@ -94,7 +94,7 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
             flush=True,
         )
         last = dt.datetime.now(dt.UTC)
-        while not stopping:
+        while not stopping():
             time.sleep(1)
             for name, proc in procs.items():
                 if proc.poll() is not None:
@@ -103,7 +103,7 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
                         file=sys.stderr,
                     )
                     stopping.set, code = True, 1
-            if demo and not stopping:
+            if demo and not stopping():
                 now = dt.datetime.now(dt.UTC)
                 write_lines(
                     list(gen.background(last, now, LIVE_PER_HOUR, salt="live")), demo_log, append=True
