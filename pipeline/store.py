@@ -418,7 +418,8 @@ class Store:
             ignore_prefixes=[".", "_"],
         )
 
-    def _scan(self, build: Callable[[ds.Dataset], pa.Table], empty: pa.Table) -> pa.Table:
+    def scan(self, build: Callable[[ds.Dataset], pa.Table], empty: pa.Table) -> pa.Table:
+        """Run ``build`` over the current listing; the way to read while writers run."""
         # Compaction swaps a partition-hour directory atomically; a scan that
         # listed the old files just before the swap finds them gone and is
         # retried on the new listing rather than returning a partial answer.
@@ -457,18 +458,18 @@ class Store:
         site_list = list(sites) if sites is not None else None
         if site_list is not None:
             flt = flt & ds.field("site").isin(site_list)
-        table = self._scan(
+        table = self.scan(
             lambda d: d.to_table(columns=cols, filter=flt), EVENT_SCHEMA.empty_table().select(cols)
         )
         return table.cast(pa.schema([EVENT_SCHEMA.field(c) for c in cols]))
 
     def read_all(self) -> pa.Table:
-        table = self._scan(lambda d: d.to_table(columns=list(FIELD_NAMES)), EVENT_SCHEMA.empty_table())
+        table = self.scan(lambda d: d.to_table(columns=list(FIELD_NAMES)), EVENT_SCHEMA.empty_table())
         return table.cast(EVENT_SCHEMA)
 
     def count(self) -> int:
         return int(
-            self._scan(lambda d: pa.table({"n": [d.count_rows()]}), pa.table({"n": [0]}))["n"][0].as_py()
+            self.scan(lambda d: pa.table({"n": [d.count_rows()]}), pa.table({"n": [0]}))["n"][0].as_py()
         )
 
     def sites(self) -> list[str]:

@@ -182,8 +182,9 @@ class System:
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
     def rows(self) -> int:
-        ds = self.store.dataset()
-        return 0 if ds is None else ds.count_rows()
+        # The worker's recovery and compaction delete files under a reader's
+        # listing; store.count() retries on a fresh listing as every reader must.
+        return self.store.count()
 
     def wait_for_rows(self, n: int, timeout_s: float = 120, settle_s: float = 2.0) -> pa.Table:
         """Poll until the store holds exactly n events and stays there for settle_s."""

@@ -56,13 +56,11 @@ def _wait(store: Store, n: int, worker: subprocess.Popen[bytes], timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert worker.poll() is None, f"dataset worker exited with {worker.returncode}"
-        ds = store.dataset()
-        have = ds.count_rows() if ds is not None else 0
+        have = store.count()
         assert have <= n, f"dataset holds {have} events, more than the {n} replayed"
         if have == n:
             time.sleep(1.5)
-            ds = store.dataset()
-            assert ds is not None and ds.count_rows() == n
+            assert store.count() == n
             return store.read_all()
         time.sleep(0.25)
     raise AssertionError(f"dataset holds {have} events, expected {n}")
