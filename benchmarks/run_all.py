@@ -17,6 +17,7 @@ RUNS = [
     ["-m", "benchmarks.bench_sink", "--events", "1000000"],
     ["-m", "benchmarks.bench_replay", "--events", "1000000"],
     ["-m", "benchmarks.bench_backfill", "--lines", "500000"],
+    ["-m", "benchmarks.bench_latency", "--probes", "60"],
     ["benchmarks/eval_detect.py"],
 ]
 
