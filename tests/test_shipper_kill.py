@@ -26,7 +26,7 @@ from producers.demo import Packet, format_line
 from tests.conftest import System
 
 KILLS = int(os.environ.get("FIREPLOT_TEST_KILLS", "20"))
-LINES = int(os.environ.get("FIREPLOT_TEST_KILL_LINES", "200000"))
+LINES = int(os.environ.get("FIREPLOT_TEST_KILL_LINES", "1000000"))
 # A kill lands this many seconds (at most, at random) after the run saved its
 # first progress, so it hits mid-stream however fast or loaded the machine is.
 KILL_WINDOW_S = float(os.environ.get("FIREPLOT_TEST_KILL_WINDOW_S", "0.3"))
