@@ -14,11 +14,18 @@ RUNS = [
     ["-m", "benchmarks.bench_parse"],
     ["-m", "benchmarks.bench_parse_formats"],
     ["-m", "benchmarks.bench_ship", "--lines", "500000"],
+    ["-m", "benchmarks.bench_ship_secure", "--lines", "300000"],
     ["-m", "benchmarks.bench_sink", "--events", "1000000"],
+    ["-m", "benchmarks.bench_mirror", "--events", "1000000"],
     ["-m", "benchmarks.bench_replay", "--events", "1000000"],
     ["-m", "benchmarks.bench_backfill", "--lines", "500000"],
     ["-m", "benchmarks.bench_latency", "--probes", "60"],
+    ["-m", "benchmarks.bench_health", "--sites", "20", "--events", "1000000"],
+    ["-m", "benchmarks.bench_render"],
+    ["-m", "benchmarks.bench_enrich"],
     ["benchmarks/eval_detect.py"],
+    ["-m", "benchmarks.bench_detect_latency"],
+    ["-m", "benchmarks.bench_web_paint", "--events", "150000"],
 ]
 
 

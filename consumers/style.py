@@ -142,3 +142,42 @@ def theme_json() -> dict[str, Any]:
             },
         }
     }
+
+
+# Detected scans are outlined over the dots, one line style per kind, so a
+# rectangle's meaning is readable without opening the table.
+SCAN_STYLES: Final[dict[str, tuple[str, str]]] = {
+    "vertical": ("#00ffff", "solid"),  # cyan: many ports of one target, fast
+    "horizontal": ("#ff8c00", "solid"),  # dark orange: one port across many targets
+    "slow": ("#00ffff", "dashed"),  # the vertical colour, dashed: the same walk, slowly
+    "hammer": ("#ff69b4", "solid"),  # pink: one port, again and again
+    "coordinated": ("#ffd700", "dotted"),  # gold: several sources sharing the work
+    "cross_site": ("#ff4500", "dashdot"),  # red-orange: one source at several sites
+}
+SCAN_DEFAULT_STYLE: Final = ("#c0c0c0", "solid")
+
+# Aggregated dots carry their count as opacity on a log scale: a bin with one
+# event stays visible, a bin with thousands is full colour.
+MIN_ALPHA: Final = 0.25
+
+
+def intensity(events: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Opacity per aggregated dot from its event count, ``MIN_ALPHA`` .. 1 on a log scale."""
+    if isinstance(events, pa.ChunkedArray):
+        events = events.combine_chunks()
+    if len(events) == 0:
+        return pa.array([], pa.float64())
+    logs = pc.ln(pc.add(pc.cast(events, pa.float64()), 1.0))
+    top = pc.max(logs).as_py() or 1.0
+    scaled = pc.multiply(pc.divide(logs, top), 1.0 - MIN_ALPHA)
+    out: pa.Array = pc.add(scaled, MIN_ALPHA)
+    return out
+
+
+# Tables beside the plot keep its black ground; SlickGrid's own sheet is white.
+TABLE_CSS: Final = f"""
+.slick-header-column, .slick-cell {{ background: {BACKGROUND}; color: {FOREGROUND}; border-color: {GRID}; }}
+.slick-row.odd .slick-cell {{ background: #0c0c0c; }}
+.slick-row.selected .slick-cell, .slick-cell.selected {{ background: #303030; color: #ffffff; }}
+.slick-viewport, .slick-header, .slick-pane {{ background: {BACKGROUND}; }}
+"""

@@ -1,7 +1,8 @@
 """fireplot: plot every packet your firewalls block.
 
 Exit codes: 0 success; 1 runtime failure (Kafka unreachable, a write failed);
-2 bad usage or configuration; 3 input had rejected lines (``parse --check``).
+2 bad usage or configuration; 3 input had rejected lines (``parse --check``);
+4 a site is silent (``health``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Configuration: one TOML file (-c, $FIREPLOT_CONFIG, ./fireplot.toml), overridden by "
             "FIREPLOT_<SECTION>__<KEY> environment variables, overridden by flags. "
             "`fireplot validate --print-defaults` lists every key. Exit codes: 0 ok, 1 failure, "
-            "2 usage/config error, 3 rejected input lines (parse --check)."
+            "2 usage/config error, 3 rejected input lines (parse --check), 4 a site is silent (health)."
         ),
     )
     p.add_argument("-c", "--config", type=Path, help="config file (TOML)")
@@ -81,9 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="manage the local Apache Kafka broker (no Docker)",
         description="Install (via Maven), start, stop or inspect the single-node KRaft "
         "broker bound to 127.0.0.1. Ignored when [kafka] bootstrap names "
-        "another cluster.",
+        "another cluster. `mirror` runs MirrorMaker 2 in the foreground, copying each "
+        "--site cluster's topics into the --centre cluster as <site>.<topic>.",
     )
-    k.add_argument("action", choices=["install", "up", "down", "status"])
+    k.add_argument("action", choices=["install", "up", "down", "status", "mirror"])
+    k.add_argument(
+        "--site",
+        action="append",
+        default=[],
+        metavar="NAME=BOOTSTRAP",
+        help="mirror: a site cluster to replicate into the centre (repeat per site); its events "
+        "arrive there as NAME.<events topic>",
+    )
+    k.add_argument("--centre", metavar="BOOTSTRAP", help="mirror: the central cluster")
 
     parse = sub.add_parser(
         "parse",
@@ -204,6 +215,32 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--address")
     serve.add_argument("--store", help="store directory (default [worker] store_dir)")
 
+    render = sub.add_parser(
+        "render",
+        help="draw one UTC day as a PNG (for cron and e-mail)",
+        description="Draw one UTC day of the store as a PNG with the web page's axis and colours, "
+        "without a browser. Exit 2 on a bad --date, an unknown --site or --dataset.",
+    )
+    render.add_argument("--date", required=True, help="YYYY-MM-DD, today or yesterday (UTC)")
+    render.add_argument("--site", action="append", help="site to draw; repeat for several (default all)")
+    render.add_argument("--dataset", help="a replayed or rebuilt dataset instead of the live archive")
+    render.add_argument("--out", type=Path, required=True, help="PNG file to write (atomically)")
+    render.add_argument("--html", type=Path, help="also write an HTML page: the PNG with hover titles")
+    render.add_argument("--width-px", type=int, default=1200)
+    render.add_argument("--height-px", type=int, default=700)
+    render.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    cred = sub.add_parser(
+        "web-credential",
+        help="make a [web] users or tokens entry (only its hash goes into the config)",
+        description="Print a JSON object whose `entry` goes into [web] users or [web] tokens. --user "
+        "asks for the password (or reads one line from stdin when it is not a terminal); --token "
+        "makes a random token and prints it once, as `token`: hand it over, it is not stored.",
+    )
+    who = cred.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="NAME", help="a user who signs in with a password")
+    who.add_argument("--token", metavar="NAME", help="a named access token")
+
     demo = sub.add_parser("demo", help="write a realistic demo day of netfilter log lines")
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--end", type=_datetime, help="end of the demo window (default now, UTC)")
@@ -264,6 +301,19 @@ def build_parser() -> argparse.ArgumentParser:
     roll.add_argument("--date", type=_date, help="only hours of this event date (YYYY-MM-DD)")
     roll.add_argument("--store", help="store directory (default [worker] store_dir)")
 
+    health = sub.add_parser(
+        "health",
+        help="per-site health: last event, rate, rejects, consumer lag, silent sites",
+        description="Per-site health from the store, the dead letters and the worker's consumer group "
+        "([health] keys set when a site counts as silent). Exit 4 when any site is silent, so cron "
+        "and monitoring can act on it; 0 otherwise.",
+    )
+    health.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    health.add_argument(
+        "--no-kafka", action="store_true", help="store only: no consumer lag, no shipper rejects"
+    )
+    health.add_argument("--store", help="store directory (default [worker] store_dir)")
+
     val = sub.add_parser("validate", help="check a config file and print the effective configuration")
     val.add_argument("--print-defaults", action="store_true", help="print every key with its default and doc")
     return p
@@ -275,11 +325,18 @@ def _cmd_validate(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
     import dataclasses
 
+    from pipeline.kafka_security import REDACTED, redacted
+
+    web = dataclasses.asdict(cfg.web)
+    if web["cookie_secret"]:
+        web["cookie_secret"] = REDACTED
     print(
         json.dumps(
             {
                 "source": cfg.source,
-                **{k: dataclasses.asdict(getattr(cfg, k)) for k in ("kafka", "shipper", "worker", "web")},
+                **{k: dataclasses.asdict(getattr(cfg, k)) for k in ("shipper", "worker")},
+                "web": web,
+                "kafka": redacted(cfg.kafka),
             },
             indent=2,
         )
@@ -297,8 +354,13 @@ def _cmd_kafka(cfg: Config, args: argparse.Namespace) -> int:
             f"[kafka] bootstrap is set ({cfg.kafka.bootstrap}); the local broker is not used", file=sys.stderr
         )
         return EXIT_USAGE
+    if args.action == "mirror":
+        return _kafka_mirror(cfg, args)
     if args.action == "install":
         print(f"Kafka jars in {broker.install(quiet=False)}")
+        from pipeline.broker import mirror
+
+        print(f"MirrorMaker 2 jars in {mirror.install(broker.lib.parent, quiet=False)}")
     elif args.action == "up":
         print(broker.up().describe())
     elif args.action == "down":
@@ -308,6 +370,55 @@ def _cmd_kafka(cfg: Config, args: argparse.Namespace) -> int:
         print(status.describe())
         return EXIT_OK if status.answering else EXIT_FAIL
     return EXIT_OK
+
+
+def _kafka_mirror(cfg: Config, args: argparse.Namespace) -> int:
+    """MirrorMaker 2 in the foreground: site clusters -> centre, until SIGTERM or Ctrl-C."""
+    import time
+
+    from pipeline.broker import LocalKafka, mirror
+
+    if not args.site or not args.centre:
+        print(
+            "fireplot kafka mirror needs --site NAME=BOOTSTRAP (one or more) and --centre BOOTSTRAP",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        sites = [mirror.Site.parse(text) for text in args.site]
+        # Dead letters too, so a site's rejects are seen at the centre.
+        names = [n for n in (cfg.kafka.events_topic, cfg.kafka.raw_topic, cfg.kafka.dead_letter_topic) if n]
+        runner = mirror.MirrorMaker(
+            sites,
+            args.centre,
+            names,
+            Path(cfg.kafka.var_dir) / "mirror" / "-".join(s.alias for s in sites),
+            LocalKafka(cfg.kafka).lib.parent,
+            heap_mb=cfg.kafka.mirror_heap_mb,
+        )
+    except ValueError as exc:
+        print(f"fireplot kafka mirror: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stop = StopFlag(signal.SIGINT, signal.SIGTERM)
+    runner.start()
+    try:
+        runner.wait_started()
+        print(
+            f"MirrorMaker 2 replicating {', '.join(names)} of {', '.join(s.alias for s in sites)} into "
+            f"{args.centre} as <site>.<topic>; logs in {runner.logs}",
+            file=sys.stderr,
+        )
+        while not stop() and runner.pid() is not None:
+            if failed := runner.failure():
+                print(f"fireplot kafka mirror: a MirrorMaker task died, stopping: {failed}", file=sys.stderr)
+                break
+            time.sleep(0.5)
+    finally:
+        runner.stop()
+    if stop():
+        return EXIT_OK
+    print(f"fireplot kafka mirror: MirrorMaker 2 exited; see {runner.logs / 'server.log'}", file=sys.stderr)
+    return EXIT_FAIL
 
 
 def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
@@ -359,8 +470,11 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
 
 def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, Registry, ShipperMetrics]:
     """Publisher (with spool), registry and metrics shared by `ship` and `receive`."""
+    from kafka.errors import KafkaError
+
     from pipeline import wire
     from pipeline.broker import ensure_topics
+    from pipeline.kafka_security import client_kwargs, explain, watch_failures
     from producers.metrics import ShipperMetrics
     from producers.publisher import Publisher
     from producers.registry import Registry
@@ -370,7 +484,27 @@ def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, R
     topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
     if cfg.kafka.dead_letter_topic:
         topics[cfg.kafka.dead_letter_topic] = 1
-    ensure_topics(bootstrap, topics, wire.TOPIC_CONFIGS)
+    # A refused login or certificate fails here, before a line is read, within send_timeout_s.
+    # An unreachable Kafka does not: the shipper reads into its spool and creates
+    # the topics once Kafka answers (a site must keep logging with its link down).
+    prepare: Callable[[], None] | None = None
+    try:
+        with watch_failures() as watch:
+            ensure_topics(
+                bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka, min(30.0, cfg.shipper.send_timeout_s)
+            )
+    except KafkaError as exc:
+        if explain(exc, cfg.kafka, watch) is not None:
+            raise
+        log.warning(
+            "no Kafka broker answers at %s: reading into the spool %s until one does",
+            bootstrap,
+            cfg.shipper.spool_dir,
+        )
+
+        def prepare() -> None:
+            ensure_topics(bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka, timeout_s=5.0)
+
     metrics = ShipperMetrics()
     if cfg.shipper.metrics_port:
         metrics.serve(cfg.shipper.metrics_port)
@@ -385,6 +519,9 @@ def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, R
         dead_letter_topic=cfg.kafka.dead_letter_topic,
         stop=stop,
         on_latency=metrics.send_latency.observe,
+        on_backpressure=metrics.reading_paused.set,
+        prepare=prepare,
+        **client_kwargs(cfg.kafka),
     )
     registry = Registry(Path(cfg.shipper.registry_path), cfg.shipper.registry_flush_interval_ms / 1000)
     return publisher, registry, metrics
@@ -475,7 +612,10 @@ def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
             print(f"fireplot: {exc}", file=sys.stderr)
             return EXIT_USAGE
         ensure_topics(
-            cfg.kafka.effective_bootstrap, {topic: cfg.kafka.events_partitions}, datasets.REPLAY_TOPIC_CONFIGS
+            cfg.kafka.effective_bootstrap,
+            {topic: cfg.kafka.events_partitions},
+            datasets.REPLAY_TOPIC_CONFIGS,
+            cfg.kafka,
         )
         cfg = with_overrides(cfg, "kafka", events_topic=topic)
         cfg = with_overrides(
@@ -494,6 +634,7 @@ def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
 
 def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
     from pipeline import datasets
+    from pipeline.kafka_security import client_kwargs
     from pipeline.rebuild import RebuildProgress, rebuild
     from pipeline.store import Store
 
@@ -512,6 +653,7 @@ def _cmd_rebuild(cfg: Config, args: argparse.Namespace) -> int:
         root / "_dead_letters",
         stop=stopping,
         on_progress=progress,
+        security=client_kwargs(cfg.kafka),
     )
     progress(stats, final=True)
     print(json.dumps({"dataset": args.into, "store": str(root), **vars(stats)}), file=sys.stderr)
@@ -522,6 +664,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
 
     from pipeline import datasets
     from pipeline.broker import ensure_topics
+    from pipeline.kafka_security import client_kwargs
     from pipeline.store import Store
     from producers.publisher import Publisher
     from producers.replay import Progress, ReplayState, replay
@@ -536,7 +679,7 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_USAGE
     store_dir = args.store or cfg.worker.store_dir
     bootstrap = cfg.kafka.effective_bootstrap
-    ensure_topics(bootstrap, {topic: cfg.kafka.events_partitions}, datasets.REPLAY_TOPIC_CONFIGS)
+    ensure_topics(bootstrap, {topic: cfg.kafka.events_partitions}, datasets.REPLAY_TOPIC_CONFIGS, cfg.kafka)
     run_key = {
         "from": args.start.isoformat(),
         "to": args.end.isoformat(),
@@ -545,7 +688,11 @@ def _cmd_replay(cfg: Config, args: argparse.Namespace) -> int:
     }
     state = ReplayState(Path(cfg.kafka.var_dir) / "replay" / f"{args.into}.json", run_key)
     publisher = Publisher(
-        bootstrap, topic, linger_ms=cfg.shipper.linger_ms, timeout_s=cfg.shipper.send_timeout_s
+        bootstrap,
+        topic,
+        linger_ms=cfg.shipper.linger_ms,
+        timeout_s=cfg.shipper.send_timeout_s,
+        **client_kwargs(cfg.kafka),
     )
     stopping = StopFlag(signal.SIGTERM, signal.SIGINT)
     progress = Progress((args.end - args.start).total_seconds())
@@ -579,6 +726,71 @@ def _cmd_serve(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_render(cfg: Config, args: argparse.Namespace) -> int:
+    import time
+
+    from consumers.render import Layout, check_sites, parse_date, render_day
+    from pipeline import datasets
+    from pipeline.store import Store
+
+    root = Path(args.store or cfg.worker.store_dir)
+    try:
+        date = parse_date(args.date, dt.datetime.now(dt.UTC).date())
+        layout = Layout(width_px=args.width_px, height_px=args.height_px)
+        if not root.is_dir():
+            raise ValueError(f"store directory {root} does not exist ([worker] store_dir or --store)")
+        if args.dataset:
+            if args.dataset not in datasets.names(root):
+                known = ", ".join(datasets.names(root))
+                raise ValueError(f"--dataset {args.dataset!r}: no such dataset (datasets: {known})")
+            root = datasets.root(root, args.dataset)
+        store = Store(root)
+        check_sites(store, args.site)
+    except ValueError as exc:
+        print(f"fireplot render: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.monotonic()
+    done = render_day(
+        store, date, args.out, sites=args.site, dataset=args.dataset, layout=layout, html_out=args.html
+    )
+    summary = {
+        "date": date.isoformat(),
+        "events": done.events,
+        "png": str(done.path),
+        "html": str(done.html_path) if done.html_path else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    print(json.dumps(summary), file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_web_credential(cfg: Config, args: argparse.Namespace) -> int:
+    from consumers.web import auth
+
+    name = args.user or args.token
+    if ":" in name or not name.strip():
+        print(f"fireplot web-credential: a name must be non-empty without ':': {name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.token:
+        token = auth.new_token()
+        print(json.dumps({"name": name, "entry": f"{name}:{auth.hash_token(token)}", "token": token}))
+        return EXIT_OK
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass(f"password for {name}: ")
+        if password != getpass.getpass("again: "):
+            print("fireplot web-credential: the passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        print("fireplot web-credential: a password needs at least 8 characters", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps({"name": name, "entry": f"{name}:{auth.hash_password(password)}"}))
+    return EXIT_OK
+
+
 def _cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
     from producers.demo import Demo, write_lines
 
@@ -594,9 +806,11 @@ def _cmd_tail(cfg: Config, args: argparse.Namespace) -> int:
 
     from pipeline import wire
     from pipeline.event import rows
+    from pipeline.kafka_security import client_kwargs
 
     consumer = KafkaConsumer(
         cfg.kafka.events_topic,
+        **client_kwargs(cfg.kafka),
         bootstrap_servers=cfg.kafka.effective_bootstrap,
         auto_offset_reset="earliest" if args.from_beginning else "latest",
         enable_auto_commit=False,
@@ -686,6 +900,26 @@ def _cmd_rollup(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_SILENT = 4  # `fireplot health`: at least one site is silent
+
+
+def _cmd_health(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.health import HealthMonitor, table_text
+
+    cfg = with_overrides(cfg, "worker", store_dir=args.store)
+    monitor = HealthMonitor(cfg, with_kafka=not args.no_kafka, max_poll_s=30.0)
+    try:
+        report = monitor.refresh()
+    finally:
+        monitor.close()
+    now = dt.datetime.now(dt.UTC)
+    if args.json:
+        print(json.dumps(report.as_dict(now)))
+    else:
+        sys.stdout.write(table_text(report, now))
+    return EXIT_SILENT if report.silent_sites(now) else EXIT_OK
+
+
 def _cmd_up(cfg: Config, args: argparse.Namespace) -> int:
     from fireplot.up import run_all
 
@@ -704,6 +938,8 @@ COMMANDS = {
     "replay": _cmd_replay,
     "rebuild": _cmd_rebuild,
     "serve": _cmd_serve,
+    "render": _cmd_render,
+    "web-credential": _cmd_web_credential,
     "demo": _cmd_demo,
     "tail": _cmd_tail,
     "validate": _cmd_validate,
@@ -711,6 +947,7 @@ COMMANDS = {
     "rollup": _cmd_rollup,
     "detect": _cmd_detect,
     "scans": _cmd_scans,
+    "health": _cmd_health,
 }
 
 
@@ -724,8 +961,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"fireplot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from pipeline.kafka_security import explain, watch_failures
+
     try:
-        return COMMANDS[args.command](cfg, args)
+        with watch_failures() as kafka_failures:
+            return COMMANDS[args.command](cfg, args)
     except ConfigError as exc:
         print(f"fireplot: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -734,6 +974,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from pipeline.broker import BrokerError
 
+        # A refused login or certificate looks like a timeout to kafka-python; say what it was.
+        refused = explain(exc, cfg.kafka, kafka_failures)
+        if refused is not None:
+            print(f"fireplot: {refused}", file=sys.stderr)
+            return EXIT_FAIL
         if isinstance(exc, KafkaError) and "bootstrap" in str(exc).lower():
             print(
                 f"fireplot: no Kafka broker answers at {cfg.kafka.effective_bootstrap}; start one "

@@ -48,7 +48,9 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         print("starting Kafka (first run resolves its jars with Maven) ...", flush=True)
         print(f"  {broker.up().describe()}", flush=True)
     bootstrap = cfg.kafka.effective_bootstrap
-    ensure_topics(bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions}, wire.TOPIC_CONFIGS)
+    ensure_topics(
+        bootstrap, {cfg.kafka.events_topic: cfg.kafka.events_partitions}, wire.TOPIC_CONFIGS, cfg.kafka
+    )
 
     env = dict(os.environ)
     base = [sys.executable, "-m", "fireplot"]

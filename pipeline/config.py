@@ -50,10 +50,41 @@ class KafkaConfig:
         "fireplot.raw",
     )
     raw_partitions: int = doc("partitions created for the raw-lines topic", 4)
+    events_topic_pattern: str = doc(
+        "regular expression (whole name) of more topics the worker archives as events topics, e.g. "
+        r"'[A-Za-z0-9_-]+\.fireplot\.events' for MirrorMaker 2's copies of site topics; "
+        "empty: events_topic only",
+        "",
+    )
+    raw_topic_pattern: str = doc(
+        "regular expression (whole name) of more raw-lines topics the worker archives; empty: raw_topic only",
+        "",
+    )
+    mirror_heap_mb: int = doc("JVM heap of `fireplot kafka mirror` (MirrorMaker 2)", 256)
     dead_letter_topic: str = doc(
         "topic of rejected lines (JSON: source_id, offset, reason, line); empty: local file only",
         "fireplot.dead-letters",
     )
+    # Client security (pipeline.kafka_security turns these into client settings).
+    security_protocol: str = doc(
+        "how clients talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS + SASL)",
+        "PLAINTEXT",
+    )
+    sasl_mechanism: str = doc("SASL mechanism: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", "SCRAM-SHA-512")
+    sasl_username: str = doc("SASL user name (SASL_* protocols)", "")
+    sasl_password: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "doc": "SASL password; prefer FIREPLOT_KAFKA__SASL_PASSWORD to the file. Never logged or printed"
+        },
+    )
+    ssl_cafile: str = doc(
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); empty: system CAs", ""
+    )
+    ssl_certfile: str = doc("PEM client certificate, only for brokers that require TLS client auth", "")
+    ssl_keyfile: str = doc("PEM private key of ssl_certfile (unencrypted)", "")
+    ssl_check_hostname: bool = doc("check that the broker's certificate names the host connected to", True)
 
     @property
     def local_bootstrap(self) -> str:
@@ -131,6 +162,10 @@ class WorkerConfig:
     raw_enabled: bool = doc("also archive the raw-lines topic ([kafka] raw_topic)", True)
     raw_format: str = doc("parser for raw lines; `auto` when that format exists, else netfilter", "auto")
     raw_default_site: str = doc("site of raw lines whose record key and JSON fields name none", "default")
+    topic_discovery_interval_s: float = doc(
+        "how often the worker looks for new topics matching [kafka] events_topic_pattern / raw_topic_pattern",
+        10.0,
+    )
     maintenance_enabled: bool = doc("run compaction, retention and rollups periodically in the worker", False)
     maintenance_interval_s: float = doc("how often the worker's maintenance timer runs", 300.0)
     compact_older_than_s: float = doc("an hour is compacted once its end is this far in the past", 900.0)
@@ -141,7 +176,39 @@ class WorkerConfig:
 class WebConfig:
     address: str = doc("address the Bokeh server binds", "127.0.0.1")
     port: int = doc("port of the Bokeh server", 5006)
-    allow_websocket_origins: tuple[str, ...] = doc("extra allowed websocket origins", ())
+    allow_websocket_origins: tuple[str, ...] = doc(
+        "extra allowed websocket origins (host:port as the browser sees the server); "
+        "required when address is not loopback",
+        (),
+    )
+    users: tuple[str, ...] = doc(
+        "who may sign in: NAME:pbkdf2_sha256$ITERATIONS$SALT$HASH (`fireplot web-credential --user NAME`); "
+        "users or tokens are required when address is not loopback",
+        (),
+    )
+    tokens: tuple[str, ...] = doc(
+        "access tokens: NAME:sha256$HEX (`fireplot web-credential --token NAME`), sent as "
+        "`Authorization: Bearer TOKEN` or on the sign-in page",
+        (),
+    )
+    user_sites: tuple[str, ...] = doc(
+        "NAME:SITE pairs, one per site: a user or token named here sees only those sites; others see all",
+        (),
+    )
+    cookie_secret: str = field(
+        default="",
+        repr=False,
+        metadata={
+            "doc": "secret (>= 32 chars) signing login cookies and session tokens; empty: random per start, "
+            "so sign-ins end with a restart. Prefer FIREPLOT_WEB__COOKIE_SECRET over the file. Never printed"
+        },
+    )
+    login_max_age_s: float = doc("how long a sign-in lasts", 43_200.0)
+    allow_unauthenticated: bool = doc(
+        "serve without sign-in on a non-loopback address: only where something else limits who can "
+        "connect (a container port published on 127.0.0.1, an authenticating reverse proxy)",
+        False,
+    )
     max_points: int = doc("raw dots drawn per view before the server aggregates", 150_000)
     refresh_interval_ms: int = doc("how often the page looks for new events of today", 2000)
 
@@ -152,7 +219,9 @@ class DetectConfig:
 
     vertical_min_ports: int = doc("fast/vertical scan: distinct dst ports from one src to one dst", 15)
     vertical_window_s: float = doc("fast/vertical scan: sliding window those ports must fit in", 60.0)
-    vertical_step_s: float = doc("fast kinds are evaluated at grid points this far apart", 5.0)
+    vertical_step_s: float = doc(
+        "fast kinds are evaluated at grid points this far apart (bounds live detection delay)", 1.0
+    )
     horizontal_min_targets: int = doc("horizontal sweep: distinct dsts on one port from one src", 25)
     horizontal_window_s: float = doc("horizontal sweep: sliding window", 300.0)
     horizontal_step_s: float = doc("horizontal sweep: grid step", 15.0)
@@ -188,12 +257,53 @@ class DetectConfig:
     duckdb_memory_mb: int = doc("DuckDB memory limit for one detection run (spills beyond)", 512)
     duckdb_threads: int = doc("DuckDB threads", 2)
     scans_dir: str = doc("scan dataset; empty: <[worker] store_dir>/scans", "")
-    follow_interval_s: float = doc("`detect --follow`: how often the store is re-evaluated", 2.0)
-    lateness_s: float = doc("`detect --follow`: watermark = newest event time minus this", 2.0)
+    follow_interval_s: float = doc("`detect --follow`: how often the store is re-evaluated", 1.0)
+    lateness_s: float = doc(
+        "`detect --follow`: watermark = newest event time minus this (> worker flush_interval_s)", 1.0
+    )
     kafka_topic: str = doc("topic new scans are published to as JSON (when publish is on)", "fireplot.scans")
     publish: bool = doc("publish new scans to kafka_topic", False)
     alert_command: tuple[str, ...] = doc("argv run per new scan, the scan as JSON on stdin", ())
     alert_webhook: str = doc("URL POSTed per new scan (JSON body); empty: none", "")
+
+
+@dataclass(frozen=True)
+class EnrichConfig:
+    """Read-time enrichment (pipeline.enrich): labels added for display and export, never stored."""
+
+    networks: tuple[str, ...] = doc(
+        'named networks as "label=cidr" (IPv4 or IPv6; a label may repeat); the first that holds an '
+        "address labels it",
+        (),
+    )
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Per-site health (pipeline.health): when a site counts as silent, what the rate covers."""
+
+    silent_gap_factor: float = doc(
+        "a site is silent when the time since its last event exceeds this many times its usual gap", 3.0
+    )
+    usual_gap_percentile: float = doc(
+        "usual gap = this percentile of the site's gaps between active minutes over history_s", 99.0
+    )
+    min_usual_gap_s: float = doc(
+        "floor of the usual gap: a site active every minute is not silent sooner", 300.0
+    )
+    history_s: float = doc(
+        "event-time history the usual gap is learnt from (only these partitions are read)", 86400.0
+    )
+    rate_window_s: float = doc("event rate = events per minute over this recent window", 300.0)
+    interval_s: float = doc("how often the worker recomputes health (metrics, web snapshot)", 5.0)
+
+    def __post_init__(self) -> None:
+        if not self.silent_gap_factor > 0:
+            raise ConfigError(f"[health] silent_gap_factor: must be > 0, got {self.silent_gap_factor}")
+        if not 0 < self.usual_gap_percentile <= 100:
+            raise ConfigError(
+                f"[health] usual_gap_percentile: must be in (0, 100], got {self.usual_gap_percentile}"
+            )
 
 
 @dataclass(frozen=True)
@@ -203,6 +313,8 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     web: WebConfig = field(default_factory=WebConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    enrich: EnrichConfig = field(default_factory=EnrichConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
     source: str = field(default="defaults", compare=False)
 
 
@@ -212,6 +324,8 @@ SECTIONS: dict[str, type[Any]] = {
     "worker": WorkerConfig,
     "web": WebConfig,
     "detect": DetectConfig,
+    "enrich": EnrichConfig,
+    "health": HealthConfig,
 }
 
 
@@ -289,6 +403,17 @@ def _check(section: str, obj: Any) -> None:
             raise ConfigError(f"[shipper] timezone: unknown time zone {obj.timezone!r}") from None
         if not obj.site or "/" in obj.site or "=" in obj.site:
             raise ConfigError(f"[shipper] site: must be non-empty without '/' or '=': {obj.site!r}")
+    if section == "enrich":
+        from pipeline.networks import parse_named
+
+        try:
+            parse_named(obj.networks)
+        except ValueError as exc:
+            raise ConfigError(f"[enrich] networks: {exc}") from None
+    if section == "kafka":
+        from pipeline.kafka_security import check  # imports this module: load it late
+
+        check(obj)
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -6,19 +6,19 @@ Three rules, each switchable in ``[shipper]``:
   are conntrack noise, not probes (psad ignores them too);
 - destination port 0 is malformed or fingerprinting noise and cannot be drawn
   on a log axis.
-The rules run on whole columns; only the distinct source addresses of a batch
-(far fewer than its rows) are checked against the networks one by one.
+The rules run on whole columns; networks are matched by
+:class:`pipeline.networks.NetworkTable`, the one place addresses meet CIDRs.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import ShipperConfig
+from pipeline.networks import NetworkTable
 
 DROP_INSIDE = "inside_network"
 DROP_LATE_TCP = "late_tcp"
@@ -34,19 +34,14 @@ class FilterResult:
 
 class EdgeFilter:
     def __init__(self, cfg: ShipperConfig) -> None:
-        self.networks = [ipaddress.ip_network(n, strict=False) for n in cfg.exclude_networks]
+        self.networks = NetworkTable.from_cidrs(cfg.exclude_networks)
         self.drop_late_tcp = cfg.drop_late_tcp
         self.drop_port_zero = cfg.drop_port_zero
 
     def _inside(self, src: pa.ChunkedArray) -> pa.ChunkedArray | None:
         if not self.networks:
             return None
-        inside = [
-            ip
-            for ip in pc.unique(src).to_pylist()
-            if any(ipaddress.ip_address(ip) in net for net in self.networks)
-        ]
-        return pc.is_in(src, value_set=pa.array(inside, pa.string())) if inside else None
+        return pa.chunked_array([self.networks.contains(src)])
 
     def __call__(self, table: pa.Table) -> FilterResult:
         dropped = dict.fromkeys(REASONS, 0)

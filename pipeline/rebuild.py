@@ -13,9 +13,10 @@ No consumer group is used: the rebuild never disturbs live processing.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.progress import ProgressLine
 from pipeline.store import Store
@@ -39,10 +40,13 @@ def rebuild(
     stop: Callable[[], bool] | None = None,
     on_progress: Callable[[RebuildStats], None] | None = None,
     batch_records: int = 256,
+    security: Mapping[str, Any] | None = None,
 ) -> RebuildStats:
+    """``security``: kafka-python TLS/SASL settings (pipeline.kafka_security.client_kwargs)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
+        **(security or {}),
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,

@@ -36,7 +36,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from pipeline import parsers, wire
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
 from pipeline.event import EVENT_SCHEMA, TS_TYPE
 from pipeline.parsers import ParseContext, Parser
 from pipeline.store import OffsetRange, Store
@@ -361,6 +361,7 @@ class ArchiveSink:
                 "partition": d.record.partition,
                 "offset": d.record.offset,
                 "reason": d.reason,
+                "site": _key_site(d.record.key),  # per-site rejects (pipeline.health)
             }
             if d.line is not None:
                 entry["line"] = d.line
@@ -441,8 +442,64 @@ def _metrics_text(
     return "".join(out)
 
 
+class PatternTopics:
+    """Which topics each sink reads: its own topic plus every topic matching its pattern.
+
+    faust 0.15's ``app.topic(pattern=...)`` subscribes to nothing (its
+    consumer subscribes by name only), so the worker lists the cluster's
+    topics itself and grows each agent's name list in place. The lists are
+    the very objects the agents' topics hold, so an agent archives a new
+    topic from the resubscription on. Patterns match whole names; a topic
+    already read by one sink is never given to another.
+    """
+
+    def __init__(self, patterns: dict[str, str]) -> None:
+        self.names: dict[str, list[str]] = {local: [local] for local in patterns}
+        self.patterns: dict[str, re.Pattern[str]] = {}
+        for local, pattern in patterns.items():
+            if not pattern:
+                continue
+            try:
+                self.patterns[local] = re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"topic pattern {pattern!r} (for {local}) is not a regular expression: {exc}"
+                ) from None
+
+    def add(self, existing: Iterable[str]) -> list[str]:
+        """Take up the existing topics that match a pattern; the names newly added."""
+        taken = {n for names in self.names.values() for n in names}
+        added: list[str] = []
+        for name in sorted(existing):
+            if name in taken:
+                continue
+            for local, pattern in self.patterns.items():
+                if pattern.fullmatch(name):
+                    self.names[local].append(name)
+                    taken.add(name)
+                    added.append(name)
+                    break
+        return added
+
+
+def _list_topics(cfg: Config) -> set[str]:
+    from kafka import KafkaAdminClient
+
+    from pipeline.kafka_security import client_kwargs
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=cfg.kafka.effective_bootstrap, request_timeout_ms=10000, **client_kwargs(cfg.kafka)
+    )
+    try:
+        return set(admin.list_topics())
+    finally:
+        admin.close()
+
+
 def make_app(cfg: Config) -> Any:
     import faust
+
+    from pipeline.kafka_security import faust_credentials
 
     bootstrap = cfg.kafka.effective_bootstrap
     datadir = Path(cfg.kafka.var_dir) / "faust" / cfg.worker.app_id
@@ -450,6 +507,7 @@ def make_app(cfg: Config) -> Any:
     app = faust.App(
         cfg.worker.app_id,
         broker=",".join(f"kafka://{b.strip()}" for b in bootstrap.split(",")),
+        broker_credentials=faust_credentials(cfg.kafka),
         store="memory://",
         datadir=str(datadir),
         web_bind="127.0.0.1",
@@ -481,11 +539,20 @@ def make_app(cfg: Config) -> Any:
         )
     started = time.monotonic()
     last_flush_at: dict[str, float] = {}
+    pattern_of = {
+        cfg.kafka.events_topic: cfg.kafka.events_topic_pattern,
+        cfg.kafka.raw_topic: cfg.kafka.raw_topic_pattern,
+    }
+    topics = PatternTopics({name: pattern_of[name] for name in sinks})
+    if topics.patterns:
+        for name in topics.add(_list_topics(cfg)):
+            log.info("archiving topic %s (matches a topic pattern)", name)
 
     def sink_agent(topic_name: str) -> None:
         topic = app.topic(
             topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
+        topic.topics = topics.names[topic_name]  # shared with the agent's clones; grows by discovery
         sink = sinks[topic_name]
         raw = topic_name != cfg.kafka.events_topic
         max_records = cfg.worker.raw_flush_max_records if raw else cfg.worker.flush_max_records
@@ -519,6 +586,34 @@ def make_app(cfg: Config) -> Any:
     for name in sinks:
         sink_agent(name)
 
+    if topics.patterns:
+        # faust waits 45 s after a subscription change to batch agents restarting
+        # together; ours come one discovery at a time and should not wait that long.
+        conductor: Any = app.topics
+        conductor._resubscribe_sleep_lock_seconds = min(45.0, cfg.worker.topic_discovery_interval_s)
+
+        @app.timer(interval=cfg.worker.topic_discovery_interval_s)  # type: ignore[untyped-decorator]
+        async def discover_topics() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                existing = await loop.run_in_executor(None, _list_topics, cfg)
+            except Exception as exc:  # Kafka away: the topics we have keep flowing; try again
+                log.warning("could not list topics for the topic patterns: %s", exc)
+                return
+            added = topics.add(existing)
+            if added:
+                log.info("archiving new topics %s (match a topic pattern); resubscribing", added)
+            lists = [id(names) for names in topics.names.values()]
+            for channel in list(app.topics):
+                # Checked every round, not only when a topic was added: faust drops a
+                # subscription change that arrives while the group rebalances (conductor
+                # _subscriber), so a second new topic could otherwise never be read.
+                ours = id(getattr(channel, "topics", None)) in lists
+                if ours and conductor._topic_contain_unsubscribed_topics(channel):
+                    # discard + add: the conductor's public way to flag a changed subscription
+                    app.topics.discard(channel)
+                    app.topics.add(channel)
+
     @app.on_partitions_revoked.connect
     async def _revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for sink in sinks.values():
@@ -538,6 +633,19 @@ def make_app(cfg: Config) -> Any:
                 # their replacement is durable. Log and try again next round.
                 log.exception("maintenance round failed")
 
+    from pipeline.health import HealthMonitor, metrics_text, write_snapshot
+
+    monitor = HealthMonitor(cfg)
+
+    @app.timer(interval=cfg.health.interval_s)  # type: ignore[untyped-decorator]
+    async def site_health() -> None:
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(None, monitor.refresh)
+            write_snapshot(cfg.worker.store_dir, report)
+        except Exception:
+            # Health is an observer: a failed round never stops archiving.
+            log.exception("site health round failed")
+
     def _lag() -> dict[tuple[str, int], int]:
         lag: dict[tuple[str, int], int] = {}
         try:
@@ -556,6 +664,8 @@ def make_app(cfg: Config) -> Any:
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
         body = _metrics_text(sinks, _lag(), {"uptime_seconds": time.monotonic() - started})
+        if monitor.latest is not None:
+            body += metrics_text(monitor.latest)
         return web.text(body, content_type="text/plain; version=0.0.4")
 
     @app.page("/health")
@@ -591,7 +701,7 @@ def run(cfg: Config, loglevel: str = "info") -> None:
     topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
     if cfg.worker.raw_enabled:
         topics[cfg.kafka.raw_topic] = cfg.kafka.raw_partitions
-    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS)
+    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka)
     app = make_app(cfg)
     # faust's entry point reads its own argv; ours has been parsed already.
     # faust spells its levels crit/error/warn/info/debug.

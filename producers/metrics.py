@@ -38,6 +38,11 @@ class ShipperMetrics:
         self.spool_bytes = Gauge(
             "fireplot_shipper_spool_bytes", "bytes waiting in the disk spool", registry=r
         )
+        self.reading_paused = Gauge(
+            "fireplot_shipper_reading_paused",
+            "1 while reading is paused because the disk spool is full (back-pressure)",
+            registry=r,
+        )
         self.resent = Counter(
             "fireplot_shipper_records_resent", "records Kafka failed to take, sent again", registry=r
         )

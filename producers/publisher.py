@@ -12,6 +12,11 @@ acknowledging, later records go to the disk spool (``producers.spool``) and
 are sent from there, in order, when it answers again. A full spool blocks
 ``send``: the shipper stops reading. A record Kafka failed to take is sent
 again, never dropped.
+
+A shipper may start while Kafka is unreachable (a site rebooted with its link
+down): the producer is built without contacting a broker, and ``prepare`` (the
+topic set-up) is retried before the first send until it succeeds; until then
+every record goes to the spool.
 """
 
 from __future__ import annotations
@@ -36,6 +41,13 @@ DEAD_LETTER_HEADERS = [("content-type", b"application/json")]
 # In-flight records older than this without an acknowledgement mean Kafka is
 # not taking data: later records go to the spool instead of waiting.
 STALL_S = 3.0
+# While Kafka is unreachable, how often ``prepare`` is tried again.
+PREPARE_RETRY_S = 5.0
+# The Kafka API version the producer assumes before it has met a broker; each
+# connection still negotiates ApiVersions and steps down to an older broker's.
+# Without it kafka-python contacts a broker in the constructor and a shipper
+# could not start during an outage.
+ASSUMED_BROKER_VERSION = (4, 1)
 
 
 class PublishError(RuntimeError):
@@ -84,6 +96,8 @@ class Publisher:
         dead_letter_topic: str = "",
         stop: Callable[[], bool] | None = None,
         on_latency: Callable[[float], None] | None = None,
+        on_backpressure: Callable[[bool], None] | None = None,
+        prepare: Callable[[], None] | None = None,
         **extra: object,
     ) -> None:
         from kafka import KafkaProducer
@@ -96,6 +110,10 @@ class Publisher:
         self.in_flight_max_bytes = in_flight_max_bytes
         self.stop = stop or (lambda: False)
         self.on_latency = on_latency
+        self.on_backpressure = on_backpressure
+        self.prepare = prepare  # None once done: topics exist
+        self._prepare_at = 0.0
+        self.reading_paused = False  # the spool is full: send() blocks, so the reader stops
         self._queue: deque[_Entry] = deque()
         self._in_flight_bytes = 0
         self._n_spooled = 0
@@ -108,11 +126,14 @@ class Publisher:
             linger_ms=linger_ms,
             batch_size=1024 * 1024,
             max_request_size=wire.MAX_REQUEST_BYTES,
-            delivery_timeout_ms=int(timeout_s * 1000),
-            request_timeout_ms=min(30000, int(timeout_s * 1000)),
+            # kafka-python requires delivery > linger + request timeout; a short
+            # send_timeout_s (a remote site's bound on a refused login) must still be valid.
+            delivery_timeout_ms=max(int(timeout_s * 1000), min(30000, int(timeout_s * 500)) + linger_ms + 1),
+            request_timeout_ms=min(30000, int(timeout_s * 500)),
             max_block_ms=5000,
             reconnect_backoff_max_ms=2000,
             client_id="fireplot-shipper",
+            api_version=ASSUMED_BROKER_VERSION,
             **extra,
         )
         if spool is not None:
@@ -169,6 +190,7 @@ class Publisher:
             ):
                 if self._transmit(entry):
                     self._queue.append(entry)
+                    self._pause(False)
                     return
             elif self.spool is None:
                 if self.stop():
@@ -181,11 +203,26 @@ class Publisher:
                 continue
             if self.spool is not None and self.spool.has_room(entry.size + 64):
                 self._spool(entry)
+                self._pause(False)
                 return
             if self.stop():
                 raise Stopped("stopping while the spool is full")
             # Spool full: block the reader until Kafka drains some of it.
+            self._pause(True)
             self._wait_for_acks(0.2)
+
+    def _pause(self, paused: bool) -> None:
+        # Back-pressure is an operator's business (logs pile up at the source): say so, once per episode.
+        if paused == self.reading_paused:
+            return
+        self.reading_paused = paused
+        where = {"spool": str(self.spool.directory), "spool_bytes": self.spool.bytes} if self.spool else {}
+        if paused:
+            log.warning("spool full: reading paused until Kafka takes records (back-pressure)", extra=where)
+        else:
+            log.info("spool has room again: reading resumed", extra=where)
+        if self.on_backpressure:
+            self.on_backpressure(paused)
 
     def _stalled(self) -> bool:
         head = next((e for e in self._queue if e.state == "flight"), None)
@@ -195,6 +232,10 @@ class Publisher:
         from kafka.errors import KafkaTimeoutError
 
         assert entry.value is not None
+        if self.prepare is not None and not self._prepared():
+            if self.spool is None:
+                raise PublishError("Kafka is unreachable and there is no spool to keep records in")
+            return False
         try:
             entry.fut = self._producer.send(
                 entry.topic, key=entry.key, value=entry.value, headers=entry.headers
@@ -207,6 +248,20 @@ class Publisher:
         entry.started = time.monotonic()
         entry.state = "flight"
         self._in_flight_bytes += entry.size
+        return True
+
+    def _prepared(self) -> bool:
+        now = time.monotonic()
+        if self.prepare is None or now < self._prepare_at:
+            return self.prepare is None
+        try:
+            self.prepare()
+        except Exception as exc:  # whatever kept Kafka away, the records wait on disk
+            self._prepare_at = now + PREPARE_RETRY_S
+            log.warning("Kafka still unreachable; records wait in the spool", extra={"error": str(exc)})
+            return False
+        log.info("Kafka answers: topics ready, sending")
+        self.prepare = None
         return True
 
     def _spool(self, entry: _Entry) -> None:
@@ -310,7 +365,13 @@ class Publisher:
                 raise PublishError(f"Kafka did not acknowledge {len(self._queue)} record(s) in time")
             if self.stop() and deadline_s is None:
                 raise Stopped("stopping with records pending")
-            self._producer.flush(timeout=0.2) if self._in_flight_bytes else None
+            if self._in_flight_bytes:
+                # Only a nudge to send now: kafka-python raises when the acks take longer
+                # than this (a first TLS + SASL connection to a leader does); the deadline above decides.
+                from kafka.errors import KafkaTimeoutError
+
+                with contextlib.suppress(KafkaTimeoutError):
+                    self._producer.flush(timeout=0.2)
             self._wait_for_acks(0.1)
             self.pump()
 

@@ -79,3 +79,61 @@ def console(driver: Any) -> list[dict[str, Any]]:
 
 def severe(entries: list[dict[str, Any]]) -> list[str]:
     return [e["message"] for e in entries if e.get("level") == "SEVERE"]
+
+
+@contextmanager
+def web_server(
+    store_root: Path, log: Path, env: dict[str, str] | None = None, ready_path: str = ""
+) -> Iterator[str]:
+    """``fireplot``'s web server in its own process on a free loopback port, reading store_root.
+
+    Configured through FIREPLOT_* variables as an operator would; yields the
+    page's URL once ``ready_path`` (the page itself, or ``login`` when sign-in
+    guards it) answers 200, stops the process on exit.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FIREPLOT_")}
+    full |= {"FIREPLOT_WORKER__STORE_DIR": str(store_root), "FIREPLOT_WEB__PORT": str(port)}
+    full |= env or {}
+    code = (
+        "import logging; logging.basicConfig(level=logging.INFO)\n"
+        "from pipeline.config import load\n"
+        "from consumers.web.server import serve\n"
+        "serve(load(), None)\n"
+    )
+    with open(log, "wb") as out:
+        # cwd is the log's directory so no stray ./fireplot.toml is picked up.
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code], cwd=log.parent, env=full, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"web server exited {proc.returncode}:\n{log.read_text()}")
+            try:
+                with urllib.request.urlopen(url + ready_path, timeout=2) as resp:  # noqa: S310  # loopback
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"web server did not answer on {url}:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

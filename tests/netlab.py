@@ -7,6 +7,8 @@
     fp-scan0 198.51.100.1/30  <--veth-->  fp-fw0 198.51.100.2/30
              2001:db8::1/64                      2001:db8::2/64
     nmap -sS / -sU / -6 -sS               nftables inet table: TCP/UDP to the fw addresses
+                                          (+ optional sweep addresses: N more /32s and /128s
+                                          inside a test-chosen /24 and /64, routed via fp-fw0)
                                             -> log group 42 (+ 43) -> drop
                                           ulogd2: NFLOG 42 -> ... -> LOGEMU  (text, the format
                                                   NFLOG 43 -> ... -> JSON     under test / oracle)
@@ -17,7 +19,8 @@ the ruleset, ulogd2) is removed on exit, also when the body raises. Needs root a
 ``pytest.skip`` by ``skip_unless_available``/the tests) says what is missing.
 
 Network safety: the namespaces have no link other than the veth pair between them
-and no routes beyond the two connected prefixes, and ``NetLab.nmap`` refuses any
+and no routes beyond the two connected prefixes (plus, with ``sweep_hosts``, the two
+sweep prefixes via the firewall's veth address), and ``NetLab.nmap`` refuses any
 target but the firewall namespace's own addresses (and checks every packet nmap
 reports sending). Nothing can reach a real network.
 
@@ -38,6 +41,7 @@ Run ``python tests/netlab.py --capture DIR`` to record a small golden capture
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import math
 import os
@@ -242,6 +246,11 @@ class NetLab:
     workdir: Path
     json_output: bool | None = None  # None: when the JSON plugin is installed
     hostname: str = ""  # the firewall's name in the log lines; default: the netns name
+    # Extra target addresses on the firewall's veth for horizontal sweeps: sweep_hosts
+    # addresses from the start of each prefix (host 1, 2, ...), logged like the others.
+    sweep_hosts: int = 0
+    sweep_v4_net: str = "10.89.64.0/24"  # private (RFC 1918), only ever inside the lab
+    sweep_v6_net: str = "fd00:f1e:7e57::/64"  # unique local (RFC 4193), only inside the lab
     ulogd_start_timeout_s: float = 10.0
     run_id: str = field(default_factory=lambda: f"{os.getpid()}-{secrets.token_hex(3)}")
 
@@ -272,6 +281,7 @@ class NetLab:
         try:
             self._create_namespaces()
             self._wire()
+            self._add_sweep_addresses()
             self._load_ruleset()
             self._start_ulogd()
         except BaseException:
@@ -333,6 +343,25 @@ class NetLab:
             self._ip(ns, "link", "set", "lo", "up")
             self._ip(ns, "link", "set", ifname, "up")
 
+    def sweep_addresses(self, version: int) -> tuple[str, ...]:
+        """The firewall's extra addresses of one family (empty without sweep_hosts)."""
+        net = ipaddress.ip_network(self.sweep_v4_net if version == 4 else self.sweep_v6_net)
+        if self.sweep_hosts >= net.num_addresses - 1:
+            raise ValueError(f"{self.sweep_hosts} sweep hosts do not fit in {net}")
+        return tuple(str(net.network_address + i) for i in range(1, self.sweep_hosts + 1))
+
+    def _add_sweep_addresses(self) -> None:
+        if not self.sweep_hosts:
+            return
+        for v, gw, plen in ((4, FW_V4, 32), (6, FW_V6, 128)):
+            fam = "-4" if v == 4 else "-6"
+            for addr in self.sweep_addresses(v):
+                self._ip(self.fw_ns, fam, "addr", "add", f"{addr}/{plen}", "dev", FW_IF,
+                         *(("nodad",) if v == 6 else ()))
+            # The scanner reaches the sweep prefix only through the firewall, over the veth.
+            net = self.sweep_v4_net if v == 4 else self.sweep_v6_net
+            self._ip(self.scan_ns, fam, "route", "add", net, "via", gw, "dev", SCAN_IF)
+
     def _log_statements(self) -> str:
         groups = [NFLOG_GROUP] + ([NFLOG_GROUP_JSON] if self.json_path else [])
         return " ".join(f'log prefix "{LOG_PREFIX}" group {g}' for g in groups)
@@ -346,6 +375,10 @@ class NetLab:
         if want_json or (want_json is None and has_json):
             self.json_path = self.workdir / "ulogd.json"
         log = self._log_statements()
+        sweep = ""
+        if self.sweep_hosts:
+            sweep = (f"        ip daddr {self.sweep_v4_net} meta l4proto {{ tcp, udp }} {log} drop\n"
+                     f"        ip6 daddr {self.sweep_v6_net} meta l4proto {{ tcp, udp }} {log} drop\n")
         # Only TCP/UDP addressed to the firewall's own addresses is logged: neighbour
         # discovery, MLD, router solicitations and link-local chatter never reach the log.
         self.ruleset = f"""\
@@ -357,7 +390,7 @@ table inet fireplot_lab {{
                       nd-router-advert, nd-redirect }} accept
         ip daddr {FW_V4} meta l4proto {{ tcp, udp }} {log} drop
         ip6 daddr {FW_V6} meta l4proto {{ tcp, udp }} {log} drop
-        meta l4proto {{ tcp, udp }} drop
+{sweep}        meta l4proto {{ tcp, udp }} drop
     }}
 }}
 """
@@ -425,6 +458,11 @@ table inet fireplot_lab {{
         except FileNotFoundError:
             return ""
 
+    def targets(self) -> frozenset[str]:
+        """Every address nmap may be pointed at: the firewall's own, in canonical form."""
+        own = [FW_V4, FW_V6, *self.sweep_addresses(4), *self.sweep_addresses(6)]
+        return frozenset(str(ipaddress.ip_address(a)) for a in own)
+
     def fw_addresses(self) -> dict[int, str]:
         return {4: FW_V4, 6: FW_V6}
 
@@ -443,20 +481,30 @@ table inet fireplot_lab {{
                 if r.startswith("default"):
                     raise LabError(f"scanner netns has a default route ({r}); refusing to scan")
 
-    def nmap(self, *args: str, target: str, timeout_s: float = 60) -> NmapRun:
-        """Run nmap from the scanner netns at one of the firewall's addresses."""
-        if target not in (FW_V4, FW_V6):
-            raise ValueError(f"refusing to scan {target!r}: only the lab's firewall addresses")
+    def nmap(self, *args: str, target: str | Sequence[str], timeout_s: float = 60) -> NmapRun:
+        """Run nmap from the scanner netns at one or more of the firewall's addresses."""
+        targets = (target,) if isinstance(target, str) else tuple(target)
+        allowed = self.targets()
+        for t in targets:
+            try:
+                canonical = str(ipaddress.ip_address(t))
+            except ValueError:
+                canonical = ""
+            if canonical not in allowed:
+                raise ValueError(f"refusing to scan {t!r}: only the lab's firewall addresses")
+        if not targets:
+            raise ValueError("no target")
         _check_nmap_args(args)
         self._assert_isolated()
-        argv = ("nmap", *NMAP_BASE_ARGS, *args, target)
+        argv = ("nmap", *NMAP_BASE_ARGS, *args, *targets)
         t0 = time.monotonic()
         proc = _run(["ip", "netns", "exec", self.scan_ns, *argv], timeout_s=timeout_s)
         elapsed = time.monotonic() - t0
         probes, other = parse_packet_trace(proc.stdout)
         if other:
             raise LabError(f"nmap sent packets other than TCP/UDP probes: {other[:5]}")
-        strays = [p for p in probes if p.dst_ip != target]
+        wanted = {str(ipaddress.ip_address(t)) for t in targets}
+        strays = [p for p in probes if str(ipaddress.ip_address(p.dst_ip)) not in wanted]
         if strays:
             raise LabError(f"nmap sent probes to other addresses: {strays[:5]}")
         m = _RAW_SENT_RE.search(proc.stdout)

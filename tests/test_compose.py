@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from consumers.web import auth
+from pipeline import config
 from pipeline.config import KafkaConfig, WebConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,27 +36,38 @@ needs_compose = pytest.mark.skipif(
 )
 
 SERVICES = {"kafka", "topics", "worker", "web", "demo"}
+SITES = ("site-a", "site-b")
+SITE_SERVICES = {f"{kind}-{site}" for site in SITES for kind in ("kafka", "topics", "shipper")} | {"mirror"}
+MM2 = REPO / "deploy" / "mm2.properties"
+TLS_OVERRIDE = REPO / "deploy" / "docker-compose.tls.yml"
+TLS_ENV = {"FIREPLOT_TLS_KEYSTORE_PASSWORD": "keystore-secret", "FIREPLOT_SCRAM_PASSWORD": "scram-secret"}
 
 
 # ---- helpers -------------------------------------------------------------------------
 
 
-def compose_config(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `docker-compose config` on one file, isolated from the caller's COMPOSE_* settings."""
+def compose_config(
+    path: Path, *args: str, overrides: tuple[Path, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `docker-compose config` on a file (and override files), isolated from the caller's
+    COMPOSE_* and FIREPLOT_* settings; ``env`` adds variables for interpolation."""
     assert DOCKER_COMPOSE is not None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "FIREPLOT_"))}
+    files = [arg for f in (path, *overrides) for arg in ("-f", str(f))]
     return subprocess.run(
-        [DOCKER_COMPOSE, "-f", str(path), "--project-directory", str(REPO), "config", *args],
+        [DOCKER_COMPOSE, *files, "--project-directory", str(REPO), "config", *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env=env,
+        env={**clean, **(env or {})},
     )
 
 
-def resolve(path: Path) -> dict[str, Any]:
-    proc = compose_config(path)
+def resolve(
+    path: Path, overrides: tuple[Path, ...] = (), env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    proc = compose_config(path, overrides=overrides, env=env)
     assert proc.returncode == 0, f"docker-compose config failed:\n{proc.stderr}"
     cfg = yaml.safe_load(proc.stdout)
     assert isinstance(cfg, dict)
@@ -232,11 +245,7 @@ class TestComposeFile:
     def test_kafka_keeps_its_data_on_a_named_volume(self, cfg: dict[str, Any]) -> None:
         """The broker's log dir is a named volume, so topics survive `docker compose down`."""
         env = environment(service(cfg, "kafka"))
-        data = [
-            src
-            for src, target, _ in mounts(service(cfg, "kafka"))
-            if target == env["KAFKA_LOG_DIRS"]
-        ]
+        data = [src for src, target, _ in mounts(service(cfg, "kafka")) if target == env["KAFKA_LOG_DIRS"]]
         assert data and data[0] in cfg.get("volumes", {}), (data, cfg.get("volumes"))
 
     def test_kafka_healthcheck_asks_the_broker(self, cfg: dict[str, Any]) -> None:
@@ -246,9 +255,7 @@ class TestComposeFile:
         assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in test
         m = re.search(r"--bootstrap-server[ =](\S+):(\d+)", test)
         assert m, test
-        ports = {
-            p for _, p in listeners(environment(service(cfg, "kafka"))["KAFKA_LISTENERS"]).values()
-        }
+        ports = {p for _, p in listeners(environment(service(cfg, "kafka"))["KAFKA_LISTENERS"]).values()}
         assert int(m.group(2)) in ports
         assert hc.get("interval") and hc.get("retries") and hc.get("start_period"), hc
 
@@ -269,9 +276,7 @@ class TestComposeFile:
                 assert host in {"127.0.0.1", "localhost"}, (lname, host)
                 assert ("127.0.0.1", port, port) in ports, (lname, port, ports)
 
-    def test_topics_creates_the_events_topic_once_kafka_is_healthy(
-        self, cfg: dict[str, Any]
-    ) -> None:
+    def test_topics_creates_the_events_topic_once_kafka_is_healthy(self, cfg: dict[str, Any]) -> None:
         """The init job creates fireplot.events with the configured partitions, idempotently."""
         topics = service(cfg, "topics")
         args = argv(topics.get("entrypoint")) + argv(topics.get("command"))
@@ -309,6 +314,14 @@ class TestComposeFile:
         origins = env["FIREPLOT_WEB__ALLOW_WEBSOCKET_ORIGINS"].split(",")
         assert f"localhost:{port}" in origins
 
+    def test_web_environment_passes_the_servers_exposure_check(self, cfg: dict[str, Any]) -> None:
+        """The web service's FIREPLOT_* settings, loaded as the container would, may bind 0.0.0.0."""
+        env = {k: str(v) for k, v in environment(service(cfg, "web")).items() if k.startswith("FIREPLOT_")}
+        loaded = config.load(None, env)
+
+        auth.check_exposure(loaded.web, auth.Credentials.from_config(loaded.web))  # raises if refused
+        assert not auth.is_loopback(loaded.web.address)
+
     def test_worker_writes_and_web_reads_the_same_store_volume(self, cfg: dict[str, Any]) -> None:
         """One named volume is the store: mounted read-write in worker, read-only in web."""
         found = {}
@@ -316,9 +329,7 @@ class TestComposeFile:
             svc = service(cfg, name)
             store_dir = environment(svc)["FIREPLOT_WORKER__STORE_DIR"]
             hits = [
-                m
-                for m in mounts(svc)
-                if store_dir == m[1] or store_dir.startswith(m[1].rstrip("/") + "/")
+                m for m in mounts(svc) if store_dir == m[1] or store_dir.startswith(m[1].rstrip("/") + "/")
             ]
             assert len(hits) == 1, (name, store_dir, mounts(svc))
             found[name] = hits[0]
@@ -335,6 +346,208 @@ class TestComposeFile:
         assert m and m.group(1) == m.group(2), script
         assert demo.get("build") == service(cfg, "worker").get("build")
         assert demo["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+# ---- two sites and a centre ----------------------------------------------------------
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java properties file as {key: value} (comments and blank lines dropped)."""
+    out: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        key, _, value = line.partition("=")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def advertised_as_service(cfg: dict[str, Any], name: str) -> str:
+    """host:port of the listener a broker service advertises under its own service name."""
+    env = environment(service(cfg, name))
+    hits = [f"{h}:{p}" for h, p in listeners(env["KAFKA_ADVERTISED_LISTENERS"]).values() if h == name]
+    assert len(hits) == 1, (name, env["KAFKA_ADVERTISED_LISTENERS"])
+    return hits[0]
+
+
+@needs_compose
+class TestTwoSitesAndACentre:
+    def test_every_site_has_its_kafka_topics_and_shipper_and_a_mirror_runs(self, cfg: dict[str, Any]) -> None:
+        """Both sites get a broker, a topic job and a shipper; one MirrorMaker serves them."""
+        rv = set(cfg["services"])
+        assert rv >= SERVICES | SITE_SERVICES, sorted(SITE_SERVICES - rv)
+
+    def test_site_brokers_are_pinned_kraft_clusters_of_their_own(self, cfg: dict[str, Any]) -> None:
+        """Each site broker: the centre's pinned image, KRaft, its own cluster id, data volume and
+        healthcheck through the listener it advertises; nothing published on the host."""
+        centre = service(cfg, "kafka")
+        ids = {environment(centre)["CLUSTER_ID"]}
+        for site in SITES:
+            kafka = service(cfg, f"kafka-{site}")
+            env = environment(kafka)
+            assert kafka["image"] == centre["image"]
+            assert {r.strip() for r in env["KAFKA_PROCESS_ROLES"].split(",")} == {"broker", "controller"}
+            ids.add(env["CLUSTER_ID"])
+            assert not kafka.get("ports"), kafka.get("ports")
+            data = [src for src, target, _ in mounts(kafka) if target == env["KAFKA_LOG_DIRS"]]
+            assert data and data[0] in cfg["volumes"] and data[0] != "kafka-data", data
+            test = " ".join(argv(kafka["healthcheck"]["test"]))
+            m = re.search(r"--bootstrap-server[ =](\S+):(\d+)", test)
+            port = int(advertised_as_service(cfg, f"kafka-{site}").rsplit(":", 1)[1])
+            assert m and int(m.group(2)) == port == listeners(env["KAFKA_LISTENERS"])["INTERNAL"][1], test
+            assert kafka.get("restart") == "unless-stopped"
+        assert len(ids) == 1 + len(SITES), ids
+
+    def test_every_broker_takes_the_largest_producer_request(self, cfg: dict[str, Any]) -> None:
+        """message.max.bytes admits pipeline.wire.MAX_REQUEST_BYTES on the centre and each site."""
+        from pipeline.wire import MAX_REQUEST_BYTES
+
+        for name in ("kafka", *(f"kafka-{s}" for s in SITES)):
+            assert int(environment(service(cfg, name))["KAFKA_MESSAGE_MAX_BYTES"]) >= MAX_REQUEST_BYTES
+
+    def test_site_topic_jobs_wait_for_their_broker(self, cfg: dict[str, Any]) -> None:
+        """topics-<site> creates the events and dead-letter topics on its own site's broker."""
+        for site in SITES:
+            job = service(cfg, f"topics-{site}")
+            script = " ".join(argv(job.get("entrypoint")) + argv(job.get("command")))
+            assert f"--bootstrap-server {advertised_as_service(cfg, f'kafka-{site}')}" in script
+            assert "fireplot.events" in script and "fireplot.dead-letters" in script
+            assert "--if-not-exists" in script
+            assert job["depends_on"][f"kafka-{site}"]["condition"] == "service_healthy"
+
+    def test_site_shippers_publish_to_their_site_and_keep_their_state(self, cfg: dict[str, Any]) -> None:
+        """A site's shipper stamps its site, talks to its own broker only, and keeps its read
+        positions on a named volume (a restart resumes, it does not ship again)."""
+        worker_build = service(cfg, "worker").get("build")
+        for site in SITES:
+            shipper = service(cfg, f"shipper-{site}")
+            env = environment(shipper)
+            assert env["FIREPLOT_KAFKA__BOOTSTRAP"] == advertised_as_service(cfg, f"kafka-{site}")
+            assert env["FIREPLOT_SHIPPER__SITE"] == site
+            script = " ".join(argv(shipper.get("entrypoint")) + argv(shipper.get("command")))
+            assert "fireplot ship" in script and "--follow" in script and "--site" in script
+            assert shipper.get("build") == worker_build
+            home = [src for src, target, _ in mounts(shipper) if target == "/home/fireplot"]
+            assert home and home[0] in cfg["volumes"], mounts(shipper)
+            assert shipper["depends_on"][f"topics-{site}"]["condition"] == "service_completed_successfully"
+
+    def test_mirror_runs_mirrormaker_2_with_the_mounted_properties(self, cfg: dict[str, Any]) -> None:
+        """mirror runs connect-mirror-maker.sh from the brokers' image on deploy/mm2.properties,
+        once every broker is healthy and the site topics exist."""
+        mirror = service(cfg, "mirror")
+        assert mirror["image"] == service(cfg, "kafka")["image"]
+        args = argv(mirror.get("entrypoint")) + argv(mirror.get("command"))
+        assert args[0] == "/opt/kafka/bin/connect-mirror-maker.sh", args
+        mounted = {target: Path(src) for src, target, ro in mounts(mirror) if ro}
+        assert mounted.get(args[1]) == MM2, (args, mounts(mirror))
+        deps = mirror["depends_on"]
+        for name in ("kafka", *(f"kafka-{s}" for s in SITES)):
+            assert deps[name]["condition"] == "service_healthy"
+        for site in SITES:
+            assert deps[f"topics-{site}"]["condition"] == "service_completed_successfully"
+
+    def test_mirror_config_names_both_sites_and_the_centre(self, cfg: dict[str, Any]) -> None:
+        """mm2.properties: both sites flow to the centre (never back), each from the address its
+        broker advertises, copying the events and dead-letter topics."""
+        props = read_properties(MM2)
+        clusters = [c.strip() for c in props["clusters"].split(",")]
+        assert sorted(clusters) == sorted([*SITES, "centre"])
+        assert props["centre.bootstrap.servers"] == advertised_as_service(cfg, "kafka")
+        for site in SITES:
+            assert props[f"{site}.bootstrap.servers"] == advertised_as_service(cfg, f"kafka-{site}")
+            assert props[f"{site}->centre.enabled"] == "true"
+            assert props[f"centre->{site}.enabled"] == "false"
+            topics = re.compile(props[f"{site}->centre.topics"])
+            assert topics.fullmatch("fireplot.events") and topics.fullmatch("fireplot.dead-letters")
+            assert not topics.fullmatch("fireplot.events.other")
+        factors = {k: v for k, v in props.items() if k.endswith("replication.factor")}
+        assert len(factors) >= 5 and set(factors.values()) == {"1"}, factors
+
+    def test_mirror_config_matches_what_fireplot_kafka_mirror_writes(self) -> None:
+        """The file holds the settings pipeline.broker.mirror generates for the same clusters."""
+        from pipeline.broker.mirror import Site, mm2_properties
+
+        props = read_properties(MM2)
+        sites = [Site(s, read_properties(MM2)[f"{s}.bootstrap.servers"]) for s in SITES]
+        want = mm2_properties(
+            sites,
+            props["centre.bootstrap.servers"],
+            ["fireplot.events", "fireplot.raw", "fireplot.dead-letters"],
+        )
+        rv = {k: props.get(k) for k in want}
+        assert rv == want
+
+    def test_worker_archives_the_mirrored_site_topics(self, cfg: dict[str, Any]) -> None:
+        """The worker's topic pattern takes <site>.fireplot.events for every site, nothing else."""
+        from pipeline.broker.mirror import remote_topic
+
+        env = environment(service(cfg, "worker"))
+        pattern = re.compile(env["FIREPLOT_KAFKA__EVENTS_TOPIC_PATTERN"])
+        for site in SITES:
+            assert pattern.fullmatch(remote_topic(site, "fireplot.events")), site
+            assert not pattern.fullmatch(remote_topic(site, "fireplot.dead-letters"))
+        assert not pattern.fullmatch("fireplot.events")  # the centre's own topic is events_topic
+        assert not pattern.fullmatch("a.b.fireplot.events")
+
+    def test_every_service_waiting_on_a_broker_waits_for_its_health(self, cfg: dict[str, Any]) -> None:
+        """depends_on a broker always means service_healthy, and every broker has a healthcheck."""
+        brokers = {
+            n
+            for n, svc in cfg["services"].items()
+            if svc.get("image", "").startswith("apache/kafka") and "KAFKA_PROCESS_ROLES" in environment(svc)
+        }
+        assert brokers == {"kafka", *(f"kafka-{s}" for s in SITES)}
+        for name in brokers:
+            assert service(cfg, name).get("healthcheck", {}).get("test"), name
+        for name, svc in cfg["services"].items():
+            for dep, how in (svc.get("depends_on") or {}).items():
+                if dep in brokers:
+                    assert how["condition"] == "service_healthy", (name, dep)
+
+
+@needs_compose
+class TestTlsOverride:
+    def test_override_adds_a_sasl_ssl_listener_with_scram_and_a_keystore(self) -> None:
+        """With the TLS override the centre also listens SASL_SSL (SCRAM-SHA-512), keystore mounted,
+        published for remote shippers; the PLAINTEXT listeners stay as they were."""
+        cfg = resolve(COMPOSE, (TLS_OVERRIDE,), TLS_ENV)
+        kafka = service(cfg, "kafka")
+        env = environment(kafka)
+        proto = dict(e.split(":", 1) for e in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+        secure = [n for n, p in proto.items() if p == "SASL_SSL"]
+        assert len(secure) == 1
+        name = secure[0]
+        port = listeners(env["KAFKA_LISTENERS"])[name][1]
+        assert name in listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+        assert any(pub == port == target for _, pub, target in published_ports(kafka))
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        prefix = f"KAFKA_LISTENER_NAME_{name}_"
+        assert "ScramLoginModule required" in env[f"{prefix}SCRAM___SHA___512_SASL_JAAS_CONFIG"]
+        keystore = env[f"{prefix}SSL_KEYSTORE_LOCATION"]
+        assert any(keystore.startswith(t.rstrip("/") + "/") and ro for _, t, ro in mounts(kafka)), mounts(
+            kafka
+        )
+        assert env[f"{prefix}SSL_KEYSTORE_PASSWORD"] == TLS_ENV["FIREPLOT_TLS_KEYSTORE_PASSWORD"]
+        # the base file's listeners are all still there, and the internal one unchanged
+        assert bootstrap_problems(cfg) == []
+        scram = service(cfg, "scram-users")
+        args = argv(scram.get("command"))
+        assert flag(args, "--bootstrap-server") == advertised_as_service(cfg, "kafka")
+        assert f"SCRAM-SHA-512=[password={TLS_ENV['FIREPLOT_SCRAM_PASSWORD']}]" in args
+        assert scram["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+    def test_override_without_passwords_is_refused(self) -> None:
+        """Without the keystore password `config` fails naming the variable, rather than
+        starting a broker with an empty password."""
+        rv = compose_config(COMPOSE, overrides=(TLS_OVERRIDE,), env={"FIREPLOT_SCRAM_PASSWORD": "x"})
+        assert rv.returncode != 0
+        assert "FIREPLOT_TLS_KEYSTORE_PASSWORD" in rv.stderr
+
+    def test_keys_for_the_override_are_kept_out_of_git(self) -> None:
+        """deploy/tls/ ignores everything but its own .gitignore."""
+        lines = (REPO / "deploy" / "tls" / ".gitignore").read_text(encoding="utf-8").split()
+        assert "*" in lines and "!.gitignore" in lines
 
 
 # ---- the validator validates ---------------------------------------------------------

@@ -4,12 +4,19 @@ Each nmap run's own log lines (nftables -> NFLOG -> ulogd2 LOGEMU) are parsed an
 run through the detectors alone. Timing templates -T2...-T5, sequential (-r) and
 random order, UDP and IPv6 are fast scans; a sequential walk with --scan-delay
 emulates -T0/-T1 (whose 5 min / 15 s per probe would not fit a test) with the
-slow kind's time thresholds compressed to match, so it must be a diagonal.
+slow kind's time thresholds compressed to match, so it must be a diagonal. The
+same 200 ports scanned at -T5 in random and in sequential (-r) order are both vertical.
+
+Horizontal sweeps: the firewall namespace carries 30 more addresses per family
+(``NetLab(sweep_hosts=30)``); nmap probes port 80 on all of them over IPv4 and over
+IPv6, and what ulogd2 wrote goes the whole way - shipper, Kafka, worker, Parquet,
+``fireplot detect`` - before the sweeps must show up in ``fireplot scans``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import tempfile
 from pathlib import Path
 
@@ -24,6 +31,7 @@ from tests.test_real_firewall import parse_file
 CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("T5-random-syn-v4", ("-sS", "-T5", "-p", "1-200"), netlab.FW_V4, "vertical", 200),
     ("T4-sequential-syn-v4", ("-sS", "-T4", "-r", "-p", "1000-1100"), netlab.FW_V4, "vertical", 101),
+    ("T5-sequential-syn-v4", ("-sS", "-T5", "-r", "-p", "1-200"), netlab.FW_V4, "vertical", 200),
     ("T3-random-udp-v4", ("-sU", "-T3", "-p", "2000-2030"), netlab.FW_V4, "vertical", 31),
     ("T2-syn-v4", ("-sS", "-T2", "-p", "3000-3019"), netlab.FW_V4, "vertical", 20),
     ("T5-syn-v6", ("-6", "-sS", "-T5", "-p", "1-120"), netlab.FW_V6, "vertical", 120),
@@ -32,11 +40,14 @@ CASES = [  # name, nmap args, target, expected kind, expected distinct ports
 ]
 
 
+SWEEP_HOSTS = 30
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> object:
     netlab.skip_unless_available()
     try:
-        with netlab.NetLab(tmp_path_factory.mktemp("detect-lab")) as lab:
+        with netlab.NetLab(tmp_path_factory.mktemp("detect-lab"), sweep_hosts=SWEEP_HOSTS) as lab:
             yield lab
     except netlab.LabUnavailable as e:
         pytest.skip(f"netlab: {e}")
@@ -50,6 +61,11 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
     before = netlab._count_lines(lab.logemu_path)
     run = lab.nmap(*args, target=target, timeout_s=120)
     lab.wait_for_lines(before + len(run.probes), timeout_s=15)
+    order = [pr.dst_port for pr in run.probes]
+    if "-r" in args:
+        assert order == sorted(order), "-r probes the ports in sequence"
+    elif "-sS" in args and ports > 50:
+        assert order != sorted(order), "nmap's default order is random"
     lines = lab.logemu_path.read_bytes().splitlines(keepends=True)[before:]
     with tempfile.TemporaryDirectory() as tmp:
         own = Path(tmp) / f"{name}.log"
@@ -69,3 +85,34 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
     got = [(s["kind"], s["sources"], s["distinct_ports"]) for s in scans]
     src = netlab.SCAN_V6 if target == netlab.FW_V6 else netlab.SCAN_V4
     assert [(kind, [src], ports)] == got, (name, run.elapsed_s, got)
+
+
+@pytest.mark.netns
+@pytest.mark.kafka
+@pytest.mark.timeout(240)
+def test_real_nmap_sweep_of_port_80_over_30_hosts_shipped_through_the_pipeline_is_horizontal(
+        lab: netlab.NetLab, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    before = netlab._count_lines(lab.logemu_path)
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    runs = [lab.nmap("-sS", "-p", "80", target=lab.sweep_addresses(4)),
+            lab.nmap("-6", "-sS", "-p", "80", target=lab.sweep_addresses(6))]
+    probes = [p for r in runs for p in r.probes]
+    assert sorted({(p.ip_version, p.dst_port) for p in probes}) == [(4, 80), (6, 80)]
+    assert len(probes) == 2 * SWEEP_HOSTS, "one SYN per host and family"
+    lab.wait_for_lines(before + len(probes), timeout_s=15)
+    own = tmp_path / "sweep.log"
+    own.write_bytes(b"".join(lab.logemu_path.read_bytes().splitlines(keepends=True)[before:]))
+
+    # Asked for only now, so that a machine without the lab skips before starting Kafka.
+    system = request.getfixturevalue("system")
+    shipped = system.ship([own], site="lab")
+    assert shipped.returncode == 0, shipped.stderr
+    system.start_worker()
+    system.wait_for_rows(len(probes), timeout_s=120)
+    since, until = started - dt.timedelta(minutes=10), started + dt.timedelta(minutes=20)
+    system.run("detect", "--since", since.isoformat(), "--until", until.isoformat())
+    listed = system.run("scans", "--since", since.isoformat()).stdout.splitlines()
+    got = sorted((s["kind"], s["sources"], s["site"], s["port_min"], s["port_max"], s["distinct_targets"])
+                 for s in map(json.loads, listed))
+    assert got == sorted([("horizontal", [netlab.SCAN_V4], "lab", 80, 80, SWEEP_HOSTS),
+                          ("horizontal", [netlab.SCAN_V6], "lab", 80, 80, SWEEP_HOSTS)])

@@ -18,7 +18,7 @@ import pytest
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
 from tests.conftest import JAR_CACHE, System, free_port
-from tests.test_shipper_kill import write_probe_lines
+from tests.test_shipper_kill import registry_offsets, write_probe_lines
 from tests.test_shipper_rotation import wait_events
 
 OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "25"))
@@ -75,3 +75,53 @@ def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_pat
         assert not any(spool.glob("*.spool")), "the spool was not emptied after draining"
     finally:
         system.stop()
+
+
+def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path) -> None:
+    """A shipper starting during an outage keeps reading into its spool; all arrive once Kafka is up."""
+    home = tmp_path / "kafka3"
+    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
+    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)  # not started yet: nothing listens
+    system = System(tmp_path / "sys", cfg.local_bootstrap)
+    spool = tmp_path / "spool"
+    registry = tmp_path / "registry.json"
+    system.configure(
+        "shipper",
+        registry_path=str(registry),
+        spool_dir=str(spool),
+        follow_poll_interval_ms=100,
+        send_timeout_s=8.0,  # bounds the start-up probe of the unreachable cluster
+    )
+    log = tmp_path / "fw.log"
+    try:
+        offsets = write_probe_lines(log, 15_000)
+        proc = system.start("follow", "ship", str(log), "--site", "test", "--follow")
+        deadline = time.monotonic() + 60
+        while not any(spool.glob("*.spool")):
+            assert proc.poll() is None, f"shipper exited with {proc.returncode}\n{system.log_of('follow')}"
+            assert time.monotonic() < deadline, f"nothing spooled\n{system.log_of('follow')}"
+            time.sleep(0.5)
+        offsets = np.concatenate((offsets, write_probe_lines(log, 5_000, start=15_000, append=True)))
+        time.sleep(2)
+        assert proc.poll() is None, system.log_of("follow")
+        # Spooled is not acknowledged: the read position waits for Kafka.
+        assert all(pos == 0 for pos in registry_offsets(registry).values()), registry_offsets(registry)
+        assert "no Kafka broker answers" in (system.logs / "follow.log").read_text()
+
+        broker.up()
+        wait_events(system, 20_000, timeout_s=120)
+        time.sleep(2)
+        events = system.topic_events()
+        assert events.num_rows == 20_000
+        assert np.array_equal(np.asarray(events.column("source_offset")), offsets)
+        # The topic was made by the shipper's own set-up, with the configured partitions.
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(bootstrap_servers=cfg.local_bootstrap)
+        try:
+            assert len(consumer.partitions_for_topic(system.topic) or ()) == KafkaConfig().events_partitions
+        finally:
+            consumer.close()
+    finally:
+        system.stop()
+        broker.down()

@@ -9,12 +9,8 @@ browser holds: the plot's ColumnDataSource, the rendered DOM, the pixels.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +25,6 @@ from pipeline import datasets
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
-from tests.conftest import free_port
 
 SCREENSHOT = Path("/tmp/fireplot-web.png")
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
@@ -152,48 +147,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         OffsetRange(TOPIC, 0, 0, 2), events.today.slice(0, 3)
     )
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FIREPLOT_")}
-    env |= {
-        "FIREPLOT_WORKER__STORE_DIR": str(store.root),
-        "FIREPLOT_WEB__PORT": str(port),
-        "FIREPLOT_WEB__REFRESH_INTERVAL_MS": str(REFRESH_MS),
-    }
-    code = (
-        "import logging; logging.basicConfig(level=logging.INFO)\n"
-        "from pipeline.config import load\n"
-        "from consumers.web.server import serve\n"
-        "serve(load(), None)\n"
-    )
     log = root / "server.log"
-    with open(log, "wb") as out:
-        # cwd is the empty tmp dir so no stray ./fireplot.toml is picked up.
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"web server exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"web server did not answer on {url}:\n{log.read_text()}")
-            time.sleep(0.1)
+    with browser.web_server(store.root, log, {"FIREPLOT_WEB__REFRESH_INTERVAL_MS": str(REFRESH_MS)}) as url:
         yield Site(url, store, day, events, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -373,7 +329,8 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
         "const p = Bokeh.documents[0].get_model_by_name('day-plot'); const l = p.right[0];"
         "return {policy: l.click_policy, labels: l.items.map((i) => i.label.value)}"
     )
-    assert legend == {"policy": "hide", "labels": list(style.SERIES)}
+    scan_labels = [f"scan: {kind}" for kind in style.SCAN_STYLES]
+    assert legend == {"policy": "hide", "labels": [*style.SERIES, *scan_labels]}
 
     time.sleep(0.3)  # let WebGL finish the frame before the screenshot
     driver.save_screenshot(str(SCREENSHOT))

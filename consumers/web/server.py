@@ -2,6 +2,12 @@
 
 ``serve`` is what ``fireplot web`` calls; ``make_server`` builds the same
 server without running it, for tests and for embedding.
+
+Security (details in :mod:`consumers.web.auth`): the server binds 127.0.0.1
+unless told otherwise, and refuses any other address without users or tokens
+and an explicit websocket origin allow-list. With authentication on, Bokeh's
+session tokens are signed, so the per-user site scope the server writes into
+them cannot be forged, and login cookies stay out of those tokens.
 """
 
 from __future__ import annotations
@@ -10,12 +16,15 @@ import datetime as dt
 import logging
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from bokeh.application import Application
 from bokeh.application.handlers.function import FunctionHandler
 from bokeh.server.server import Server
+from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import IOLoop
 
+from consumers.web import auth
 from consumers.web.main import build_document
 from pipeline.config import Config
 from pipeline.store import Store
@@ -24,8 +33,15 @@ log = logging.getLogger(__name__)
 
 
 def websocket_origins(cfg: Config) -> list[str]:
-    """Origins whose pages may open the session websocket: the bound address, localhost, extras."""
+    """Origins whose pages may open the session websocket.
+
+    On loopback: the bound address, localhost and the extras. Exposed: only
+    the configured extras, since the bind address (often 0.0.0.0) is not
+    what a browser's Origin header says.
+    """
     web = cfg.web
+    if not auth.is_loopback(web.address):
+        return list(dict.fromkeys(web.allow_websocket_origins))
     # Bokeh's allowlist cannot spell an IPv6 literal ("[::1]:5006" has too many
     # colons), so such a bind address is reached through localhost or the extras.
     bound = [] if ":" in web.address else [f"{web.address}:{web.port}"]
@@ -33,11 +49,31 @@ def websocket_origins(cfg: Config) -> list[str]:
     return list(dict.fromkeys(origins))
 
 
-def make_application(cfg: Config, date: dt.date | None = None) -> Application:
+class _ScopedApplication(Application):
+    """The Bokeh application, adding the requesting user's site scope to each session token."""
+
+    def __init__(self, handler: FunctionHandler, authenticator: auth.Authenticator | None) -> None:
+        super().__init__(handler)
+        self._authenticator = authenticator
+
+    def process_request(self, request: HTTPServerRequest) -> dict[str, Any]:
+        data: dict[str, Any] = super().process_request(request)
+        if self._authenticator is not None:
+            data.update(self._authenticator.session_scope(request))
+        return data
+
+
+def make_application(
+    cfg: Config, date: dt.date | None = None, authenticator: auth.Authenticator | None = None
+) -> Application:
     """The Bokeh application: one day page per browser session, reading cfg's store."""
     store = Store(Path(cfg.worker.store_dir))
-    handler = FunctionHandler(partial(build_document, store=store, web=cfg.web, default_date=date))
-    return Application(handler)
+    # The detector's dataset; unset, build_document looks beside the store it shows.
+    scans_dir = Path(cfg.detect.scans_dir) if cfg.detect.scans_dir else None
+    handler = FunctionHandler(
+        partial(build_document, store=store, web=cfg.web, default_date=date, scans_dir=scans_dir)
+    )
+    return _ScopedApplication(handler, authenticator)
 
 
 def make_server(cfg: Config, date: dt.date | None = None, *, io_loop: IOLoop | None = None) -> Server:
@@ -45,16 +81,42 @@ def make_server(cfg: Config, date: dt.date | None = None, *, io_loop: IOLoop | N
 
     The server is bound but not started: call ``start()`` and run its IOLoop.
     ``date`` is the day shown when the URL names none; None means today (UTC).
+    Raises ConfigError when the address is exposed without authentication.
     """
+    credentials = auth.Credentials.from_config(cfg.web)
+    auth.check_exposure(cfg.web, credentials)
     store_dir = Path(cfg.worker.store_dir)
     if not store_dir.is_dir():
         log.warning("store directory %s does not exist (yet): pages will be empty", store_dir)
+    security: dict[str, Any] = {}
+    authenticator = None
+    if credentials.enabled:
+        secret = auth.secret_of(cfg.web)
+        authenticator = auth.Authenticator(credentials, secret, cfg.web.login_max_age_s)
+        security = {
+            "auth_provider": auth.FireplotAuth(authenticator),
+            "cookie_secret": secret,
+            "xsrf_cookies": True,
+            # Signed session tokens: the site scope in them cannot be edited by the browser.
+            "sign_sessions": True,
+            "secret_key": secret.encode("utf-8"),
+            # Session tokens sit in the page; the login cookie and bearer token must not.
+            "exclude_cookies": [auth.COOKIE, "_xsrf"],
+            "exclude_headers": ["Authorization", "Cookie"],
+        }
+        log.info(
+            "web sign-in required: %d user(s), %d token(s), %d with a site allow-list",
+            len(credentials.passwords),
+            len(credentials.tokens),
+            len(credentials.sites),
+        )
     return Server(
-        {"/": make_application(cfg, date)},
+        {"/": make_application(cfg, date, authenticator)},
         address=cfg.web.address,
         port=cfg.web.port,
         allow_websocket_origin=websocket_origins(cfg),
         io_loop=io_loop,
+        **security,
     )
 
 

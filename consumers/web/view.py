@@ -1,6 +1,6 @@
 """Data for the day page: what one page shows of the store, and what is new since.
 
-A page looks at one UTC day, ``[date 00:00, date + 1 day)``, optionally one
+A page looks at one day, ``[date 00:00, date + 1 day)`` in its time zone (UTC by default), optionally one
 site. :class:`DayFeed` reads that day from the store and turns it into the
 columns of the plot's ColumnDataSource; for today it is polled and returns only
 events it has not returned before. Nothing here touches Bokeh models, so the
@@ -10,7 +10,9 @@ reading and the arithmetic can run off the server's event loop.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import ipaddress
+import zoneinfo
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers import style
+from pipeline.enrich import service_names
 from pipeline.event import EVENT_SCHEMA, TS_TYPE
 from pipeline.store import Store
 
@@ -31,19 +34,123 @@ SourceData = dict[str, npt.NDArray[Any]]
 LATE_MARGIN: Final = dt.timedelta(minutes=5)
 
 READ_COLUMNS: Final = [
-    "ts", "site", "host", "src_ip", "dst_port", "proto", "ip_version", "prefix", "count",
-    "source_id", "source_offset",
+    "ts", "site", "host", "src_ip", "dst_ip", "dst_port", "proto", "ip_version", "action", "prefix",
+    "count", "source_id", "source_offset",
 ]  # fmt: skip
 _IDENTITY: Final = ["source_id", "source_offset"]
 _RECENT: Final = [*_IDENTITY, "ts"]
 NO_PORT_TEXT: Final = style.NO_PORT_LABEL
 
 RAW_COLUMNS: Final = (
-    "ts", "y", "series", "port", "proto", "ip_version", "src_ip", "site", "host", "prefix", "count",
+    "ts", "y", "series", "port", "proto", "ip_version", "src_ip", "dst_ip", "site", "host", "action",
+    "prefix", "count", "alpha",
 )  # fmt: skip
 AGGREGATED_COLUMNS: Final = (
-    "ts", "y", "series", "port", "proto", "ip_version", "events", "sources",
+    "ts", "y", "series", "port", "proto", "ip_version", "events", "sources", "alpha",
 )  # fmt: skip
+
+
+class FilterError(ValueError):
+    """A filter the operator typed that cannot be understood; the message says why."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the operator narrowed the view to, applied to every read of the page.
+
+    Empty fields filter nothing. ``networks`` are source networks (a single
+    address is a /32 or /128); ``series`` are legend labels of style.SERIES.
+    """
+
+    series: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()
+    port_min: int | None = None
+    port_max: int | None = None
+    actions: tuple[str, ...] = ()
+    _nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
+        default=(), init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        nets = []
+        for text in self.networks:
+            try:
+                nets.append(ipaddress.ip_network(text.strip(), strict=False))
+            except ValueError:
+                raise FilterError(f"not an address or network: {text!r}") from None
+        object.__setattr__(self, "_nets", tuple(nets))
+        unknown = [s for s in self.series if s not in style.SERIES]
+        if unknown:
+            raise FilterError(f"unknown protocol series: {unknown!r}")
+        for bound in (self.port_min, self.port_max):
+            if bound is not None and not 0 <= bound <= 65535:
+                raise FilterError(f"port {bound} is outside 0..65535")
+        if self.port_min is not None and self.port_max is not None and self.port_min > self.port_max:
+            raise FilterError(f"port range {self.port_min}-{self.port_max} is empty")
+
+    @classmethod
+    def parse(
+        cls, *, series: list[str] | None = None, networks: str = "", ports: str = "", action: str = ""
+    ) -> Filters:
+        """Filters from the page's inputs: comma-separated networks, ``lo-hi`` or one port, one action."""
+        nets = tuple(n.strip() for n in networks.split(",") if n.strip())
+        lo: int | None = None
+        hi: int | None = None
+        text = ports.strip()
+        if text:
+            parts = text.split("-", 1)
+            try:
+                lo = int(parts[0]) if parts[0].strip() else None
+                if len(parts) == 1:
+                    hi = lo
+                elif parts[1].strip():
+                    hi = int(parts[1])
+            except ValueError:
+                raise FilterError(f"not a port or port range (like 1-1024): {text!r}") from None
+        actions = (action.strip().lower(),) if action.strip() else ()
+        return cls(tuple(series or ()), nets, lo, hi, actions)
+
+    @property
+    def by_event(self) -> bool:
+        """Whether these filters need each event's source or action (rollups do not keep them)."""
+        return bool(self.networks or self.actions)
+
+    def __bool__(self) -> bool:
+        return bool(self.series or self.networks or self.actions) or (
+            self.port_min is not None or self.port_max is not None
+        )
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        """The rows of ``table`` (events, or rollup rows without src_ip/action) that pass."""
+        if not self or table.num_rows == 0:
+            return table
+        mask = pa.array(np.ones(table.num_rows, dtype=bool))
+        if self.series:
+            series = style.encode(table.select(["dst_port", "proto", "ip_version"])).column("series")
+            mask = pc.and_(mask, pc.is_in(series, value_set=pa.array(self.series)))
+        if self.port_min is not None or self.port_max is not None:
+            port = table.column("dst_port")
+            lo, hi = self.port_min or 0, 65535 if self.port_max is None else self.port_max
+            inside = pc.and_(pc.greater_equal(port, lo), pc.less_equal(port, hi))
+            # A range that starts at 0 includes the port-less lane, which is drawn below port 1.
+            mask = pc.and_(mask, pc.fill_null(inside, lo == 0))
+        if self.actions:
+            action = pc.utf8_lower(table.column("action"))
+            mask = pc.and_(mask, pc.is_in(action, value_set=pa.array(self.actions)))
+        if self._nets:
+            # Membership is decided once per distinct address, not per event.
+            distinct = pc.unique(table.column("src_ip")).to_pylist()
+            keep = [a for a in distinct if a is not None and _in_networks(a, self._nets)]
+            mask = pc.and_(mask, pc.is_in(table.column("src_ip"), value_set=pa.array(keep, pa.string())))
+        return table.filter(mask)
+
+
+def _in_networks(address: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in nets)
 
 
 @dataclass(frozen=True)
@@ -76,9 +183,31 @@ FIRST_DAY: Final = dt.date(1970, 1, 1)
 LAST_DAY: Final = dt.date.max - dt.timedelta(days=1)
 
 
-def day_bounds(date: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(date, dt.time(), tzinfo=dt.UTC)
-    return start, start + dt.timedelta(days=1)
+def site_scope(store: Store) -> frozenset[str] | None:
+    """The sites a store is limited to (a signed-in user's allow-list), None for all.
+
+    Reads through the store are filtered by the store itself; this is for the
+    files the page opens beside it (rollups, scans).
+    """
+    allowed: frozenset[str] | None = getattr(store, "allowed_sites", None)
+    return allowed
+
+
+def day_bounds(date: dt.date, zone: dt.tzinfo = dt.UTC) -> tuple[dt.datetime, dt.datetime]:
+    """The day from midnight to midnight in ``zone``, as UTC instants (23 or 25 hours on DST days)."""
+    start = dt.datetime.combine(date, dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    end = dt.datetime.combine(date + dt.timedelta(days=1), dt.time(), tzinfo=zone).astimezone(dt.UTC)
+    return start, end
+
+
+def parse_zone(name: str) -> dt.tzinfo | None:
+    """An IANA time zone ("Europe/Zurich", "UTC"), or None if there is no such zone."""
+    if name.upper() == "UTC":
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
 
 
 def parse_day(text: str) -> dt.date | None:
@@ -103,24 +232,38 @@ def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
 
 
+def today_in(zone: dt.tzinfo) -> dt.date:
+    return dt.datetime.now(zone).date()
+
+
 def empty_data() -> SourceData:
     """Source columns of a day without events, for a page before its first load."""
     return _source_data(style.encode(_empty_events()), aggregated=False)
 
 
 class DayFeed:
-    """One page's view of one UTC day of the store, optionally one site.
+    """One page's view of one day (midnight to midnight in ``zone``) of the store, optionally one site.
 
     Not thread-safe: the page runs at most one :meth:`load` or :meth:`poll` at
     a time.
     """
 
-    def __init__(self, store: Store, date: dt.date, site: str | None, max_points: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        date: dt.date,
+        site: str | None,
+        max_points: int,
+        filters: Filters | None = None,
+        zone: dt.tzinfo = dt.UTC,
+    ) -> None:
         self.store = store
+        self.zone = zone
+        self.filters = filters or Filters()
         self.date = date
         self.site = site
         self.max_points = max_points
-        self.start, self.end = day_bounds(date)
+        self.start, self.end = day_bounds(date, zone)
         self.events = 0
         self.bucket: Bucket | None = None
         self._points = 0
@@ -194,7 +337,7 @@ class DayFeed:
 
     def _read(self, since: dt.datetime) -> pa.Table:
         sites = [self.site] if self.site is not None else None
-        return self.store.read(since, self.end, sites=sites, columns=READ_COLUMNS)
+        return self.filters.apply(self.store.read(since, self.end, sites=sites, columns=READ_COLUMNS))
 
     def _remember(self, table: pa.Table, points: int) -> None:
         if table.num_rows == 0:
@@ -237,6 +380,16 @@ def _aggregate(table: pa.Table, bucket: Bucket) -> pa.Table:
     return style.encode(grouped)
 
 
+def aggregated_data(table: pa.Table) -> SourceData:
+    """Source columns of aggregated rows (ts, dst_port, proto, ip_version, events, sources)."""
+    return _source_data(style.encode(table), aggregated=True)
+
+
+def raw_data(table: pa.Table) -> SourceData:
+    """Source columns of raw events (READ_COLUMNS)."""
+    return _source_data(style.encode(table), aggregated=False)
+
+
 def _source_data(table: pa.Table, aggregated: bool) -> SourceData:
     """ColumnDataSource columns: numbers as typed arrays, text as plain strings.
 
@@ -246,22 +399,28 @@ def _source_data(table: pa.Table, aggregated: bool) -> SourceData:
     names = AGGREGATED_COLUMNS if aggregated else RAW_COLUMNS
     out: SourceData = {}
     for name in names:
+        if name == "alpha":
+            ones = pa.array(np.ones(table.num_rows))
+            out[name] = as_numpy(style.intensity(table.column("events")) if aggregated else ones)
+            continue
         if name == "port":
             port = pc.cast(table.column("dst_port"), pa.string())
-            out[name] = _numpy(pc.fill_null(port, NO_PORT_TEXT))
+            out[name] = as_numpy(pc.fill_null(port, NO_PORT_TEXT))
+            # Enriched at read time (pipeline.enrich): for the hover's "@service".
+            out["service"] = as_numpy(service_names(table.column("dst_port"), table.column("proto")))
             continue
         col = table.column(name)
         if name == "ts":
             # Bokeh's time axis and datetime formatter count milliseconds since the epoch.
-            out[name] = _numpy(pc.divide(pc.cast(col, pa.int64()), 1000.0))
+            out[name] = as_numpy(pc.divide(pc.cast(col, pa.int64()), 1000.0))
         elif pa.types.is_string(col.type):
-            out[name] = _numpy(pc.fill_null(col, ""))
+            out[name] = as_numpy(pc.fill_null(col, ""))
         else:
-            out[name] = _numpy(col)
+            out[name] = as_numpy(col)
     return out
 
 
-def _numpy(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
+def as_numpy(col: pa.ChunkedArray | pa.Array) -> npt.NDArray[Any]:
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     return np.asarray(col.to_numpy(zero_copy_only=False))

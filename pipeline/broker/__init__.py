@@ -69,9 +69,71 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """An extra SASL_SSL listener on 127.0.0.1 beside the PLAINTEXT one (which tools and health use).
+
+    The broker's certificate and key come from a PKCS12 keystore; a truststore
+    makes the broker ask clients for certificates too (TLS client auth,
+    ``requested``). SCRAM users are created when the storage is formatted, so
+    they exist before the first client connects: a broker already formatted
+    keeps the users it has.
+    """
+
+    port: int
+    keystore: Path
+    keystore_password: str
+    scram_users: dict[str, str]  # name -> password
+    mechanism: str = "SCRAM-SHA-512"
+    truststore: Path | None = None
+    truststore_password: str = ""
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+            raise BrokerError(f"SecureListener: mechanism must be SCRAM-SHA-256/512, not {self.mechanism!r}")
+        # StorageTool's --add-scram syntax is [name=...,password=...]: these would break it.
+        for name, password in self.scram_users.items():
+            if not name or any(c in name + password for c in ',[]="'):
+                raise BrokerError(f"SecureListener: user {name!r}: no , [ ] = \" in names or passwords")
+
+    def properties(self) -> dict[str, str]:
+        mech = self.mechanism.lower()
+        props = {
+            "sasl.enabled.mechanisms": self.mechanism,
+            f"listener.name.sasl_ssl.{mech}.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.sasl_ssl.ssl.keystore.type": "PKCS12",
+            "listener.name.sasl_ssl.ssl.keystore.location": str(self.keystore),
+            "listener.name.sasl_ssl.ssl.keystore.password": self.keystore_password,
+            "listener.name.sasl_ssl.ssl.key.password": self.keystore_password,
+        }
+        if self.truststore is not None:
+            props |= {
+                "listener.name.sasl_ssl.ssl.truststore.type": "PKCS12",
+                "listener.name.sasl_ssl.ssl.truststore.location": str(self.truststore),
+                "listener.name.sasl_ssl.ssl.truststore.password": self.truststore_password,
+                "listener.name.sasl_ssl.ssl.client.auth": "requested",
+            }
+        return props
+
+    def format_args(self) -> list[str]:
+        return [
+            f"--add-scram={self.mechanism}=[name={name},password={password}]"
+            for name, password in self.scram_users.items()
+        ]
+
+
 class LocalKafka:
-    def __init__(self, cfg: KafkaConfig, home: Path | None = None, lib_root: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: KafkaConfig,
+        home: Path | None = None,
+        lib_root: Path | None = None,
+        secure: SecureListener | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.secure = secure
         self.home = (home or Path(cfg.var_dir) / "kafka").resolve()
         # Tests run throwaway brokers but share one copy of the jars.
         self.lib = (lib_root or self.home / "lib").resolve() / KAFKA_VERSION
@@ -171,7 +233,15 @@ class LocalKafka:
             "log.cleaner.dedupe.buffer.size": "2097152",
             "auto.create.topics.enable": "false",
         }
+        if self.secure is not None:
+            sp = self.secure.port
+            props["listeners"] += f",SASL_SSL://{host}:{sp}"
+            props["advertised.listeners"] += f",SASL_SSL://{host}:{sp}"
+            props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+            props |= self.secure.properties()
         self.properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # It may hold keystore passwords.
+        self.properties.chmod(0o600)
 
     def _pid(self) -> int | None:
         try:
@@ -210,6 +280,7 @@ class LocalKafka:
                     f"--cluster-id={_cluster_id()}",
                     f"--config={self.properties}",
                     "--ignore-formatted",
+                    *(self.secure.format_args() if self.secure is not None else []),
                 ),
                 capture_output=True,
                 text=True,
@@ -297,13 +368,31 @@ def _answers(bootstrap: str) -> bool:
         admin.close()
 
 
-def ensure_topics(bootstrap: str, topics: dict[str, int], configs: dict[str, str] | None = None) -> None:
-    """Create the topics that do not exist yet (name -> partitions)."""
+def ensure_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    configs: dict[str, str] | None = None,
+    security: KafkaConfig | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create the topics that do not exist yet (name -> partitions).
+
+    ``security``: the [kafka] section whose TLS/SASL settings the admin client
+    uses (None: PLAINTEXT). ``timeout_s`` bounds reaching the cluster, so a
+    refused login fails the command instead of retrying for ever.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    from pipeline.kafka_security import client_kwargs
+
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=30000,
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+        **(client_kwargs(security) if security is not None else {}),
+    )
     try:
         existing = set(admin.list_topics())
         new = [

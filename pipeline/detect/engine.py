@@ -70,6 +70,10 @@ class DetectStats:
     candidates: dict[str, int] = field(default_factory=dict)
     dropped_keys: dict[str, int] = field(default_factory=dict)
     scans: dict[str, int] = field(default_factory=dict)
+    alerts_failed: dict[str, int] = field(default_factory=dict)  # by channel: command, webhook, topic
+    evaluations: int = 0
+    eval_s_total: float = 0.0
+    eval_s_max: float = 0.0
 
     @property
     def flooded(self) -> list[str]:
@@ -83,6 +87,10 @@ class DetectStats:
             "dropped_keys": dict(sorted(self.dropped_keys.items())),
             "flooded": self.flooded,
             "scans": dict(sorted(self.scans.items())),
+            "alerts_failed": dict(sorted(self.alerts_failed.items())),
+            "evaluations": self.evaluations,
+            "eval_s_total": round(self.eval_s_total, 3),
+            "eval_s_max": round(self.eval_s_max, 3),
         }
 
 

@@ -8,9 +8,28 @@ calls it every ``follow_interval_s`` with ``end = newest event time - lateness_s
 grid points, and an epoch's file is a pure function of the epoch's events, the
 live loop ends with byte-for-byte the records replay writes.
 
-Events that reach the store after the watermark passed their time are late: the
-grid points they belong to were already final, so they do not change scans. Keep
-``lateness_s`` above the worker's flush interval.
+Late events (reaching the store after the watermark passed their time): each tick
+re-evaluates a kind's whole current epoch, so a late event of the current epoch is
+counted at the next tick and the live records converge to replay's; if it moves a
+scan's first hot grid point earlier, the scan gets a new id (announced as new; the
+old record is replaced). A late event of an epoch the live loop has left is seen
+only by a replay. Keep ``lateness_s`` above the worker's flush interval.
+
+Announcements (alert command, webhook, scans topic): a scan is announced when an
+evaluation first finds it absent from the scan dataset - before the dataset is
+written, so a crash in between announces it again after a restart (at least once,
+same ``scan_id``: consumers dedupe on it), and never again once written. A restart
+re-evaluates the recent epochs and announces nothing the dataset already holds.
+The announced record is the scan as first seen (``status`` ``open``: counts so far);
+the dataset holds its final version. A failed announcement is logged and counted
+(``alerts_failed``), not retried.
+
+Live cost: ``follow`` keeps the detect columns of the current fast epoch's files in
+memory (``RecentFiles``) and reads only new files each tick; the slow kinds' rare
+re-evaluations (every ``slow_step_s`` / ``hammer_step_s``) read the store. Latency
+from a fast scan's 15th port to its announcement is about the grid step
+(``vertical_step_s``) + ``lateness_s`` + ``follow_interval_s`` + one evaluation
+(benchmarks/bench_detect_latency.py).
 """
 
 from __future__ import annotations
@@ -30,7 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from pipeline.config import Config, DetectConfig
+from pipeline.config import Config, DetectConfig, KafkaConfig
 from pipeline.detect.engine import (
     FAST_KINDS,
     SCAN_SCHEMA,
@@ -44,7 +63,8 @@ from pipeline.detect.engine import (
     points,
 )
 from pipeline.detect.scanstore import ScanStore
-from pipeline.store import Store
+from pipeline.event import EVENT_SCHEMA
+from pipeline.store import DATASET_SCHEMA, PARTITIONING, Store
 
 log = logging.getLogger("fireplot.detect")
 
@@ -70,6 +90,102 @@ def scan_json(row: dict[str, Any]) -> str:
 EventSource = Callable[[int, int], pa.Table]
 
 
+class RecentFiles:
+    """The detect columns of the store's recent files, each file read once: the live path's source.
+
+    A live tick re-evaluates only the current fast epoch, so it needs the files of the
+    hours from just before that epoch on. Reading them whole every tick costs O(files)
+    per tick while the worker adds a few files a second; store files are immutable (a
+    flush writes new ones, compaction and recovery replace or delete whole files), so
+    following the listing - read new files, forget vanished ones - costs O(new files).
+    Reads reaching back before the floor (the slow kinds' look-back) go to the store.
+    """
+
+    SCHEMA = pa.schema([EVENT_SCHEMA.field(c) for c in DETECT_COLUMNS])
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.floor_us: int | None = None
+        self.files: dict[str, tuple[pa.Table, int | None]] = {}  # path -> (rows, newest ts us)
+        self._merged: pa.Table | None = None
+
+    def _listing(self, floor_us: int) -> set[str]:
+        floor = from_us(floor_us)
+        first = (floor.date(), floor.hour)
+        out: set[str] = set()
+        for date_dir in self.store.events_root.glob("site=*/date=*"):
+            try:
+                day = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
+            except ValueError:
+                continue
+            if day < floor.date():
+                continue
+            for hour_dir in date_dir.glob("hour=*"):
+                hour = hour_dir.name.removeprefix("hour=")
+                if hour.isdigit() and (day, int(hour)) >= first:
+                    out.update(str(f) for f in hour_dir.glob("*.parquet")
+                               if not f.name.startswith((".", "_")))
+        return out
+
+    def refresh(self, floor_us: int) -> None:
+        """Follow the listing of the hours at and after floor_us."""
+        for attempt in range(50):
+            listed = self._listing(floor_us)
+            new = sorted(listed - self.files.keys())
+            try:
+                read = self._read(new)
+            except (FileNotFoundError, OSError) as exc:
+                if not isinstance(exc, FileNotFoundError) and "No such file" not in str(exc):
+                    raise
+                time.sleep(min(0.2, 0.01 * (attempt + 1)))  # compaction swapped an hour: list again
+                continue
+            kept = {f: self.files[f] for f in listed if f in self.files}
+            if read or len(kept) != len(self.files):
+                self._merged = None
+            self.files = kept | read
+            self.floor_us = floor_us
+            return
+        raise RuntimeError(f"{self.store.events_root}: files kept vanishing during a listing")
+
+    def _read(self, paths: list[str]) -> dict[str, tuple[pa.Table, int | None]]:
+        if not paths:
+            return {}
+        dataset = ds.dataset(paths, format="parquet", partitioning=PARTITIONING,
+                             partition_base_dir=str(self.store.events_root), schema=DATASET_SCHEMA)
+        out: dict[str, tuple[pa.Table, int | None]] = {}
+        for frag in dataset.get_fragments():
+            table = frag.to_table(columns=DETECT_COLUMNS, schema=dataset.schema).cast(self.SCHEMA)
+            newest = pc.max(table.column("ts")).as_py()
+            out[frag.path] = (table, to_us(newest) if newest is not None else None)
+        return out
+
+    def newest_us(self) -> int | None:
+        stamps = [n for _, n in self.files.values() if n is not None]
+        return max(stamps) if stamps else None
+
+    def source(self, fallback: EventSource) -> EventSource:
+        def read(lo_us: int, hi_us: int) -> pa.Table:
+            if self.floor_us is None or lo_us < self.floor_us:
+                return fallback(lo_us, hi_us)
+            if self._merged is None:
+                # One chunk: DuckDB and pyarrow compute are slow over thousands of tiny ones.
+                tables = [t for t, _ in self.files.values()]
+                self._merged = pa.concat_tables(tables).combine_chunks() if tables \
+                    else self.SCHEMA.empty_table()
+            table = self._merged
+            ts = pc.cast(table.column("ts"), pa.int64())
+            return table.filter(pc.and_(pc.greater_equal(ts, lo_us), pc.less(ts, hi_us)))
+
+        return read
+
+
+def fast_floor_us(cfg: DetectConfig, evaluated_us: int) -> int:
+    """The earliest event time a tick that re-evaluates only the fast kinds reads."""
+    specs = kind_specs(cfg)
+    epoch = max(specs[k].epoch_us for k in FAST_KINDS)
+    return (evaluated_us // epoch) * epoch - max(specs[k].window_us for k in FAST_KINDS)
+
+
 def store_source(store: Store) -> EventSource:
     def read(lo_us: int, hi_us: int) -> pa.Table:
         return store.read(from_us(lo_us), from_us(hi_us), columns=DETECT_COLUMNS)
@@ -90,6 +206,17 @@ class Evaluator:
 
     def evaluate(self, end_us: int, since_us: int | None = None) -> list[dict[str, Any]]:
         """Detect up to end_us; return the scans not in the dataset before (new ones)."""
+        t = time.perf_counter()
+        try:
+            return self._evaluate(end_us, since_us)
+        finally:
+            # Live latency = grid step + lateness + follow interval + this: worth watching.
+            took = time.perf_counter() - t
+            self.stats.evaluations += 1
+            self.stats.eval_s_total += took
+            self.stats.eval_s_max = max(self.stats.eval_s_max, took)
+
+    def _evaluate(self, end_us: int, since_us: int | None) -> list[dict[str, Any]]:
         specs = kind_specs(self.cfg)
         prev = self.evaluated_us if self.evaluated_us is not None else (since_us or end_us)
         if end_us <= prev and self.evaluated_us is not None:
@@ -105,12 +232,14 @@ class Evaluator:
         self.evaluated_us = end_us
         if not starts:
             return []
-        lo = min(starts.values()) - lookback_us(self.cfg)
+        # Each kind reads back only its own window: a tick that re-evaluates the fast kinds
+        # must not read the slow kinds' 8 h look-back (that would grow every tick's cost).
+        lo = min(start - specs[kind].window_us for kind, start in starts.items())
         pts = points(self.source(lo, end_us), self.cfg)
         detector = Detector(self.cfg)
         found = detector.run(pts, starts, end_us)
         self._merge_stats(detector.stats)
-        new: list[dict[str, Any]] = []
+        plans: list[tuple[str, int, pa.Table]] = []
         for kind, start in starts.items():
             spec = specs[kind]
             for epoch in range(start, end_us, spec.epoch_us):
@@ -120,20 +249,29 @@ class Evaluator:
                         pc.equal(pc.cast(found.column("epoch_start"), pa.int64()), epoch),
                     )
                 )
-                new += self.scans.replace(kind, epoch, part)
+                plans.append((kind, epoch, part))
+        new = self._announce_then_write(plans)
         if any(k in starts for k in (*FAST_KINDS, *SLOW_KINDS)):
             new += self._cross_site(min(starts.values()), end_us)
+        return new
+
+    def _announce_then_write(self, plans: list[tuple[str, int, pa.Table]]) -> list[dict[str, Any]]:
+        """Announce the scans the dataset lacks, then write: a crash in between announces them
+        again on restart (at least once, same scan_id) rather than never."""
+        new = [scan for kind, epoch, part in plans for scan in self.scans.new_in(kind, epoch, part)]
         if new and self.on_new is not None:
             self.on_new(new)
+        for kind, epoch, part in plans:
+            self.scans.replace(kind, epoch, part)
         return new
 
     def _cross_site(self, start_us: int, end_us: int) -> list[dict[str, Any]]:
         epoch_us = int(self.cfg.slow_epoch_s * US)
-        new: list[dict[str, Any]] = []
+        plans: list[tuple[str, int, pa.Table]] = []
         for epoch in range((start_us // epoch_us) * epoch_us, end_us, epoch_us):
             base = self.scans.read(from_us(epoch), from_us(epoch + epoch_us), by="epoch_start")
-            new += self.scans.replace("cross_site", epoch, cross_site(base, self.cfg, epoch_us))
-        return new
+            plans.append(("cross_site", epoch, cross_site(base, self.cfg, epoch_us)))
+        return self._announce_then_write(plans)
 
     def _merge_stats(self, s: DetectStats) -> None:
         self.stats.events += s.events
@@ -165,13 +303,12 @@ def replay(ev: Evaluator, since: dt.datetime, until: dt.datetime) -> list[dict[s
 
 
 def newest_event_us(store: Store, after_us: int | None) -> int | None:
-    dataset = store.dataset()
-    if dataset is None:
-        return None
     flt = None
     if after_us is not None:
         flt = ds.field("date") >= from_us(after_us).date() - dt.timedelta(days=1)
-    table = dataset.to_table(columns=["ts"], filter=flt)
+    # Through store.scan: compaction swaps directories under a live detector's listing.
+    empty = pa.table({"ts": pa.array([], pa.timestamp("us", "UTC"))})
+    table = store.scan(lambda d: d.to_table(columns=["ts"], filter=flt), empty)
     if table.num_rows == 0:
         return None
     newest = pc.max(table.column("ts")).as_py()
@@ -183,8 +320,16 @@ def follow(ev: Evaluator, store: Store, since: dt.datetime | None, stop: Callabl
     """The live path: re-evaluate up to the watermark every follow_interval_s until stop()."""
     lateness = int(ev.cfg.lateness_s * US)
     since_us = to_us(since) if since is not None else None
+    recent = RecentFiles(store)
+    full = ev.source
+    ev.source = recent.source(full)
     while not stop():
-        newest = newest_event_us(store, ev.evaluated_us or since_us)
+        if ev.evaluated_us is None:
+            newest = newest_event_us(store, since_us)
+        else:
+            # Events newer than the last watermark can only be in the hours at and after it.
+            recent.refresh(fast_floor_us(ev.cfg, ev.evaluated_us))
+            newest = recent.newest_us()
         if newest is not None:
             wm = newest - lateness
             if ev.evaluated_us is None:
@@ -197,24 +342,48 @@ def follow(ev: Evaluator, store: Store, since: dt.datetime | None, stop: Callabl
 
 
 def alert_hooks(
-    cfg: DetectConfig, kafka_bootstrap: str | None = None
+    cfg: DetectConfig,
+    kafka_bootstrap: str | None = None,
+    stats: DetectStats | None = None,
+    security: KafkaConfig | None = None,
 ) -> Callable[[list[dict[str, Any]]], None]:
-    """Per new scan: the alert command (scan JSON on stdin), the webhook, the scans topic."""
+    """Per new scan: the alert command (scan JSON on stdin), the webhook, the scans topic.
+
+    Called with the scans an evaluation found absent from the scan dataset, just before
+    it writes them (see the module docstring for the exact semantics). A failed
+    announcement is logged and counted in ``stats.alerts_failed`` by channel, not retried.
+    """
     producer: Any = None
     if cfg.publish and kafka_bootstrap:
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        from pipeline.broker import ensure_topics
+        from pipeline.kafka_security import client_kwargs
+
+        # The broker does not auto-create topics; one partition keeps scans in detection order.
+        ensure_topics(kafka_bootstrap, {cfg.kafka_topic: 1}, security=security)
+        producer = KafkaProducer(
+            bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
+        )
+
+    def failed(channel: str, scan: dict[str, Any], error: str) -> None:
+        log.warning("alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"),
+                                           "error": error[-500:]})
+        if stats is not None:
+            stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
 
     def fire(scans: list[dict[str, Any]]) -> None:
+        sent: list[tuple[dict[str, Any], Any]] = []
         for scan in scans:
             body = scan_json(scan)
             if cfg.alert_command:
-                proc = subprocess.run(list(cfg.alert_command), input=body, text=True,
-                                      capture_output=True, timeout=30, check=False)
-                if proc.returncode != 0:
-                    log.warning("alert command failed", extra={"rc": proc.returncode,
-                                                               "stderr": proc.stderr[-500:]})
+                try:
+                    proc = subprocess.run(list(cfg.alert_command), input=body, text=True,
+                                          capture_output=True, timeout=30, check=False)
+                    if proc.returncode != 0:
+                        failed("command", scan, f"exit {proc.returncode}: {proc.stderr}")
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    failed("command", scan, str(exc))
             if cfg.alert_webhook:
                 req = urllib.request.Request(  # noqa: S310 - the operator's configured URL
                     cfg.alert_webhook, data=body.encode(), method="POST",
@@ -224,11 +393,17 @@ def alert_hooks(
                     with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - operator's URL
                         pass
                 except OSError as exc:
-                    log.warning("alert webhook failed", extra={"error": str(exc)})
+                    failed("webhook", scan, str(exc))
             if producer is not None:
-                producer.send(cfg.kafka_topic, key=str(scan["scan_id"]).encode(), value=body.encode())
+                key = str(scan["scan_id"]).encode()
+                sent.append((scan, producer.send(cfg.kafka_topic, key=key, value=body.encode())))
         if producer is not None:
             producer.flush(timeout=30)
+            for scan, fut in sent:
+                try:
+                    fut.get(timeout=1)
+                except Exception as exc:
+                    failed("topic", scan, repr(exc))
 
     return fire
 
@@ -237,8 +412,10 @@ def evaluator_for(cfg: Config, store_dir: str | None = None,
                   hooks: bool = True) -> tuple[Evaluator, Store]:
     store = Store(store_dir or cfg.worker.store_dir)
     scans_dir = cfg.detect.scans_dir or str(Path(store.root) / "scans")
-    on_new = alert_hooks(cfg.detect, cfg.kafka.effective_bootstrap) if hooks else None
-    return Evaluator(cfg.detect, store_source(store), ScanStore(scans_dir), on_new=on_new), store
+    ev = Evaluator(cfg.detect, store_source(store), ScanStore(scans_dir))
+    if hooks:
+        ev.on_new = alert_hooks(cfg.detect, cfg.kafka.effective_bootstrap, ev.stats, security=cfg.kafka)
+    return ev, store
 
 
 def table_source(table: pa.Table) -> EventSource:

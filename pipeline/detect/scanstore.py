@@ -27,17 +27,27 @@ class ScanStore:
         day = dt.datetime.fromtimestamp(epoch_us / US, dt.UTC).date()
         return self.root / f"date={day.isoformat()}" / f"{kind}+{epoch_us:020d}.parquet"
 
+    def _old_ids(self, path: Path) -> set[str]:
+        if not path.exists():
+            return set()
+        return set(pq.read_table(path, columns=["scan_id"]).column("scan_id").to_pylist())
+
+    def new_in(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
+        """The scans the epoch's file does not hold yet (what ``replace`` would add)."""
+        if scans.num_rows == 0:
+            return []
+        old_ids = self._old_ids(self.path(kind, epoch_us))
+        scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
+        mask = pc.invert(pc.is_in(scans.column("scan_id"), value_set=pa.array(sorted(old_ids), pa.string())))
+        new: list[dict[str, Any]] = scans.filter(mask).to_pylist()
+        return new
+
     def replace(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
         """Make the epoch's file hold exactly these scans; return those that were not in it."""
+        new = self.new_in(kind, epoch_us, scans)
         path = self.path(kind, epoch_us)
-        old_ids: set[str] = set()
-        if path.exists():
-            old = pq.read_table(path, columns=["scan_id", "status"])
-            old_ids = set(old.column("scan_id").to_pylist())
-            if scans.num_rows == 0:
-                path.unlink()
-                return []
         if scans.num_rows == 0:
+            path.unlink(missing_ok=True)
             return []
         scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,8 +56,6 @@ class ScanStore:
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        mask = pc.invert(pc.is_in(scans.column("scan_id"), value_set=pa.array(sorted(old_ids), pa.string())))
-        new: list[dict[str, Any]] = scans.filter(mask).to_pylist()
         return new
 
     def read(self, since: dt.datetime | None = None, until: dt.datetime | None = None,
@@ -56,6 +64,12 @@ class ScanStore:
         files = sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
         if kind is not None:
             files = [p for p in files if p.name.startswith(f"{kind}+")]
+        if by == "epoch_start":
+            # The name says the epoch: the live loop's per-tick read touches only its epochs'
+            # files, however many days the dataset holds.
+            lo = -(2**63) if since is None else int(since.timestamp() * US)
+            hi = 2**63 if until is None else int(until.timestamp() * US)
+            files = [p for p in files if lo <= _epoch_of(p) < hi]
         if not files:
             return SCAN_SCHEMA.empty_table()
         table = pa.concat_tables([pq.read_table(p).cast(SCAN_SCHEMA) for p in files])
@@ -74,3 +88,8 @@ class ScanStore:
             else:
                 table = table.filter(in_sites)
         return table.sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
+
+
+def _epoch_of(path: Path) -> int:
+    """Epoch start (us) from a file name ``<kind>+<epoch start us>.parquet``."""
+    return int(path.stem.rsplit("+", 1)[1])
