@@ -67,10 +67,22 @@ import time; time.sleep(3)  # stay alive (after the timed part) so the harness c
 """
 
 
-def synthetic_events(n: int, seed: int = 1) -> pa.Table:
+# Ports the Internet's background noise hits most (a share of events goes to these).
+POPULAR_PORTS = np.array(
+    [22, 23, 80, 443, 445, 3389, 8080, 5060, 53, 123, 1433, 3306, 5900, 6379, 8443, 25, 21, 111, 137, 161]
+)
+
+
+def synthetic_events(
+    n: int, seed: int = 1, day: dt.date = dt.date(2026, 11, 27), popular_share: float = 0.0
+) -> pa.Table:
+    """``n`` events spread over one UTC day; ``popular_share`` of them on POPULAR_PORTS."""
     rng = np.random.default_rng(seed)
-    start = int(dt.datetime(2026, 11, 27, tzinfo=dt.UTC).timestamp() * 1e6)
+    start = int(dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC).timestamp() * 1e6)
     ts = np.sort(start + rng.integers(0, 86_400_000_000, n))
+    ports = rng.integers(1, 65536, n)
+    popular = rng.random(n) < popular_share
+    ports[popular] = rng.choice(POPULAR_PORTS, int(popular.sum()))
     src = [f"198.18.{a}.{b}" for a, b in zip(rng.integers(0, 256, n), rng.integers(1, 255, n), strict=True)]
     cols = {
         "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
@@ -79,7 +91,7 @@ def synthetic_events(n: int, seed: int = 1) -> pa.Table:
         "src_ip": pa.array(src),
         "dst_ip": pa.array(["203.0.113.10"] * n),
         "src_port": pa.array(rng.integers(1024, 65536, n).astype(np.int32)),
-        "dst_port": pa.array(rng.integers(1, 65536, n).astype(np.int32)),
+        "dst_port": pa.array(ports.astype(np.int32)),
         "proto": pa.array(np.where(rng.random(n) < 0.8, "TCP", "UDP")),
         "ip_version": pa.array(np.full(n, 4, np.int8)),
         "action": pa.array(["drop"] * n),

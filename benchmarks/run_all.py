@@ -26,6 +26,7 @@ RUNS = [
     ["benchmarks/eval_detect.py"],
     ["-m", "benchmarks.bench_detect_latency"],
     ["-m", "benchmarks.bench_web_paint", "--events", "150000"],
+    ["-m", "benchmarks.bench_web_view"],
 ]
 
 

@@ -60,7 +60,9 @@ def compute(events: pa.Table) -> dict[str, pa.Table]:
     return {"port_minute": port_minute, "source_hour": source_hour}
 
 
-def _digest(directory: Path) -> tuple[str, list[Path]]:
+def events_digest(directory: Path) -> tuple[str, list[Path]]:
+    """Identity of a partition-hour's files (names are offset ranges or content digests):
+    a rollup stamped with it is current exactly while the hour's files are unchanged."""
     files = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
     return hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest(), files
 
@@ -79,7 +81,7 @@ def rollup_hour(store: Store, site: str, date: dt.date, hour: int) -> bool:
     directory = partition_dir(store.root, site, date, hour)
     # Shared hour lock: compaction cannot swap the directory while we read it.
     with file_lock(hour_lock_path(store.root, site, date, hour), shared=True):
-        digest, files = _digest(directory)
+        digest, files = events_digest(directory)
         if not files:
             return False
         if all(_stored_digest(rollup_path(store, n, site, date, hour)) == digest for n in NAMES):

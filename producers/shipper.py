@@ -362,6 +362,9 @@ class Shipper:
         src.pos = 0
         fp = fingerprint(src.fh)
         if fp is None:
+            if not src.awaiting_identity:
+                where = {"path": str(src.path), "old": old}
+                log.warning("file truncated, waiting for its first line", extra=where)
             src.awaiting_identity = True  # empty after the cut: named once its first line is complete
             return False
         src.awaiting_identity = False

@@ -21,7 +21,7 @@ from tests.conftest import JAR_CACHE, System, free_port
 from tests.test_shipper_kill import registry_offsets, write_probe_lines
 from tests.test_shipper_rotation import wait_events
 
-OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "25"))
+OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "60"))  # the issue: Kafka stopped for 60 s
 
 
 @pytest.fixture

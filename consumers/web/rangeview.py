@@ -166,7 +166,7 @@ class RangeFeed:
                 digest = (table.schema.metadata or {}).get(rollup.DIGEST_KEY, b"").decode()
                 events_dir = partition_dir(self.store.root, hour.site, hour.date, hour.hour)
                 # Retention deletes events but keeps rollups: then the rollup is all there is.
-                if not events_dir.is_dir() or digest == rollup._digest(events_dir)[0]:
+                if not events_dir.is_dir() or digest == rollup.events_digest(events_dir)[0]:
                     parts.append(table.replace_schema_metadata(None))
                     self.read_files += 1
                     continue
