@@ -65,7 +65,7 @@ def duckdb_bins(store: Store, start: dt.datetime, end: dt.datetime, bucket: Buck
     params = [f"{bucket.multiple} {bucket.unit}", files, start.date(), last, start, end]
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    table: pa.Table = con.execute(query, params).arrow()
+    table: pa.Table = con.sql(query, params=params).to_arrow_table()
     con.close()
     return table
 
