@@ -8,6 +8,7 @@ millions of rows and a Python loop per row would dominate the page load.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Final
 
 import pyarrow as pa
@@ -69,6 +70,31 @@ _TCP: Final = pa.array(["TCP", "6"])
 _UDP: Final = pa.array(["UDP", "17"])
 _ICMP: Final = pa.array(["ICMP", "1"])
 _ICMP6: Final = pa.array(["ICMPV6", "ICMP6", "IPV6-ICMP", "58"])
+
+
+# Aggregated views bin ports into rows of the log axis, as a screen does: a row
+# holds a single port at the low end and a few hundred near 65535. 400 rows is
+# about one per pixel of a plot's height; finer would not be seen, coarser would.
+PORT_ROWS: Final = 400
+_LOG_TOP: Final = math.log(65536)
+
+
+def port_row(ports: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The row of the log-port axis each destination port falls in (int16); no port (null, 0) stays null."""
+    port = pc.cast(ports, pa.float64())
+    valid = pc.fill_null(pc.greater(port, 0), False)
+    safe = pc.if_else(valid, port, pa.scalar(1.0))
+    row = pc.floor(pc.multiply(pc.divide(pc.ln(safe), _LOG_TOP), float(PORT_ROWS)))
+    out = pc.if_else(valid, pc.cast(row, pa.int16()), pa.scalar(None, pa.int16()))
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
+def port_span_label(low: pa.Array | pa.ChunkedArray, high: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``"443"`` when a bin holds one port, ``"436-447"`` when several; null when it holds none."""
+    lo, hi = pc.cast(low, pa.string()), pc.cast(high, pa.string())
+    span = pc.binary_join_element_wise(lo, hi, "-")
+    out = pc.if_else(pc.equal(low, high), lo, span)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def encode(table: pa.Table) -> pa.Table:

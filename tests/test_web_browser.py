@@ -510,3 +510,26 @@ class TestDayFeed:
         assert len(frame.data["ts"]) == 4  # 2 minutes x 2 ports
         assert sum(frame.data["events"]) == 500
         assert "500 events" in feed.summary() and "minute" in feed.summary()
+
+    def test_aggregated_ports_share_a_bin_per_row_of_the_log_axis(self, tmp_path: Path) -> None:
+        """High ports a pixel row apart are one bin naming their span; low ports keep their own bins."""
+        store, day = Store(tmp_path), dt.date(2026, 1, 3)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        ports = [40000 + n % 300 for n in range(300)] + [22] * 50 + [23] * 50
+        rows = [event(start + dt.timedelta(seconds=n % 50), "TCP", 4, port, n) for n, port in enumerate(ports)]
+        store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
+        feed = DayFeed(store, day, None, max_points=100)
+
+        data = feed.load().data
+
+        assert feed.aggregated
+        spans = dict(zip(data["port"], data["events"], strict=True))
+        assert spans["22"] == 50 and spans["23"] == 50
+        wide = {label: n for label, n in spans.items() if "-" in label}
+        # 40000-40299 fall in one or two rows of the log axis (about 1100 ports wide there).
+        assert 1 <= len(wide) <= 2 and sum(wide.values()) == 300, spans
+        for label in wide:
+            low, high = map(int, label.split("-"))
+            assert 40000 <= low < high <= 40299
+        service = dict(zip(data["port"], data["service"], strict=True))
+        assert service["22"] == "ssh" and all(service[label] == "" for label in wide)

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from consumers import style
 from consumers.web.view import READ_COLUMNS, Bucket, Filters, Frame, aggregated_data, raw_data, site_scope
 from pipeline import rollup
 from pipeline.store import Store, partition_dir
@@ -36,7 +37,6 @@ ROLLUP: Final = "port_minute"
 RANGE_BUCKETS: Final = (
     Bucket(1, "minute"), Bucket(10, "minute"), Bucket(1, "hour"), Bucket(6, "hour"), Bucket(1, "day"),
 )  # fmt: skip
-_KEYS: Final = ["ts", "dst_port", "proto", "ip_version"]
 _ROLLUP_COLUMNS: Final = ["minute", "dst_port", "proto", "ip_version", "events", "sources"]
 _COMPUTE_COLUMNS: Final = ["ts", "src_ip", "dst_ip", "dst_port", "proto", "ip_version", "count", "action"]
 
@@ -213,8 +213,20 @@ def _empty_minutes() -> pa.Table:
 
 
 def _bin(minutes: pa.Table, bucket: Bucket) -> pa.Table:
-    """Rollup minutes summed into ``bucket`` bins; ``sources`` becomes the busiest minute's."""
+    """Rollup minutes summed into screen bins: ``bucket`` x row of the log-port axis x series.
+
+    ``sources`` becomes the busiest minute's; ``dst_port``/``dst_port_max`` the
+    span of ports the bin holds (as in the day view's bins).
+    """
     ts = pc.floor_temporal(minutes.column("minute"), bucket.multiple, bucket.unit)
-    keyed = minutes.append_column("ts", ts)
-    grouped = keyed.group_by(_KEYS, use_threads=False).aggregate([("events", "sum"), ("sources", "max")])
-    return grouped.rename_columns({"events_sum": "events", "sources_max": "sources"})
+    keyed = minutes.append_column("ts", ts).append_column("row", style.port_row(minutes.column("dst_port")))
+    grouped = keyed.group_by(["ts", "row", "proto", "ip_version"], use_threads=False).aggregate(
+        [("events", "sum"), ("sources", "max"), ("dst_port", "min"), ("dst_port", "max")]
+    )
+    return grouped.drop_columns(["row"]).rename_columns(
+        {
+            "events_sum": "events",
+            "sources_max": "sources",
+            "dst_port_min": "dst_port",
+        }
+    )
