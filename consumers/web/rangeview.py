@@ -27,8 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from consumers import style
-from consumers.web.view import READ_COLUMNS, Bucket, Filters, Frame, aggregated_data, raw_data, site_scope
+from consumers.web.view import (
+    READ_COLUMNS,
+    Bucket,
+    Filters,
+    Frame,
+    ScreenBins,
+    aggregated_data,
+    raw_data,
+    site_scope,
+)
 from pipeline import rollup
 from pipeline.store import Store, partition_dir
 
@@ -97,12 +105,9 @@ class RangeFeed:
                 table = self._raw()
                 self.points = table.num_rows
                 return Frame(raw_data(table), replace=True)
-        binned = minutes
-        for bucket in RANGE_BUCKETS:
-            self.bucket = bucket
-            binned = _bin(minutes, bucket)
-            if binned.num_rows <= self.max_points:
-                break
+        bins = _minute_bins(minutes)
+        self.bucket = bins.choose(RANGE_BUCKETS, self.max_points)
+        binned = bins.bins(self.bucket, *_MINUTE_AGGREGATES)
         self.points = binned.num_rows
         return Frame(aggregated_data(binned), replace=True)
 
@@ -212,21 +217,19 @@ def _empty_minutes() -> pa.Table:
     ).empty_table()
 
 
-def _bin(minutes: pa.Table, bucket: Bucket) -> pa.Table:
-    """Rollup minutes summed into screen bins: ``bucket`` x row of the log-port axis x series.
+def _minute_bins(minutes: pa.Table) -> ScreenBins:
+    """Rollup minutes keyed for screen bins; ``sources`` of a bin becomes its busiest minute's."""
+    values = {"events": minutes.column("events"), "sources": minutes.column("sources")}
+    return ScreenBins(
+        minutes.column("minute"),
+        minutes.column("dst_port"),
+        minutes.column("proto"),
+        minutes.column("ip_version"),
+        values,
+    )
 
-    ``sources`` becomes the busiest minute's; ``dst_port``/``dst_port_max`` the
-    span of ports the bin holds (as in the day view's bins).
-    """
-    ts = pc.floor_temporal(minutes.column("minute"), bucket.multiple, bucket.unit)
-    keyed = minutes.append_column("ts", ts).append_column("row", style.port_row(minutes.column("dst_port")))
-    grouped = keyed.group_by(["ts", "row", "proto", "ip_version"], use_threads=False).aggregate(
-        [("events", "sum"), ("sources", "max"), ("dst_port", "min"), ("dst_port", "max")]
-    )
-    return grouped.drop_columns(["row"]).rename_columns(
-        {
-            "events_sum": "events",
-            "sources_max": "sources",
-            "dst_port_min": "dst_port",
-        }
-    )
+
+_MINUTE_AGGREGATES: Final = (
+    [("events", "sum"), ("sources", "max")],
+    {"events_sum": "events", "sources_max": "sources"},
+)
