@@ -37,18 +37,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def local_broker(home: Path) -> LocalKafka:
+    """A single-node broker of our own on free loopback ports, not started yet."""
+    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
+    return LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     external = os.environ.get("FIREPLOT_TEST_BOOTSTRAP")
     if external:
         yield external
         return
-    home = tmp_path_factory.mktemp("kafka")
-    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
+    broker = local_broker(tmp_path_factory.mktemp("kafka"))
+    cfg = broker.cfg
     broker.up()
     try:
         yield cfg.local_bootstrap
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker for this test alone, which it may stop and start (the session one is shared)."""
+    broker = local_broker(tmp_path / "kafka2")
+    broker.up()
+    try:
+        yield broker
     finally:
         broker.down()
 

@@ -15,7 +15,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,8 +23,7 @@ from kafka import KafkaProducer
 
 from pipeline import wire
 from pipeline.broker import LocalKafka, ensure_topics
-from pipeline.config import KafkaConfig
-from tests.conftest import JAR_CACHE, System, free_port
+from tests.conftest import System, free_port
 from tests.test_archive_store import RAW_LINE, T0, events
 
 pytestmark = pytest.mark.kafka
@@ -252,21 +250,9 @@ def test_raw_lines_topic_plain_json_and_garbage(raw_system: System) -> None:
     assert "<script>alert(1)</script>" in {d.get("line") for d in dead}
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[tuple[LocalKafka, str]]:
-    home = tmp_path / "kafka2"
-    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
-    broker.up()
-    try:
-        yield broker, cfg.local_bootstrap
-    finally:
-        broker.down()
-
-
-def test_broker_restart_mid_stream(tmp_path: Path, own_broker: tuple[LocalKafka, str]) -> None:
+def test_broker_restart_mid_stream(tmp_path: Path, own_broker: LocalKafka) -> None:
     """The broker goes down and comes back while the worker archives: each event stored once."""
-    broker, bootstrap = own_broker
+    broker, bootstrap = own_broker, own_broker.cfg.local_bootstrap
     system = System(tmp_path / "sys", bootstrap)
     system.configure("kafka", raw_topic=f"{system.topic}-raw")
     system.configure("worker", flush_max_records=4, flush_interval_s=0.3, session_timeout_s=6.0)

@@ -8,16 +8,13 @@ spool and the in-flight budget can hold.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipeline.broker import LocalKafka
-from pipeline.config import KafkaConfig
 from producers.registry import Registry
-from tests.conftest import JAR_CACHE, System, free_port
+from tests.conftest import System, free_port
 from tests.test_shipper_kill import write_probe_lines
 from tests.test_shipper_metrics import scrape, wait_metric
 from tests.test_shipper_rotation import wait_events
@@ -26,18 +23,6 @@ BATCH_LINES = 500  # ~64 KB per Kafka record
 SPOOL_MAX_BYTES = 400_000  # a handful of records
 IN_FLIGHT_MAX_BYTES = 100_000
 BEFORE, DURING = 5_000, 60_000  # lines shipped before the outage, appended during it
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    home = tmp_path / "kafka2"
-    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
-    broker.up()
-    try:
-        yield broker
-    finally:
-        broker.down()
 
 
 def acked_offset(registry: Path) -> int:

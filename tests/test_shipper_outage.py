@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
-from tests.conftest import JAR_CACHE, System, free_port
+from tests.conftest import System, local_broker
 from tests.test_shipper_kill import registry_offsets, write_probe_lines
 from tests.test_shipper_rotation import wait_events
 
 OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "60"))  # the issue: Kafka stopped for 60 s
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    home = tmp_path / "kafka2"
-    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
-    broker.up()
-    try:
-        yield broker
-    finally:
-        broker.down()
 
 
 def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_path: Path) -> None:
@@ -79,9 +65,8 @@ def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_pat
 
 def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path) -> None:
     """A shipper starting during an outage keeps reading into its spool; all arrive once Kafka is up."""
-    home = tmp_path / "kafka3"
-    cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE)  # not started yet: nothing listens
+    broker = local_broker(tmp_path / "kafka3")  # not started yet: nothing listens
+    cfg = broker.cfg
     system = System(tmp_path / "sys", cfg.local_bootstrap)
     spool = tmp_path / "spool"
     registry = tmp_path / "registry.json"

@@ -516,7 +516,9 @@ class TestDayFeed:
         store, day = Store(tmp_path), dt.date(2026, 1, 3)
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
         ports = [40000 + n % 300 for n in range(300)] + [22] * 50 + [23] * 50
-        rows = [event(start + dt.timedelta(seconds=n % 50), "TCP", 4, port, n) for n, port in enumerate(ports)]
+        rows = [
+            event(start + dt.timedelta(seconds=n % 50), "TCP", 4, port, n) for n, port in enumerate(ports)
+        ]
         store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
         feed = DayFeed(store, day, None, max_points=100)
 
