@@ -633,7 +633,8 @@ def read_snapshot(store_root: str | Path) -> dict[str, Any] | None:
     return None
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None) -> str:
+    """A compact age for tables (CLI and web): 45s, 3m05s, 2h10m, 1d04h; '-' for none."""
     if seconds is None:
         return "-"
     s = round(seconds)
@@ -656,9 +657,9 @@ def table_text(report: HealthReport, now: dt.datetime | None = None) -> str:
             (
                 s["site"].encode("unicode_escape").decode("ascii"),
                 (s["last_event"] or "-").replace("T", " ").replace("Z", "")[:19],
-                _duration(s["last_event_age_s"]),
-                _duration(s["last_arrival_age_s"]),
-                _duration(s["usual_gap_s"]),
+                duration_text(s["last_event_age_s"]),
+                duration_text(s["last_arrival_age_s"]),
+                duration_text(s["usual_gap_s"]),
                 f"{s['events_per_min']:.1f}",
                 f"{s['rejects_shipper']}/{s['rejects_worker']}",
                 "SILENT" if s["silent"] else "ok",

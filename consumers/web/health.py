@@ -27,7 +27,7 @@ from bokeh.models.widgets.tables import DataTable, StringFormatter, TableColumn
 
 from pipeline import datasets
 from pipeline.config import WebConfig
-from pipeline.health import read_snapshot
+from pipeline.health import duration_text, read_snapshot
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,6 @@ OK_COLOUR: Final = "#00a000"
 COLUMNS: Final = ("site", "last_event", "age", "usual_gap", "events_per_min", "rejects", "status", "colour")
 # A snapshot older than this many refresh intervals means the worker stopped writing it.
 STALE_INTERVALS: Final = 3
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    s = round(seconds)
-    if s < 120:
-        return f"{s} s"
-    if s < 7200:
-        return f"{s // 60} min"
-    if s < 172800:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def _parse(text: Any) -> dt.datetime | None:
@@ -75,8 +62,8 @@ def table_data(snapshot: dict[str, Any] | None, now: dt.datetime) -> tuple[dict[
         silent = age is None or age > silent_after
         data["site"].append(str(s.get("site", "")))
         data["last_event"].append("-" if last is None else last.strftime("%Y-%m-%d %H:%M:%S"))
-        data["age"].append(_duration(age))
-        data["usual_gap"].append(_duration(float(s.get("usual_gap_s") or 0.0)))
+        data["age"].append(duration_text(age))
+        data["usual_gap"].append(duration_text(float(s.get("usual_gap_s") or 0.0)))
         data["events_per_min"].append(f"{float(s.get('events_per_min') or 0.0):.1f}")
         data["rejects"].append(f"{int(s.get('rejects_shipper') or 0)} / {int(s.get('rejects_worker') or 0)}")
         data["status"].append("SILENT" if silent else "ok")
@@ -91,7 +78,7 @@ def table_data(snapshot: dict[str, Any] | None, now: dt.datetime) -> tuple[dict[
         old = (now - computed).total_seconds()
         interval = float(snapshot.get("interval_s") or 5.0)
         if old > STALE_INTERVALS * interval + 10:
-            parts.append(f"report is {_duration(old)} old: is the worker running?")
+            parts.append(f"report is {duration_text(old)} old: is the worker running?")
     return data, "; ".join(parts)
 
 

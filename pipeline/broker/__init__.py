@@ -94,7 +94,7 @@ class SecureListener:
         # StorageTool's --add-scram syntax is [name=...,password=...]: these would break it.
         for name, password in self.scram_users.items():
             if not name or any(c in name + password for c in ',[]="'):
-                raise BrokerError(f"SecureListener: user {name!r}: no , [ ] = \" in names or passwords")
+                raise BrokerError(f'SecureListener: user {name!r}: no , [ ] = " in names or passwords')
 
     def properties(self) -> dict[str, str]:
         mech = self.mechanism.lower()

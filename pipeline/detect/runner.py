@@ -123,8 +123,9 @@ class RecentFiles:
             for hour_dir in date_dir.glob("hour=*"):
                 hour = hour_dir.name.removeprefix("hour=")
                 if hour.isdigit() and (day, int(hour)) >= first:
-                    out.update(str(f) for f in hour_dir.glob("*.parquet")
-                               if not f.name.startswith((".", "_")))
+                    out.update(
+                        str(f) for f in hour_dir.glob("*.parquet") if not f.name.startswith((".", "_"))
+                    )
         return out
 
     def refresh(self, floor_us: int) -> None:
@@ -150,8 +151,13 @@ class RecentFiles:
     def _read(self, paths: list[str]) -> dict[str, tuple[pa.Table, int | None]]:
         if not paths:
             return {}
-        dataset = ds.dataset(paths, format="parquet", partitioning=PARTITIONING,
-                             partition_base_dir=str(self.store.events_root), schema=DATASET_SCHEMA)
+        dataset = ds.dataset(
+            paths,
+            format="parquet",
+            partitioning=PARTITIONING,
+            partition_base_dir=str(self.store.events_root),
+            schema=DATASET_SCHEMA,
+        )
         out: dict[str, tuple[pa.Table, int | None]] = {}
         for frag in dataset.get_fragments():
             table = frag.to_table(columns=DETECT_COLUMNS, schema=dataset.schema).cast(self.SCHEMA)
@@ -170,8 +176,9 @@ class RecentFiles:
             if self._merged is None:
                 # One chunk: DuckDB and pyarrow compute are slow over thousands of tiny ones.
                 tables = [t for t, _ in self.files.values()]
-                self._merged = pa.concat_tables(tables).combine_chunks() if tables \
-                    else self.SCHEMA.empty_table()
+                self._merged = (
+                    pa.concat_tables(tables).combine_chunks() if tables else self.SCHEMA.empty_table()
+                )
             table = self._merged
             ts = pc.cast(table.column("ts"), pa.int64())
             return table.filter(pc.and_(pc.greater_equal(ts, lo_us), pc.less(ts, hi_us)))
@@ -315,8 +322,13 @@ def newest_event_us(store: Store, after_us: int | None) -> int | None:
     return to_us(newest) if newest is not None else None
 
 
-def follow(ev: Evaluator, store: Store, since: dt.datetime | None, stop: Callable[[], bool],
-           on_tick: Callable[[int], None] | None = None) -> None:
+def follow(
+    ev: Evaluator,
+    store: Store,
+    since: dt.datetime | None,
+    stop: Callable[[], bool],
+    on_tick: Callable[[int], None] | None = None,
+) -> None:
     """The live path: re-evaluate up to the watermark every follow_interval_s until stop()."""
     lateness = int(ev.cfg.lateness_s * US)
     since_us = to_us(since) if since is not None else None
@@ -367,8 +379,9 @@ def alert_hooks(
         )
 
     def failed(channel: str, scan: dict[str, Any], error: str) -> None:
-        log.warning("alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"),
-                                           "error": error[-500:]})
+        log.warning(
+            "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
+        )
         if stats is not None:
             stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
 
@@ -378,15 +391,23 @@ def alert_hooks(
             body = scan_json(scan)
             if cfg.alert_command:
                 try:
-                    proc = subprocess.run(list(cfg.alert_command), input=body, text=True,
-                                          capture_output=True, timeout=30, check=False)
+                    proc = subprocess.run(
+                        list(cfg.alert_command),
+                        input=body,
+                        text=True,
+                        capture_output=True,
+                        timeout=30,
+                        check=False,
+                    )
                     if proc.returncode != 0:
                         failed("command", scan, f"exit {proc.returncode}: {proc.stderr}")
                 except (OSError, subprocess.TimeoutExpired) as exc:
                     failed("command", scan, str(exc))
             if cfg.alert_webhook:
                 req = urllib.request.Request(  # noqa: S310 - the operator's configured URL
-                    cfg.alert_webhook, data=body.encode(), method="POST",
+                    cfg.alert_webhook,
+                    data=body.encode(),
+                    method="POST",
                     headers={"content-type": "application/json"},
                 )
                 try:
@@ -408,8 +429,7 @@ def alert_hooks(
     return fire
 
 
-def evaluator_for(cfg: Config, store_dir: str | None = None,
-                  hooks: bool = True) -> tuple[Evaluator, Store]:
+def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True) -> tuple[Evaluator, Store]:
     store = Store(store_dir or cfg.worker.store_dir)
     scans_dir = cfg.detect.scans_dir or str(Path(store.root) / "scans")
     ev = Evaluator(cfg.detect, store_source(store), ScanStore(scans_dir))

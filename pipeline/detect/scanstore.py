@@ -58,8 +58,14 @@ class ScanStore:
         os.replace(tmp, path)
         return new
 
-    def read(self, since: dt.datetime | None = None, until: dt.datetime | None = None,
-             site: str | None = None, kind: str | None = None, by: str = "last_ts") -> pa.Table:
+    def read(
+        self,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        site: str | None = None,
+        kind: str | None = None,
+        by: str = "last_ts",
+    ) -> pa.Table:
         """Scans with since <= <by> < until, optionally of one site (or listing it) and kind."""
         files = sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
         if kind is not None:
@@ -80,8 +86,11 @@ class ScanStore:
         if until is not None:
             table = table.filter(pc.less(col, pa.scalar(until, SCAN_SCHEMA.field(by).type)))
         if site is not None:
-            in_sites = pc.greater(pc.list_value_length(pc.list_filter(table.column("sites"), site)), 0) \
-                if hasattr(pc, "list_filter") else None
+            in_sites = (
+                pc.greater(pc.list_value_length(pc.list_filter(table.column("sites"), site)), 0)
+                if hasattr(pc, "list_filter")
+                else None
+            )
             if in_sites is None:
                 listed = [site in s for s in table.column("sites").to_pylist()]
                 table = table.filter(pa.array(listed))
