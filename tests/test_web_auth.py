@@ -15,13 +15,12 @@ import re
 import secrets
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -33,6 +32,7 @@ from pipeline.config import ConfigError, WebConfig
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
+from tests.browser import wait_for
 from tests.conftest import free_port
 
 TOPIC = "fireplot.events"
@@ -40,7 +40,6 @@ TOPIC = "fireplot.events"
 EVERY_INTERFACE = "0.0.0.0"  # noqa: S104
 ALICE_PASSWORD = "alice-only-sees-a"  # noqa: S105  # a test user's password
 BOB_PASSWORD = "bob-sees-everything"  # noqa: S105
-T = TypeVar("T")
 
 
 def event(ts: dt.datetime, site: str, port: int, n: int) -> dict[str, Any]:
@@ -135,17 +134,6 @@ def token_payload(page: str) -> dict[str, Any]:
     match = re.search(r'"token":\s*"([^"]+)"', page)
     assert match, "no session token in the page"
     return dict(get_token_payload(match.group(1)))
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 JS_SOURCE = """

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -25,6 +25,7 @@ from pipeline import datasets
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
+from tests.browser import wait_for
 
 SCREENSHOT = Path("/tmp/fireplot-web.png")
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
@@ -32,7 +33,6 @@ TOPIC = "fireplot.events"
 LIVE_PORT = 31337
 REFRESH_MS = 300
 
-T = TypeVar("T")
 
 # ---- the store ---------------------------------------------------------------
 
@@ -178,17 +178,6 @@ function* walk(root) {
   }
 }
 """
-
-
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 15.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
 
 
 def source(driver: Any) -> dict[str, list[Any]] | None:

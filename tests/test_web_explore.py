@@ -33,7 +33,7 @@ from pipeline.detect.scanstore import ScanStore
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
-from tests.test_web_browser import JS_DEEP, click, source, wait_for, wait_for_source
+from tests.test_web_browser import JS_DEEP, click, open_page, source, wait_for, wait_for_source
 
 TOPIC = "fireplot.events"
 DAY = dt.date(2026, 10, 15)
@@ -163,22 +163,6 @@ def driver(site: Site) -> Iterator[Any]:
         yield d
 
 
-def open_view(driver: Any, url: str) -> dict[str, list[Any]]:
-    """Load a page and wait for its data (the summary counts events)."""
-    driver.get(url)
-    wait_for(
-        "the page's data",
-        lambda: driver.execute_script(
-            "const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];"
-            'const s = d && d.get_model_by_name("summary");'
-            'return s && s.text.includes(" events")'
-        ),
-    )
-    data = source(driver)
-    assert data is not None
-    return data
-
-
 def model_data(driver: Any, name: str) -> dict[str, list[Any]]:
     data: dict[str, list[Any]] = driver.execute_script(
         "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); const out = {};"
@@ -263,7 +247,7 @@ def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text
 ) -> None:
     """A click on a dot shows that source's ports, sites, scans and events; hostile text stays text."""
     browser.console(driver)
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}")
 
     tap_dot(driver, SCANNER, "1095")
     panel_for(driver, SCANNER)
@@ -298,7 +282,7 @@ def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text
 @pytest.mark.browser
 def test_filter_to_source_button_shows_only_that_source_and_clear_restores(driver: Any, site: Site) -> None:
     """One click narrows the plot to the panel's source; another brings the whole day back."""
-    data = open_view(driver, f"{site.url}?date={DAY.isoformat()}")
+    data = open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     everything = day_table(site.store).num_rows
     assert len(data["ts"]) == everything
     tap_dot(driver, SWEEPER, "23")
@@ -320,7 +304,7 @@ def test_filter_to_source_button_shows_only_that_source_and_clear_restores(drive
 @pytest.mark.browser
 def test_detected_scans_are_outlined_and_a_table_row_click_zooms_to_the_scan(driver: Any, site: Site) -> None:
     """The day's scans are drawn as rectangles and listed; clicking the vertical scan's row zooms to it."""
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     stored = site.scans.read(start_of(DAY), start_of(DAY + dt.timedelta(days=1))).to_pylist()
     scans = model_data(driver, "scans")
     assert sorted(scans["scan_id"]) == sorted(s["scan_id"] for s in stored)
@@ -368,7 +352,7 @@ def range_truth(store: Store) -> Counter[dt.date]:
 @pytest.mark.browser
 def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: Site) -> None:
     """Seven days over the point budget come from rollups; per-day totals equal the store's, late ones too."""
-    data = open_view(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
+    data = open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
     truth = range_truth(site.store)
     assert sum(truth.values()) > MAX_POINTS  # the premise: too many to draw raw
 
@@ -392,7 +376,7 @@ def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: S
 @pytest.mark.browser
 def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> None:
     """Zoomed to one hour of the week, the page shows that hour's single events again."""
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
     start = start_of(DAY, 10)
     end = start + dt.timedelta(hours=1)
     set_x_range(driver, start, end)
@@ -406,7 +390,7 @@ def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> N
 @pytest.mark.browser
 def test_zooming_into_an_aggregated_day_returns_raw_dots_and_back(driver: Any, site: Site) -> None:
     """A day over the budget is drawn in bins; one hour of it shows single events; all of it bins again."""
-    data = open_view(driver, f"{site.url}?date={BUSY_DAY.isoformat()}")
+    data = open_page(driver, f"{site.url}?date={BUSY_DAY.isoformat()}")
     assert "src_ip" not in data and sum(data["events"]) == day_table(site.store, BUSY_DAY).num_rows
     start = start_of(BUSY_DAY, 7)
     end = start + dt.timedelta(hours=1)
@@ -427,7 +411,7 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
     """?tz=Asia/Tokyo shows midnight to midnight Tokyo time, with Tokyo times on the axis."""
     import zoneinfo
 
-    data = open_view(driver, f"{site.url}?date={DAY.isoformat()}&tz=Asia/Tokyo")
+    data = open_page(driver, f"{site.url}?date={DAY.isoformat()}&tz=Asia/Tokyo")
     tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
     start = dt.datetime.combine(DAY, dt.time(), tzinfo=tokyo)
     stored = site.store.read(start, start + dt.timedelta(days=1))
@@ -444,7 +428,7 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
     )
     assert labels == ["time (Asia/Tokyo)", ["15:00", "16:00"]]
 
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}&tz=Mars/Olympus")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}&tz=Mars/Olympus")
     notice = driver.execute_script("return Bokeh.documents[0].get_model_by_name('notice').text")
     assert "ignored ?tz='Mars/Olympus'" in notice
 
@@ -455,7 +439,7 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
 @pytest.mark.browser
 def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Site) -> None:
     """Each filter leaves exactly the stored events that pass it; a bad network is refused with a notice."""
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     day = day_table(site.store)
 
     set_value(driver, "ports", "1000-1100")
@@ -490,7 +474,7 @@ def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Sit
 @pytest.mark.browser
 def test_csv_button_downloads_the_visible_events_with_formulas_defused(driver: Any, site: Site) -> None:
     """The CSV holds every event in view, one row each; cells that would run as formulas start with '."""
-    open_view(driver, f"{site.url}?date={DAY.isoformat()}")
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     before = set(site.downloads.glob("*.csv"))
     click(driver, "export-csv")
     path = wait_for(
