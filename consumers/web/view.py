@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from consumers import style
 from pipeline.enrich import service_names
 from pipeline.event import EVENT_SCHEMA, TS_TYPE
+from pipeline.networks import NetworkTable
 from pipeline.store import Store
 
 SourceData = dict[str, npt.NDArray[Any]]
@@ -138,19 +139,9 @@ class Filters:
             action = pc.utf8_lower(table.column("action"))
             mask = pc.and_(mask, pc.is_in(action, value_set=pa.array(self.actions)))
         if self._nets:
-            # Membership is decided once per distinct address, not per event.
-            distinct = pc.unique(table.column("src_ip")).to_pylist()
-            keep = [a for a in distinct if a is not None and _in_networks(a, self._nets)]
-            mask = pc.and_(mask, pc.is_in(table.column("src_ip"), value_set=pa.array(keep, pa.string())))
+            # The one CIDR matcher (pipeline.networks): columnar, once per distinct address.
+            mask = pc.and_(mask, NetworkTable(self._nets).contains(table.column("src_ip")))
         return table.filter(mask)
-
-
-def _in_networks(address: str, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip.version == n.version and ip in n for n in nets)
 
 
 @dataclass(frozen=True)
