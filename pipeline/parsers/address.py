@@ -36,6 +36,16 @@ def normalise_addresses(text: pa.Array) -> pa.Array:
     column; any other IPv6 spelling (ulogd2 prints compressed addresses) goes
     through the ipaddress module once per distinct value.
     """
+    # A batch holds few distinct addresses (the same scanners, the same
+    # targets), so each spelling is worked out once and the answers spread
+    # back by index: a hash pass instead of several regex passes per line.
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    encoded = pc.dictionary_encode(text)
+    return pc.take(_normalise_distinct(encoded.dictionary), encoded.indices)
+
+
+def _normalise_distinct(text: pa.Array) -> pa.Array:
     is_ipv4 = pc.fill_null(pc.match_substring_regex(text, f"^{IPV4}$"), False)
     if pc.all(is_ipv4).as_py() is not False:
         return text

@@ -91,8 +91,11 @@ _IP_HEADER: Final = (
 # After " PROTO=": the rest of the line is the protocol's own business (ICMP
 # type and inner packet, TCP options, UID=, MARK=, ...).
 _TRANSPORT: Final = r"(?P<proto>[A-Za-z0-9]+)(?: SPT=(?P<spt>\d{1,9}) DPT=(?P<dpt>\d{1,9}))?(?: |$)"
+# The TCP header up to its window, then from the window on: the second part
+# repeats across lines (no ports in it), so it is read once per distinct value.
+_TCP_TO_WINDOW: Final = r"^TCP SPT=\d+ DPT=\d+ (?:SEQ=\d+ ACK=\d+ )?WINDOW="
 _TCP_FLAGS: Final = (
-    r"^TCP SPT=\d+ DPT=\d+ (?:SEQ=\d+ ACK=\d+ )?WINDOW=\d+ (?:RES=0x[0-9a-f]{2} )?(?:AE )?"
+    r"^\d+ (?:RES=0x[0-9a-f]{2} )?(?:AE )?"
     r"(?P<flags>(?:CWR )?(?:ECE )?(?:URG )?(?:ACK )?(?:PSH )?(?:RST )?(?:SYN )?(?:FIN )?)URGP="
 )
 _NON_FIRST_FRAGMENT: Final = r" FRAG: ?0*[1-9]"
@@ -372,9 +375,14 @@ def _where(rows: pa.Array, compute: Callable[[pa.Array], pa.Array], absent: pa.S
 
 
 def _tcp_flags(transport: pa.Array) -> pa.Array:
-    found = pc.extract_regex(transport, _TCP_FLAGS)
-    flags = pc.utf8_rtrim_whitespace(found.field("flags"))
-    return pc.if_else(found.is_valid(), flags, _NULL_STRING)
+    fits = pc.fill_null(pc.match_substring_regex(transport, _TCP_TO_WINDOW), False)
+    # Nothing before the window holds "WINDOW=" once the line fits, so the
+    # first one is the header's own.
+    windows = pc.split_pattern(transport.filter(fits), "WINDOW=", max_splits=1)
+    tail = pc.dictionary_encode(pc.list_element(windows, 1))
+    found = pc.extract_regex(tail.dictionary, _TCP_FLAGS)
+    flags = pc.if_else(found.is_valid(), pc.utf8_rtrim_whitespace(found.field("flags")), _NULL_STRING)
+    return pc.replace_with_mask(pa.nulls(len(transport), pa.string()), fits, pc.take(flags, tail.indices))
 
 
 def _all(*conditions: pa.Array) -> pa.Array:
