@@ -87,22 +87,27 @@ def _strings_from(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Strin
 
 def read_batches(
     fh: BinaryIO,
-    start: int = 0,
+    start: int | None = 0,
     final: bool = True,
     chunk_bytes: int = CHUNK_BYTES,
     max_lines: int | None = None,
 ) -> Iterator[LineBatch]:
     """Line batches from ``fh`` starting at byte ``start``.
 
-    With ``final`` a last line without a newline counts (the file is complete);
-    without it, a partial last line is left for the next read (a file being
-    written by syslog may end mid-line).
+    ``start`` None reads on from where a stream (a pipe, stdin) stands,
+    offsets counted from there. With ``final`` a last line without a newline
+    counts (the file is complete); without it, a partial last line is left
+    for the next read (a file being written by syslog may end mid-line).
     """
-    fh.seek(start)
-    pos = start
+    if start is not None:
+        fh.seek(start)
+    pos = start or 0
     pending = b""
+    # read1 returns what a pipe has now instead of waiting for a whole chunk,
+    # so lines from a live stream are shipped as they come.
+    read = getattr(fh, "read1", fh.read)
     while True:
-        chunk = fh.read(chunk_bytes)
+        chunk = read(chunk_bytes)
         if not chunk:
             break
         data = pending + chunk

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from pipeline import parsers, wire
 from pipeline.config import Config
 from pipeline.filters import EdgeFilter
 from pipeline.parsers import ParseContext, Reject
-from producers.lines import LineBatch, _split, fingerprint, read_batches, to_batch
+from producers.lines import LineBatch, fingerprint, read_batches
 from producers.metrics import ShipperMetrics
 from producers.publisher import Publisher
 from producers.registry import Registry
@@ -432,31 +433,11 @@ def expand_paths(paths: list[Path]) -> Iterator[Path]:
 
 
 def _stream_batches(fh: BinaryIO, max_lines: int, site: str, name: str) -> Iterator[tuple[LineBatch, str]]:
-    import hashlib
-
-    pending = b""
-    pos = 0
+    # A stream has no file identity: its first line names it, so a restart
+    # that pipes the same data again gets the same event ids.
     sid: str | None = None
-    while True:
-        chunk = fh.read1(1 << 20) if hasattr(fh, "read1") else fh.read(1 << 20)
-        if not chunk:
-            break
-        data = pending + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            pending = data
-            continue
-        complete, pending = data[:cut], data[cut:]
-        if sid is None:
-            first = complete[: complete.find(b"\n") + 1]
+    for batch in read_batches(fh, start=None, max_lines=max_lines):
+        if sid is None and len(batch):
+            first = str(batch.lines[0].as_py()).encode() + b"\n"
             sid = f"{site}:{name}:{hashlib.blake2b(first, digest_size=8).hexdigest()}"
-        batch = to_batch(complete, pos)
-        pos = batch.end_offset
-        for part in _split(batch, max_lines):
-            yield part, sid
-    if pending:
-        last = pending + b"\n"
-        if sid is None:
-            sid = f"{site}:{name}:{hashlib.blake2b(last, digest_size=8).hexdigest()}"
-        batch = to_batch(last, pos)
-        yield LineBatch(batch.lines, batch.offsets, pos + len(pending)), sid
+        yield batch, sid or f"{site}:{name}"
