@@ -62,10 +62,6 @@ _QUICK_HEADER: Final = (
     rf"^(?:<\d{{1,3}}>)?(?P<ts>{RFC3164_TIMESTAMP}|{RFC3339_TIMESTAMP}) (?P<host>[^\s=]*)(?P<space> ?)"
 )
 
-# RFC 3164 stamps with a two-character day ("Jan  8", "Jan 18") and the space after.
-_FIXED_WIDTH: Final = 16
-_FIXED_WIDTH_HEADER: Final = rf"^(?:{'|'.join(MONTHS)}) [ \d]\d \d\d:\d\d:\d\d "
-
 _US_PER_S: Final = 1_000_000
 _S_PER_DAY: Final = 86_400
 # Longest each month can be; February 29 is valid whenever the year allows.
@@ -96,48 +92,10 @@ class Header:
 
 def header(lines: pa.Array) -> Header:
     """Read the syslog header at the start of each line."""
-    # Capture groups are what make RE2 slow. The commonest header of all,
-    # RFC 3164 with a two-character day, has a fixed width and is read by
-    # slicing; the other lines go on to the patterns.
-    fixed = pc.fill_null(pc.match_substring_regex(lines, _FIXED_WIDTH_HEADER), False)
-    if pc.all(fixed).as_py():
-        return _fixed_width_header(lines)
-    if not pc.any(fixed).as_py():
-        return _pattern_header(lines)
-    others = pc.invert(fixed)
-    first = _fixed_width_header(lines.filter(fixed))
-    rest = _pattern_header(lines.filter(others))
-    ts_text = pc.replace_with_mask(pa.nulls(len(lines), pa.string()), fixed, first.ts_text)
-    host = pc.replace_with_mask(pa.nulls(len(lines), pa.string()), fixed, first.host)
-    return Header(
-        ts_text=pc.replace_with_mask(ts_text, others, rest.ts_text),
-        host=pc.replace_with_mask(host, others, rest.host),
-    )
-
-
-def _fixed_width_header(lines: pa.Array) -> Header:
-    """``Mmm dd HH:MM:SS `` then the host word; what _QUICK_HEADER reads of such lines."""
-    after = pc.split_pattern(pc.utf8_slice_codeunits(lines, _FIXED_WIDTH), " ", max_splits=1)
-    word = pc.list_element(after, 0)
-    named = _all(
-        # The host is a word followed by a space, holding no "=" and no other
-        # white space (where _QUICK_HEADER's host would stop short of a space).
-        pc.equal(pc.list_value_length(after), 2),
-        pc.match_substring_regex(word, r"^[^\s=]+$"),
-        pc.not_equal(word, "-"),
-        pc.invert(pc.ends_with(word, ":")),
-    )
-    return Header(
-        ts_text=pc.utf8_slice_codeunits(lines, 0, _FIXED_WIDTH - 1),
-        host=pc.if_else(named, word, _NULL_STRING),
-    )
-
-
-def _pattern_header(lines: pa.Array) -> Header:
-    # HEADER's optional host and its RFC 5424 branch take the slowest of
-    # RE2's engines. The RFC 3164 header is read with a pattern its one-pass
-    # engine can run, which agrees with HEADER wherever it matches; the other
-    # lines get HEADER itself.
+    # Capture groups are what make RE2 slow, and HEADER's optional host and
+    # its RFC 5424 branch take the slowest of its engines. The common RFC 3164
+    # header is read with a pattern its one-pass engine can run, which agrees
+    # with HEADER wherever it matches; the other lines get HEADER itself.
     quick = pc.extract_regex(lines, _QUICK_HEADER)
     matched = quick.is_valid()
     host = quick.field("host")
