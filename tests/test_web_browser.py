@@ -22,6 +22,8 @@ import pytest
 from consumers import style
 from consumers.web.view import DayFeed, utc_today
 from pipeline import datasets
+from pipeline.detect.engine import SCAN_SCHEMA, US
+from pipeline.detect.scanstore import ScanStore
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
 from tests import browser
@@ -31,6 +33,7 @@ SCREENSHOT = Path("/tmp/fireplot-web.png")
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 TOPIC = "fireplot.events"
 LIVE_PORT = 31337
+LIVE_SCANNER = "203.0.113.88"
 REFRESH_MS = 300
 
 
@@ -117,6 +120,21 @@ def live_event(day: dt.date) -> pa.Table:
     now = dt.datetime.now(dt.UTC)
     end_of_day = dt.datetime.combine(day, dt.time(23, 59, 59), tzinfo=dt.UTC)
     return conform(pa.Table.from_pylist([event(min(now, end_of_day), "UDP", 4, LIVE_PORT, 3000)]))
+
+
+def live_scan(day: dt.date) -> tuple[int, pa.Table]:
+    """A vertical scan the detector found in the last minutes of today: its day epoch and row."""
+    now = dt.datetime.now(dt.UTC)
+    start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    last = min(now, start + dt.timedelta(hours=23, minutes=59))
+    first = last - dt.timedelta(minutes=2)
+    row = {
+        "scan_id": f"vertical-live-{now.timestamp():.0f}", "kind": "vertical", "site": "alpha",
+        "sources": [LIVE_SCANNER], "first_ts": first, "last_ts": last, "detected_at": now,
+        "port_min": 1000, "port_max": 1200, "distinct_ports": 150, "distinct_targets": 1, "packets": 150,
+        "sites": ["alpha"], "score": 1.0, "lower_bound": False, "status": "open", "epoch_start": start,
+    }  # fmt: skip
+    return int(start.timestamp() * US), pa.Table.from_pylist([row], schema=SCAN_SCHEMA)
 
 
 # ---- the server ----------------------------------------------------------------
@@ -455,6 +473,49 @@ def test_new_event_appears_live(driver: Any, site: Site) -> None:
     assert browser.severe(browser.console(driver)) == []
 
 
+@pytest.mark.browser
+def test_scan_detected_while_live_joins_the_overlay_and_table_without_reload(driver: Any, site: Site) -> None:
+    """A scan the detector writes after the page loaded is outlined and listed within a few refreshes."""
+    if utc_today() != site.day:
+        pytest.skip("UTC midnight passed during the test run: the store's day is no longer today")
+    open_page(driver, f"{site.url}?date={site.day.isoformat()}")
+    scans_js = (
+        "const d = Bokeh.documents[0]; const s = d.get_model_by_name('scans');"
+        "const r = d.get_model_by_name('scans:vertical');"
+        "const ids = Array.from(s.data.scan_id);"
+        "return {ids, drawn: Array.from(r.view.indices).map((i) => ids[i])}"
+    )
+    assert driver.execute_script(scans_js)["ids"] == []
+    mark_page(driver)
+
+    # The detector's own writer, as its live loop would call it at the end of a tick.
+    epoch_us, scan = live_scan(site.day)
+    assert ScanStore(site.store.root / "scans").replace("vertical", epoch_us, scan) != []
+    scan_id = scan.column("scan_id")[0].as_py()
+
+    shown = wait_for(
+        "the scan in the overlay's source",
+        lambda: (lambda d: d if scan_id in d["ids"] else None)(driver.execute_script(scans_js)),
+        timeout=10 * REFRESH_MS / 1000 + 5,
+    )
+    assert shown["ids"] == [scan_id]
+    assert shown["drawn"] == [scan_id]  # the vertical outline's view selects it
+    table = wait_for(
+        "the scan's row in the table",
+        lambda: driver.execute_script(
+            "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('scans-table'));"
+            "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
+            "const text = cells.map((c) => c.textContent).join('|');"
+            "return text.includes(arguments[0]) && text",
+            LIVE_SCANNER,
+        ),
+        timeout=5,
+    )
+    assert "vertical" in table and "1000-1200" in table
+    assert page_not_reloaded(driver)
+    assert browser.severe(browser.console(driver)) == []
+
+
 # ---- DayFeed without a browser -------------------------------------------------
 
 
@@ -524,3 +585,33 @@ class TestDayFeed:
             assert 40000 <= low < high <= 40299
         service = dict(zip(data["port"], data["service"], strict=True))
         assert service["22"] == "ssh" and all(service[label] == "" for label in wide)
+
+    def test_view_travels_with_repeated_text_dictionary_coded_and_decodes_to_the_same_columns(
+        self, tmp_path: Path
+    ) -> None:
+        """Text of few values goes as codes plus a dictionary; mostly unique text and numbers as they are."""
+        import numpy as np
+
+        from consumers.web.main import wire_data
+
+        store, day = Store(tmp_path), dt.date(2026, 1, 4)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        rows = [
+            event(start + dt.timedelta(seconds=n), ("TCP", "UDP")[n % 2], 4, 1 + n % 3, n, prefix=HOSTILE)
+            for n in range(240)
+        ]
+        store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
+        data = DayFeed(store, day, None, max_points=1000).load().data
+
+        wire = wire_data(data, generation=7)
+
+        assert wire["generation"] == [7]
+        assert wire["proto:dict"] == [["TCP", "UDP"]] and wire["proto"][0].dtype == np.uint8
+        assert wire["prefix:dict"] == [[HOSTILE]]
+        assert "src_ip:dict" not in wire  # 240 distinct sources in 240 rows: a dictionary would not pay
+        assert "ts:dict" not in wire and wire["ts"][0] is data["ts"]
+        # What _DECODE_DOTS does in the browser, here in Python: every column comes back whole.
+        for name, values in data.items():
+            codes = wire[name][0]
+            decoded = [wire[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in wire else list(codes)
+            assert decoded == list(values), name

@@ -114,13 +114,8 @@ def source_detail(
     )
 
 
-def read_scans(
-    root: Path, start: dt.datetime, end: dt.datetime, site: str | None, allowed: frozenset[str] | None = None
-) -> pa.Table:
-    """Scans overlapping ``[start, end)`` (first_ts < end and last_ts >= start), pruned by date dirs.
-
-    ``allowed`` limits them to scans detected at those sites (a user's allow-list).
-    """
+def scan_files(root: Path, start: dt.datetime, end: dt.datetime) -> list[Path]:
+    """The scan dataset's files that can hold scans overlapping ``[start, end)``, by their date dirs."""
     first_day, last_day = (start - SCAN_EPOCH_MAX).date(), end.date()
     files = []
     for day_dir in root.glob("date=*") if root.is_dir() else ():
@@ -130,9 +125,45 @@ def read_scans(
             continue
         if first_day <= day <= last_day:
             files += [p for p in day_dir.glob("*.parquet") if not p.name.startswith(".")]
-    if not files:
+    return sorted(files)
+
+
+ScanStamp = frozenset[tuple[str, int, int]]
+
+
+def scan_stamp(root: Path, start: dt.datetime, end: dt.datetime) -> ScanStamp:
+    """The view's scan files as they are now (name, mtime, size); a live page re-reads on a change.
+
+    The detector rewrites an epoch's file whole by rename, so a new or grown scan
+    always shows as a new file or a new mtime; listing a few files per refresh is
+    cheap where reading and shipping the scans again would not be.
+    """
+    stamp = set()
+    for path in scan_files(root, start, end):
+        try:
+            st = path.stat()
+        except FileNotFoundError:  # replaced or emptied between listing and stat
+            continue
+        stamp.add((str(path), st.st_mtime_ns, st.st_size))
+    return frozenset(stamp)
+
+
+def read_scans(
+    root: Path, start: dt.datetime, end: dt.datetime, site: str | None, allowed: frozenset[str] | None = None
+) -> pa.Table:
+    """Scans overlapping ``[start, end)`` (first_ts < end and last_ts >= start), pruned by date dirs.
+
+    ``allowed`` limits them to scans detected at those sites (a user's allow-list).
+    """
+    tables = []
+    for path in scan_files(root, start, end):
+        try:
+            tables.append(pq.read_table(path).cast(SCAN_SCHEMA))
+        except FileNotFoundError:  # the detector removed an epoch's file that lost all its scans
+            continue
+    if not tables:
         return SCAN_SCHEMA.empty_table()
-    table = pa.concat_tables([pq.read_table(p).cast(SCAN_SCHEMA) for p in sorted(files)])
+    table = pa.concat_tables(tables)
     ts_type = SCAN_SCHEMA.field("first_ts").type
     overlap = pc.and_(
         pc.less(table.column("first_ts"), pa.scalar(end, ts_type)),

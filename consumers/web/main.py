@@ -11,10 +11,15 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -27,6 +32,7 @@ from bokeh.models import (
     GroupFilter,
     HoverTool,
     Range1d,
+    SaveTool,
     TapTool,
 )
 from bokeh.models.annotations.legends import Legend, LegendItem
@@ -71,6 +77,11 @@ from pipeline.store import Store
 log = logging.getLogger(__name__)
 
 SOURCE_NAME: Final = "events"
+WIRE_NAME: Final = "events-wire"
+# A text column goes dictionary-coded when its distinct values are at most this
+# share of its rows; a column of mostly unique strings (addresses of a spread-out
+# day) would only grow by a dictionary.
+CODE_MAX_DISTINCT_SHARE: Final = 0.5
 ALL_SITES: Final = ""
 ANY_ACTION: Final = ""
 TEMPLATE: Final = Path(__file__).with_name("templates") / "index.html"
@@ -139,6 +150,28 @@ if (span >= 6 * 3600000) return hm === "00:00" ? `${p.month}-${p.day}` : hm
 return span >= 600000 ? hm : `${hm}:${p.second}`
 """
 )
+
+# The PNG button runs the toolbar's save tool: one export path (Bokeh composes the
+# canvas layers, WebGL dots included, exactly as on screen), two ways to start it.
+_SAVE_PNG: Final = """
+tool.do.emit("save")
+"""
+
+# A view's dots travel dictionary-coded (see wire_data) and are expanded here into the
+# plot's source as plain columns, exactly as if the server had sent them; sync:
+# false, as Bokeh does for a change from the server, so they do not travel back.
+# The server's copy of that source keeps only what it streamed since.
+_DECODE_DOTS: Final = """
+const w = wire.data
+if (w.generation == null || w.generation.length === 0) return
+const out = {}
+for (const [name, value] of Object.entries(w)) {
+  if (name === "generation" || name.endsWith(":dict")) continue
+  const dict = w[name + ":dict"]
+  out[name] = dict == null ? value[0] : Array.from(value[0], (i) => dict[0][i])
+}
+events.setv({data: out}, {sync: false, check_eq: false})
+"""
 
 # Written into the page's address bar so that a shown day can be bookmarked.
 _SWITCH_DATASET: Final = """
@@ -308,9 +341,22 @@ class DayPage:
         self._poll_callback: Any = None
         self._zoom_callback: Any = None
         self._poll_failing = False
+        # The scan files the overlay was read from: a live poll reads scans again only when they change.
+        self._scan_stamp: drill.ScanStamp = frozenset()
 
         self.source = ColumnDataSource(data=empty_data(), name=SOURCE_NAME)
+        # Whole views arrive through this one-row source (coded); live additions stream into source.
+        self.wire = ColumnDataSource(data={}, name=WIRE_NAME)
+        decode = CustomJS(args={"wire": self.wire, "events": self.source}, code=_DECODE_DOTS)
+        # On every new view, and once at load: a view read before the page was served arrives in it.
+        self.wire.js_on_change("data", decode)
+        doc.js_on_event("document_ready", decode)
+        self._wire_generation = 0
+        # Source addresses of the dots in the browser, in its row order: the server-side
+        # source holds only streamed rows, so a tapped row's source is looked up here.
+        self._shown_ips: list[npt.NDArray[Any]] = []
         self.scans = ColumnDataSource(data=drill.empty_scans(), name="scans")
+        self.save_tool = SaveTool(filename="fireplot")
         self.plot, renderers = self._figure()
         self.hover_time = CustomJSHover(args={"zone": self.zone_name}, code=_HOVER_TIME)
         self.hover = HoverTool(
@@ -349,6 +395,8 @@ class DayPage:
         self.csv_button = Button(label="CSV of visible events", name="export-csv", width=170)
         self.csv = ColumnDataSource(data={"csv": [""], "name": [""]}, name="csv")
         self.csv.js_on_change("data", CustomJS(code=_DOWNLOAD_CSV))
+        self.png_button = Button(label="PNG of this view", name="export-png", width=150)
+        self.png_button.js_on_click(CustomJS(args={"tool": self.save_tool}, code=_SAVE_PNG))
 
         self.protocols = MultiChoice(
             options=list(style.SERIES), value=[], name="protocols", placeholder="all protocols", width=260
@@ -416,6 +464,7 @@ class DayPage:
             self.zone_select,
             self.dataset_select,
             self.csv_button,
+            self.png_button,
         )
         filters = row(self.protocols, self.networks, self.ports, self.action)
         doc.add_root(
@@ -429,8 +478,9 @@ class DayPage:
                 sizing_mode="stretch_width",
             )
         )
-        # Nothing on screen refers to the CSV carrier: a root of its own puts it in the browser.
+        # Nothing on screen refers to the CSV carrier or the coded dots: as roots they reach the browser.
         doc.add_root(self.csv)
+        doc.add_root(self.wire)
         doc.theme = Theme(json=style.theme_json())
         doc.template = Template(TEMPLATE.read_text(encoding="utf-8"))
         doc.template_variables.update(background=style.BACKGROUND, foreground=style.FOREGROUND)
@@ -445,7 +495,7 @@ class DayPage:
             y_range=Range1d(start=style.Y_RANGE[0], end=style.Y_RANGE[1], bounds=style.Y_RANGE),
             # Stack notes section 5: WebGL draws log-axis scatters in Bokeh 3.9.
             output_backend="webgl",
-            tools="xpan,xwheel_zoom,box_zoom,reset,save",
+            tools=["xpan", "xwheel_zoom", "box_zoom", "reset", self.save_tool],
             active_scroll="xwheel_zoom",
             height=640,
             sizing_mode="stretch_width",
@@ -621,6 +671,8 @@ class DayPage:
         title = f"fireplot \u2014 {shown}" + (f" \u2014 {site}" if site else "")
         self.doc.title = title
         self.plot.title.text = title
+        # Named like the CSV, so a folder of exports sorts by day; without a name Bokeh would prompt.
+        self.save_tool.filename = f"fireplot-{site or 'all'}-{first.isoformat()}-{self.days}d"
         self.picker.value = date
         self.span_select.value = str(self.days)
         self.site_select.value = site or ALL_SITES
@@ -711,7 +763,7 @@ class DayPage:
         if not new:
             return
         index = new[0]
-        src = self.source.data.get("src_ip")
+        src = np.concatenate(self._shown_ips) if self._shown_ips else None
         if src is None or index >= len(src):
             self._tell("this dot counts many events: zoom in to pick a single source")
             return
@@ -787,13 +839,13 @@ class DayPage:
     async def _load(self, generation: int, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
         # The document stays locked while the read runs in a thread: only this
         # session waits for it, and its own clicks queue behind the load.
-        def read() -> tuple[Frame, dict[str, Any]]:
+        def read() -> tuple[Frame, dict[str, Any], drill.ScanStamp]:
             frame = feed.load()
-            scans = drill.read_scans(self.scan_root, start, end, feed.site, site_scope(self.store))
-            return frame, drill.scan_data(scans)
+            stamp, scans = self._read_scans(start, end, feed.site)
+            return frame, scans, stamp
 
         try:
-            frame, scans = await asyncio.get_running_loop().run_in_executor(None, read)
+            frame, scans, stamp = await asyncio.get_running_loop().run_in_executor(None, read)
         except Exception:
             log.exception("reading %s .. %s from the store failed", start, end)
             if generation == self._generation:
@@ -803,9 +855,25 @@ class DayPage:
             return
         self.feed = feed
         self.scans.data = scans
+        self._scan_stamp = stamp
         self._apply(frame, feed)
         if isinstance(feed, DayFeed) and feed.date == today_in(self.zone):
             self._schedule_poll()
+
+    def _read_scans(
+        self, start: dt.datetime, end: dt.datetime, site: str | None
+    ) -> tuple[drill.ScanStamp, dict[str, Any]]:
+        # Stamped before reading: a file replaced in between is read again at the next poll.
+        stamp = drill.scan_stamp(self.scan_root, start, end)
+        scans = drill.read_scans(self.scan_root, start, end, site, site_scope(self.store))
+        return stamp, drill.scan_data(scans)
+
+    def _poll_scans(self, feed: DayFeed) -> tuple[drill.ScanStamp, dict[str, Any]] | None:
+        """The view's scans if the detector wrote any since the last read, else None."""
+        start, end = self.view_bounds()
+        if drill.scan_stamp(self.scan_root, start, end) == self._scan_stamp:
+            return None
+        return self._read_scans(start, end, feed.site)
 
     def _schedule_poll(self) -> None:
         # A chain of timeouts rather than a periodic callback: the next poll is
@@ -832,13 +900,18 @@ class DayPage:
             # The page was following today and midnight (in its zone) passed.
             self.show(today_in(self.zone), self.site)
             return
+
+        def read() -> tuple[Frame | None, tuple[drill.ScanStamp, dict[str, Any]] | None]:
+            # Scans the detector wrote since the page loaded join the overlay and table like new dots.
+            return feed.poll(), self._poll_scans(feed)
+
         try:
-            frame = await asyncio.get_running_loop().run_in_executor(None, feed.poll)
+            frame, scans = await asyncio.get_running_loop().run_in_executor(None, read)
         except Exception:
             # Once per failure streak, not every refresh interval.
             if not self._poll_failing:
                 log.exception("reading new events from the store failed; retrying")
-            self._poll_failing, frame = True, None
+            self._poll_failing, frame, scans = True, None, None
         else:
             if self._poll_failing:
                 log.info("reading new events from the store works again")
@@ -847,20 +920,55 @@ class DayPage:
             return
         if frame is not None:
             self._apply(frame, feed)
+        if scans is not None:
+            self._scan_stamp, self.scans.data = scans
         self._schedule_poll()
 
     def _apply(self, frame: Frame, feed: Feed) -> None:
         if frame.replace:
             self.hover.tooltips = AGGREGATED_TOOLTIPS if feed.aggregated else RAW_TOOLTIPS
             self.source.selected.indices = []
-            self.source.data = frame.data
+            # Emptied here (if it held streamed rows), filled in the browser from the wire.
+            self.source.data = empty_data()
+            self._wire_generation += 1
+            self.wire.data = wire_data(frame.data, self._wire_generation)
+            self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
         else:
             new: dict[str, Any] = dict(frame.data)
             self.source.stream(new)
+            if "src_ip" in new and self._shown_ips:
+                self._shown_ips.append(new["src_ip"])
         text = feed.summary()
         if self.filters:
             text += " (filtered)"
         self.summary.text = text
+
+
+def wire_data(data: Mapping[str, npt.NDArray[Any]], generation: int) -> dict[str, list[Any]]:
+    """A view's columns as one row for the wire: text dictionary-coded, numbers as they are.
+
+    Bokeh sends numeric arrays as binary buffers but text as JSON lists: a raw day
+    of 150k dots was ~13 MB of JSON, parsed in the browser before the first paint.
+    Most text columns hold a handful of values (site, protocol, action, series), so
+    each becomes a small dictionary plus one byte or two per row. ``generation``
+    makes every view a change, even one equal to the last (a reload of the same day).
+    """
+    out: dict[str, list[Any]] = {"generation": [generation]}
+    for name, values in data.items():
+        if values.dtype != object or len(values) == 0:
+            out[name] = [values]
+            continue
+        coded = pc.dictionary_encode(pc.fill_null(pa.array(values, pa.string()), ""))
+        dictionary = coded.dictionary.to_pylist()
+        if len(dictionary) > CODE_MAX_DISTINCT_SHARE * len(values):
+            out[name] = [values]
+            continue
+        width = (
+            np.uint8 if len(dictionary) <= 1 << 8 else np.uint16 if len(dictionary) <= 1 << 16 else np.int32
+        )
+        out[name] = [coded.indices.to_numpy().astype(width)]
+        out[f"{name}:dict"] = [dictionary]
+    return out
 
 
 def _ms(t: dt.datetime) -> float:
