@@ -100,7 +100,17 @@ class ShipperConfig:
     site: str = doc("site name stamped on every event; the Kafka key's first part", "default")
     host: str = doc("sensor name used when a log line carries no host name", "")
     timezone: str = doc("time zone of log timestamps that carry no offset (RFC 3164)", "UTC")
-    batch_lines: int = doc("lines parsed and published as one Arrow record batch", 8192)
+    batch_lines: int = doc(
+        "most lines parsed and published as one Arrow record batch (one events-topic record); a batch "
+        "also ends with each 4 MiB read, about 16k netfilter lines",
+        16384,
+    )
+    parse_processes: int = doc(
+        "processes that parse file and stdin lines beside the main one, which reads and publishes "
+        "meanwhile (results are used in input order); 0 = parse in the main process. Pays only "
+        "with a core to spare: each costs a process start and ~0.5 us/line of copying",
+        0,
+    )
     linger_ms: int = doc("kafka-python producer linger", 20)
     send_timeout_s: float = doc("how long to wait for Kafka to acknowledge a batch", 120.0)
     follow_poll_interval_ms: int = doc("how often --follow looks for new lines", 200)
@@ -141,8 +151,8 @@ class WorkerConfig:
     store_dir: str = doc("root of the Parquet store (hive-partitioned events/)", "var/store")
     app_id: str = doc("faust application id = Kafka consumer group", "fireplot-archive")
     flush_max_records: int = doc(
-        "events-topic records (each a batch of up to 8192 events) per Parquet flush; small enough that "
-        "a backlog flushes while the next records are fetched",
+        "events-topic records (each a batch of up to [shipper] batch_lines events) per Parquet flush; "
+        "small enough that a backlog flushes while the next records are fetched",
         32,
     )
     flush_interval_s: float = doc("longest time events wait before a flush", 0.5)
@@ -170,6 +180,15 @@ class WorkerConfig:
     maintenance_interval_s: float = doc("how often the worker's maintenance timer runs", 300.0)
     compact_older_than_s: float = doc("an hour is compacted once its end is this far in the past", 900.0)
     retention_days_events: int = doc("days of raw events kept (by event date); 0 keeps them forever", 90)
+    upload_uri: str = doc(
+        "object-store URI `fireplot store sync` copies closed, compacted hours to "
+        "(e.g. s3://bucket/fireplot?region=eu-west-1); empty: none",
+        "",
+    )
+    upload_retention_days: int = doc(
+        "after a sync, delete local event dates older than this whose every hour is uploaded; 0 keeps them",
+        0,
+    )
 
 
 @dataclass(frozen=True)

@@ -60,9 +60,29 @@ def to_batch(data: bytes, base_offset: int) -> LineBatch:
 
 
 def _strings_from(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.StringArray:
-    # One boolean mask drops the newline bytes (and the tail of over-long
-    # lines); what is left is exactly the concatenated line values, so the
-    # Arrow array is built over it with offsets from the lengths' cumsum.
+    n = len(starts)
+    if n and int((ends - starts).max()) > MAX_LINE_BYTES:
+        return _cut_strings_from(data, starts, ends)
+    # Each value runs from its line's start to the next line's, newline
+    # included: the array sits on the chunk's own buffer, and the one copy
+    # made is the trim of the line ends.
+    value_offsets = np.empty(n + 1, dtype=np.int64)
+    value_offsets[:n] = starts
+    value_offsets[n] = len(data)
+    buffers = [None, pa.py_buffer(value_offsets), pa.py_buffer(data)]
+    binary = pa.Array.from_buffers(pa.large_binary(), n, buffers)
+    if _valid_utf8(binary):
+        strings = binary.cast(pa.large_string())
+    else:
+        strings = _lossy_strings(binary).cast(pa.large_string())
+    return pc.utf8_rtrim(strings, characters="\r\n").cast(pa.string())
+
+
+def _cut_strings_from(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.StringArray:
+    # Some line is over-long. One boolean mask drops the newline bytes and
+    # the tail of those lines; what is left is exactly the concatenated line
+    # values, so the Arrow array is built over it with offsets from the
+    # lengths' cumsum.
     n = len(starts)
     lengths = np.minimum(ends - starts, MAX_LINE_BYTES)
     buf = np.frombuffer(data, dtype=np.uint8)

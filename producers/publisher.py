@@ -117,6 +117,9 @@ class Publisher:
         self._queue: deque[_Entry] = deque()
         self._in_flight_bytes = 0
         self._n_spooled = 0
+        # Records refused by kafka-python and waiting in memory for their turn
+        # again: while there are any, a new record must not overtake them.
+        self._n_retry = 0
         self._last_ack = time.monotonic()
         self._producer = KafkaProducer(
             bootstrap_servers=bootstrap,
@@ -185,7 +188,7 @@ class Publisher:
         self.stats.records += 1
         while True:
             self.pump()
-            if self._n_spooled == 0 and (
+            if self._n_spooled == 0 and self._n_retry == 0 and (
                 self._in_flight_bytes == 0 or self._in_flight_bytes + entry.size <= self.in_flight_max_bytes
             ):
                 if self._transmit(entry):
@@ -246,6 +249,8 @@ class Publisher:
                 raise
             return False
         entry.started = time.monotonic()
+        if entry.state == "retry":
+            self._n_retry -= 1
         entry.state = "flight"
         self._in_flight_bytes += entry.size
         return True
@@ -326,6 +331,7 @@ class Publisher:
         self.stats.resent += 1
         if not self._transmit(e):
             e.state = "retry"
+            self._n_retry += 1
 
     def _feed_from_spool(self) -> None:
         assert self.spool is not None
@@ -349,6 +355,7 @@ class Publisher:
             self._n_spooled -= 1
             if not self._transmit(e):
                 e.state = "retry"  # kept in memory, in place; the spool still holds it until acked
+                self._n_retry += 1
                 return
 
     def drain(self, wait: bool = True, deadline_s: float | None = None) -> None:

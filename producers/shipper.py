@@ -3,8 +3,12 @@
 One loop per run: read a batch of lines, parse it into events (columns, not
 rows), drop what the edge filter rules out (counted per reason), keep the
 rejected lines with their reasons (dead-letter file and topic), publish the
-rest. Each batch's end offset is written to the read-position registry only
-when Kafka has acknowledged it and everything before it (the publisher runs
+rest. With ``[shipper] parse_processes`` the parsing of files and stdin runs
+in child processes (``producers.parse_pool``) while this process reads the next
+batch and publishes the previous one; results are taken strictly in input
+order, so everything after parsing happens exactly as without them. Each
+batch's end offset is written to the read-position registry only when Kafka
+has acknowledged it and everything before it (the publisher runs
 acknowledgement callbacks in send order), so a restart resumes at a line that
 was surely delivered and re-sends at most what was in flight, under the same
 ``(source_id, source_offset)`` identity.
@@ -23,7 +27,9 @@ import hashlib
 import json
 import logging
 import os
+import select
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +39,13 @@ from zoneinfo import ZoneInfo
 import pyarrow.compute as pc
 
 from pipeline import parsers, wire
-from pipeline.config import Config
+from pipeline.config import Config, ConfigError
+from pipeline.event import EVENT_SCHEMA
 from pipeline.filters import EdgeFilter
 from pipeline.parsers import ParseContext, Reject
 from producers.lines import LineBatch, fingerprint, read_batches
 from producers.metrics import ShipperMetrics
+from producers.parse_pool import ParsePool
 from producers.publisher import Publisher
 from producers.registry import Registry
 
@@ -112,6 +120,16 @@ class Source:
     awaiting_identity: bool = False  # truncated to less than a line: no fingerprint yet
 
 
+@dataclass
+class _Parsing:
+    """A batch handed to the parse pool, waiting for its turn to be published."""
+
+    lines: int
+    source_id: str
+    on_ack: Callable[[], None] | None
+    in_pool: bool  # False: nothing to parse (an empty batch), only its acknowledgement to keep in order
+
+
 def _is_gzip(path: Path) -> bool:
     return path.suffix == ".gz"
 
@@ -130,6 +148,7 @@ class Shipper:
         self.cfg = cfg
         self.site = cfg.shipper.site
         self.host = host if host is not None else cfg.shipper.host
+        self.fmt = fmt
         self.parse = parsers.get(fmt)
         self.filter = EdgeFilter(cfg.shipper)
         self.publisher = publisher
@@ -141,6 +160,11 @@ class Shipper:
         self._ctx: dict[str, ParseContext] = {}
         # (path, bytes read so far, file finished): for backfill's progress bar.
         self.progress = progress
+        if cfg.shipper.parse_processes < 0:
+            raise ConfigError(f"[shipper] parse_processes: must be >= 0, got {cfg.shipper.parse_processes}")
+        self.parse_processes = cfg.shipper.parse_processes
+        self._pool: ParsePool | None = None
+        self._parsing: deque[_Parsing] = deque()
 
     # -- one batch -----------------------------------------------------------------------------
 
@@ -150,15 +174,24 @@ class Shipper:
             if on_ack:
                 on_ack()
             return
+        result = self.parse(batch.lines, batch.offsets, self._context(source_id))
+        self._publish(len(batch), source_id, result, on_ack)
+
+    def _context(self, source_id: str) -> ParseContext:
         ctx = self._ctx.get(source_id)
         if ctx is None:
             ctx = ParseContext(site=self.site, source_id=source_id, host=self.host, tz=self.tz)
             self._ctx = {source_id: ctx}  # one live context: sources change rarely
-        result = self.parse(batch.lines, batch.offsets, ctx)
-        self.stats.lines += len(batch)
+        return ctx
+
+    def _publish(
+        self, n_lines: int, source_id: str, result: parsers.ParseResult, on_ack: Callable[[], None] | None
+    ) -> None:
+        """Everything after parsing, for one batch: counts, dead letters, edge filter, Kafka."""
+        self.stats.lines += n_lines
         m = self.metrics
         if m:
-            m.lines.inc(len(batch))
+            m.lines.inc(n_lines)
         if result.rejects:
             for r in result.rejects:
                 cls = _reason_class(r.reason)
@@ -187,6 +220,53 @@ class Shipper:
         self.publisher.drain(wait=False)
         if m:
             m.spool_bytes.set(self.publisher.spool_bytes)
+
+    # -- batches through the parse pool -----------------------------------------------------------
+
+    def _submit(self, batch: LineBatch, source_id: str, on_ack: Callable[[], None] | None = None) -> None:
+        """Ship ``batch``, parsing it in the pool when there is one; ``flush_parsed`` finishes the rest."""
+        if self.parse_processes == 0:
+            self.ship_batch(batch, source_id, on_ack)
+            return
+        if len(batch) == 0 and not self._parsing:
+            if on_ack:
+                on_ack()
+            return
+        pool = self._start_pool()
+        if len(batch):
+            pool.submit(batch.lines, batch.offsets, self._context(source_id))
+        self._parsing.append(_Parsing(len(batch), source_id, on_ack, in_pool=len(batch) > 0))
+        # Two batches per process in the pool: one being parsed, one waiting, so
+        # no child idles while this process publishes; more only costs memory.
+        while len(self._parsing) > 2 * self.parse_processes:
+            self._publish_next()
+
+    def _publish_next(self) -> None:
+        item = self._parsing.popleft()
+        if not item.in_pool:
+            if item.on_ack:
+                self.publisher.send(b"", EMPTY_EVENTS, item.on_ack)  # acknowledged in turn
+            return
+        assert self._pool is not None
+        self._publish(item.lines, item.source_id, self._pool.result(), item.on_ack)
+
+    def flush_parsed(self) -> None:
+        """Publish every batch still in the parse pool, in order."""
+        while self._parsing:
+            self._publish_next()
+
+    def _start_pool(self) -> ParsePool:
+        if self._pool is None:
+            self._pool = ParsePool(self.fmt, self.parse_processes)
+            self._pool.start()
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the parse processes; batches still in them were never published nor acknowledged."""
+        self._parsing.clear()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _acker(self, src: Source, end: int) -> Callable[[], None]:
         reg, m = self.registry, self.metrics
@@ -253,11 +333,14 @@ class Shipper:
         """Ship what ``src`` has past its position; True if anything was read."""
         got = False
         for batch in read_batches(src.fh, src.pos, final=final, max_lines=self.cfg.shipper.batch_lines):
-            self.ship_batch(batch, src.source_id, self._acker(src, batch.end_offset))
+            self._submit(batch, src.source_id, self._acker(src, batch.end_offset))
             src.pos = batch.end_offset
             got = True
             if self.progress:
                 self.progress(src.path, src.pos, False)
+        # What was read is published before anything else happens to the source
+        # (rotation, truncation, close), and a follow poll adds no latency.
+        self.flush_parsed()
         return got
 
     def ship_file(self, path: Path) -> None:
@@ -278,7 +361,12 @@ class Shipper:
         """Ship a non-seekable stream (stdin): named by its first line, offsets from its start."""
         self.stats.files += 1
         for batch, sid in _stream_batches(fh, self.cfg.shipper.batch_lines, self.site, name):
-            self.ship_batch(batch, sid)
+            self._submit(batch, sid)
+            if self._parsing and not _readable_now(fh):
+                # A live pipe with nothing more yet: what came is shipped now, not
+                # held in the pool until more lines arrive.
+                self.flush_parsed()
+        self.flush_parsed()
 
     # -- follow --------------------------------------------------------------------------------
 
@@ -389,24 +477,40 @@ class Shipper:
     ) -> ShipStats:
         stop = stop or (lambda: False)
         paths = list(paths)
-        if follow:
-            if STDIN in paths:
-                raise ValueError("--follow reads files; stdin is read to its end without it")
-            self.follow([str(p) for p in paths], stop)
-        else:
-            for path in expand_paths(paths):
-                if stop():
-                    break
-                if path == STDIN:
-                    import sys
+        if follow and STDIN in paths:
+            raise ValueError("--follow reads files; stdin is read to its end without it")
+        if self.parse_processes:
+            self._start_pool()  # the children start up while the first lines are read
+        try:
+            if follow:
+                self.follow([str(p) for p in paths], stop)
+            else:
+                for path in expand_paths(paths):
+                    if stop():
+                        break
+                    if path == STDIN:
+                        import sys
 
-                    self.ship_stream(sys.stdin.buffer)
-                else:
-                    self.ship_file(path)
+                        self.ship_stream(sys.stdin.buffer)
+                    else:
+                        self.ship_file(path)
+        finally:
+            self.close()
         self.publisher.drain(wait=not stop(), deadline_s=None if not stop() else 10)
         if self.registry:
             self.registry.save()
         return self.stats
+
+
+EMPTY_EVENTS = EVENT_SCHEMA.empty_table()
+
+
+def _readable_now(fh: BinaryIO) -> bool:
+    try:
+        ready, _, _ = select.select([fh], [], [], 0)
+    except (OSError, ValueError):  # not a selectable stream: treat as a file, always readable
+        return True
+    return bool(ready)
 
 
 def _mtime(name: str) -> float:
