@@ -97,8 +97,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lines", type=int, default=2_000_000)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--parse-processes", default="0,1", help="comma list of [shipper] parse_processes")
-    ap.add_argument("--batch-lines", default="8192", help="comma list of [shipper] batch_lines")
+    ap.add_argument("--parse-processes", default="0", help="comma list of [shipper] parse_processes (0)")
+    ap.add_argument("--batch-lines", default="16384", help="comma list of [shipper] batch_lines (16384)")
     args = ap.parse_args()
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if not kcat:
