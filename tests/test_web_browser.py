@@ -526,7 +526,9 @@ class TestDayFeed:
         """A poll returns events stored since the last read, even older than the newest seen."""
         store, day = Store(tmp_path), utc_today()
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
-        now = min(dt.datetime.now(dt.UTC), start + dt.timedelta(hours=23, minutes=59))
+        # Both events must fall on today, also in the first minute after midnight.
+        earliest, latest = start + dt.timedelta(minutes=2), start + dt.timedelta(hours=23, minutes=59)
+        now = min(max(dt.datetime.now(dt.UTC), earliest), latest)
         first = [event(now - dt.timedelta(seconds=10), "TCP", 4, 22, 1)]
         store.write_flush(OffsetRange(TOPIC, 0, 0, 0), conform(pa.Table.from_pylist(first)))
         feed = DayFeed(store, day, None, max_points=1000)
