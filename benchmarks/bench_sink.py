@@ -2,14 +2,23 @@
 
 Both read the same pre-filled topic (records of Arrow event batches) on the
 same broker; the reference is kafka-python polling and pyarrow writing one
-file per partition-hour, with no faust, no durability steps and no offset
-bookkeeping. Each side is timed from process start until every event is in
-its store, so group join and start-up count for both; a second report times
-each side from the moment it holds its partitions (the worker's /health lists
-them; the reference drops a marker file), which is the rate a running worker
-archives at. Peak RSS (VmHWM) of both processes is printed too.
+file per partition-hour with the store's own Parquet settings
+(``pipeline.store.PARQUET_WRITE_OPTIONS``), with no faust, no durability steps
+and no offset bookkeeping. Three rates for each side, in the same run:
 
-    python -m benchmarks.bench_sink [--events 1000000]
+- from process start until every event is visible (group join and start-up count);
+- from the moment it holds its partitions (the worker's /health lists them;
+  the reference drops a marker file);
+- steady state: rows written between the file that brings the store to 10 %
+  of the events and the last file, over the time between their modification
+  times, the rate a running worker archives a backlog at, start-up amortised.
+
+Peak RSS (VmHWM) and CPU seconds (user + system, all threads) of both
+processes are printed too: on a shared machine the rates move with the load,
+CPU per event much less. ``--repeats`` runs both sides that many times,
+alternating, and keeps each side's fastest run (from partitions assigned).
+
+    python -m benchmarks.bench_sink [--events 1000000] [--repeats 1]
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,11 +34,12 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from benchmarks.harness import broker, report
 from pipeline import wire
@@ -37,14 +48,14 @@ from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
 from producers.publisher import Publisher
 
 REFERENCE = r"""
-import sys, pyarrow.parquet as pq
+import os, sys, time, pyarrow as pa, pyarrow.parquet as pq
 from kafka import KafkaConsumer
 from pipeline import wire
-from pipeline.store import split_by_partition
+from pipeline.store import FILE_SCHEMA, PARQUET_WRITE_OPTIONS, split_by_partition
 bootstrap, topic, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                  group_id="ref-" + topic, enable_auto_commit=False, max_partition_fetch_bytes=16 << 20,
-                  fetch_max_bytes=64 << 20)
+                  group_id=f"ref-{os.path.basename(out)}-{topic}", enable_auto_commit=False,
+                  max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)
 seen = 0
 ready = False
 while seen < n:
@@ -53,17 +64,15 @@ while seen < n:
         open(out + ".ready", "w").close()  # group joined, partitions assigned
         ready = True
     for tp, msgs in got.items():
-        tables = [wire.decode(m.value) for m in msgs]
-        import pyarrow as pa
-        t = pa.concat_tables(tables)
+        t = pa.concat_tables([wire.decode(m.value) for m in msgs])
         for site, date, hour, part in split_by_partition(t):
             d = f"{out}/site={site}/date={date}/hour={hour:02d}"
-            import os; os.makedirs(d, exist_ok=True)
-            pq.write_table(part.drop_columns(["site"]), f"{d}/{tp.partition}-{msgs[0].offset}.parquet",
-                           compression="zstd")
+            os.makedirs(d, exist_ok=True)
+            pq.write_table(part.drop_columns(["site"]).cast(FILE_SCHEMA),
+                           f"{d}/{tp.partition}-{msgs[0].offset}.parquet", **PARQUET_WRITE_OPTIONS)
         seen += t.num_rows
     c.commit()
-import time; time.sleep(3)  # stay alive (after the timed part) so the harness can read peak RSS
+time.sleep(3)  # stay alive (after the timed part) so the harness can read peak RSS
 """
 
 
@@ -107,6 +116,15 @@ def synthetic_events(
     return pa.table(cols, schema=EVENT_SCHEMA)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a running process has used, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     """Peak resident set (VmHWM) of a running process, from /proc."""
     try:
@@ -118,31 +136,76 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def count(path: Path) -> int:
-    if not path.exists():
-        return 0
-    try:
-        return int(ds.dataset(path, format="parquet", ignore_prefixes=[".", "_"]).count_rows())
-    except (pa.ArrowInvalid, FileNotFoundError):
-        return 0
+@dataclass
+class Run:
+    """One side's timings: seconds from process start, and the files' (mtime, rows)."""
+
+    ready_s: float
+    total_s: float
+    files: list[tuple[float, int]]
+    rss_mb: float
+    cpu_s: float  # user + system, all threads, process start to all rows visible
+
+    def steady(self, n: int, start_share: float = 0.1) -> tuple[int, float]:
+        """(rows, seconds) from the file that brings the store past ``start_share`` of n to the last."""
+        files = sorted(self.files)
+        done = 0
+        for i, (mtime, rows) in enumerate(files):
+            done += rows
+            if done >= start_share * n:
+                rest = n - done
+                seconds = files[-1][0] - mtime
+                if i == len(files) - 1 or seconds <= 0:
+                    raise SystemExit("too few files for a steady-state rate: raise --events")
+                return rest, seconds
+        raise SystemExit("files hold fewer rows than expected")
+
+
+class RowCounter:
+    """Rows in the Parquet files under a directory, each footer read once.
+
+    Hidden (in-progress) files are skipped; a visible file whose footer cannot
+    be read yet (the reference writes in place) is retried on the next poll."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.files: dict[Path, tuple[float, int]] = {}
+
+    def count(self) -> int:
+        if self.path.exists():
+            for f in self.path.rglob("*.parquet"):
+                if f in self.files or f.name.startswith("."):
+                    continue
+                try:
+                    rows = pq.ParquetFile(f).metadata.num_rows
+                    self.files[f] = (f.stat().st_mtime, rows)
+                except (pa.ArrowInvalid, OSError):
+                    continue
+        return sum(rows for _, rows in self.files.values())
 
 
 def wait_rows(
     path: Path, n: int, proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout_s: float = 900
-) -> tuple[float, float]:
-    """Seconds from now until the consumer has its partitions, and until all n rows are visible."""
+) -> Run:
+    """Wait until the consumer has its partitions and all n rows are visible; the peak RSS then."""
     t0 = time.perf_counter()
     ready_s: float | None = None
-    while count(path) < n:
+    counter = RowCounter(path)
+    while counter.count() < n:
         if ready_s is None and ready():
             ready_s = time.perf_counter() - t0
-        if proc.poll() is not None and count(path) < n:
+        if proc.poll() is not None and counter.count() < n:
             raise SystemExit(f"process exited early with {proc.returncode}")
         if time.perf_counter() - t0 > timeout_s:
             raise SystemExit("timed out")
-        time.sleep(0.02)
+        time.sleep(0.05)
     total = time.perf_counter() - t0
-    return (ready_s if ready_s is not None else total), total
+    if counter.count() != n:
+        raise SystemExit(f"{path}: {counter.count():,} rows, expected {n:,}")
+    files = list(counter.files.values())
+    return Run(
+        ready_s if ready_s is not None else total, total, files, peak_rss_mb(proc.pid), cpu_s(proc.pid)
+    )
 
 
 def worker_ready(port: int) -> Callable[[], bool]:
@@ -168,6 +231,7 @@ def main() -> None:
     ap.add_argument(
         "--flush-interval-s", type=float, help="worker [worker] flush_interval_s (default: its own)"
     )
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each side, alternating; fastest kept")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         root = Path(tmp)
@@ -179,51 +243,82 @@ def main() -> None:
             pub.send(wire.record_key("bench", f"fw{i // args.batch % 4}"), events.slice(i, args.batch))
         pub.close()
 
-        cfg = root / "fireplot.toml"
-        cfg.write_text(
-            f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{topic}"\nvar_dir = "{root / "var"}"\n'
-            f'[worker]\nstore_dir = "{root / "store"}"\napp_id = "bench-{topic}"\nweb_port = 16099\n'
+        ours_runs, ref_runs = [], []
+        for i in range(args.repeats):
+            ours_runs.append(run_worker(root / f"ours-{i}", bootstrap, topic, args))
+            ref_runs.append(run_reference(root / f"ref-{i}", bootstrap, topic, args.events))
+        ours = min(ours_runs, key=lambda r: r.total_s - r.ready_s)
+        ref = min(ref_runs, key=lambda r: r.total_s - r.ready_s)
+        n = args.events
+        title = f"Kafka -> Parquet, {n:,} events in records of {args.batch}"
+        ref_name = "plain consumer + pyarrow"
+        report(
+            f"{title}, process start to all rows visible", "events", n, ours.total_s, ref_name, ref.total_s
         )
-        with open(cfg, "a") as fh:
-            if args.flush_max_records:
-                fh.write(f"flush_max_records = {args.flush_max_records}\n")
-            if args.flush_interval_s:
-                fh.write(f"flush_interval_s = {args.flush_interval_s}\n")
-        ours = subprocess.Popen(
-            [sys.executable, "-m", "fireplot", "-c", str(cfg), "--log-level", "warning", "worker"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        report(
+            f"{title}, from partitions assigned (group joined) to all rows visible "
+            f"(start-up: fireplot {ours.ready_s:.2f} s, reference {ref.ready_s:.2f} s)",
+            "events",
+            n,
+            ours.total_s - ours.ready_s,
+            ref_name,
+            ref.total_s - ref.ready_s,
         )
-        ours_ready_s, ours_s = wait_rows(root / "store" / "events", args.events, ours, worker_ready(16099))
-        ours_rss_mb = peak_rss_mb(ours.pid)
-        ours.terminate()
-        ours.wait()
+        (ours_rows, ours_steady_s), (ref_rows, ref_steady_s) = ours.steady(n), ref.steady(n)
+        # report() takes one count for both sides; scale each side's time to it
+        report(
+            f"{title}, steady state (rows after the first 10 %, between file mtimes: fireplot "
+            f"{ours_rows:,} rows in {len(ours.files)} files, reference {ref_rows:,} in {len(ref.files)})",
+            "events",
+            n,
+            ours_steady_s * n / ours_rows,
+            ref_name,
+            ref_steady_s * n / ref_rows,
+        )
+        print(f"  peak RSS   fireplot worker {ours.rss_mb:,.0f} MB, reference {ref.rss_mb:,.0f} MB")
+        # CPU per event does not depend on what else the machine runs, unlike the rates above.
+        print(
+            f"  CPU        fireplot worker {ours.cpu_s:.1f} s ({n / ours.cpu_s:,.0f} events/CPU-s), "
+            f"reference {ref.cpu_s:.1f} s ({n / ref.cpu_s:,.0f} events/CPU-s), "
+            f"ratio {ref.cpu_s / ours.cpu_s:.2f}x"
+        )
 
-        ref = subprocess.Popen(
-            [sys.executable, "-c", REFERENCE, bootstrap, topic, str(root / "ref"), str(args.events)]
-        )
-        ref_ready_s, ref_s = wait_rows(root / "ref", args.events, ref, lambda: (root / "ref.ready").exists())
-        ref_rss_mb = peak_rss_mb(ref.pid)
-        ref.wait()
-        report(
-            f"Kafka -> Parquet, {args.events:,} events in records of {args.batch}, process start to all "
-            "rows visible",
-            "events",
-            args.events,
-            ours_s,
-            "plain consumer + pyarrow",
-            ref_s,
-        )
-        report(
-            f"Kafka -> Parquet, {args.events:,} events, from partitions assigned (group joined) to all "
-            f"rows visible (start-up: fireplot {ours_ready_s:.2f} s, reference {ref_ready_s:.2f} s)",
-            "events",
-            args.events,
-            ours_s - ours_ready_s,
-            "plain consumer + pyarrow",
-            ref_s - ref_ready_s,
-        )
-        print(f"  peak RSS   fireplot worker {ours_rss_mb:,.0f} MB, reference {ref_rss_mb:,.0f} MB")
+
+def run_worker(root: Path, bootstrap: str, topic: str, args: argparse.Namespace) -> Run:
+    cfg = root / "fireplot.toml"
+    root.mkdir(parents=True)
+    app_id = f"bench-{root.name}-{topic}"
+    cfg.write_text(
+        f'[kafka]\nbootstrap = "{bootstrap}"\nevents_topic = "{topic}"\nvar_dir = "{root / "var"}"\n'
+        f'[worker]\nstore_dir = "{root / "store"}"\napp_id = "{app_id}"\nweb_port = 16099\n'
+    )
+    with open(cfg, "a") as fh:
+        if args.flush_max_records:
+            fh.write(f"flush_max_records = {args.flush_max_records}\n")
+        if args.flush_interval_s:
+            fh.write(f"flush_interval_s = {args.flush_interval_s}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fireplot", "-c", str(cfg), "--log-level", "warning", "worker"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return wait_rows(root / "store" / "events", args.events, proc, worker_ready(16099))
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def run_reference(root: Path, bootstrap: str, topic: str, n: int) -> Run:
+    proc = subprocess.Popen([sys.executable, "-c", REFERENCE, bootstrap, topic, str(root), str(n)])
+    try:
+        run = wait_rows(root, n, proc, lambda: Path(f"{root}.ready").exists())
+    except BaseException:
+        proc.kill()  # it polls until it has read n events, which may never come
+        raise
+    finally:
+        proc.wait()
+    return run
 
 
 if __name__ == "__main__":

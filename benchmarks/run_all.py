@@ -27,6 +27,7 @@ RUNS = [
     ["-m", "benchmarks.bench_detect_latency"],
     ["-m", "benchmarks.bench_web_paint", "--events", "150000"],
     ["-m", "benchmarks.bench_web_view"],
+    ["-m", "benchmarks.bench_archive"],
 ]
 
 

@@ -213,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--date", type=_date, help="day to open (UTC, default today)")
     serve.add_argument("--port", type=int)
     serve.add_argument("--address")
-    serve.add_argument("--store", help="store directory (default [worker] store_dir)")
+    serve.add_argument(
+        "--store",
+        help="store directory or object-store URI, e.g. s3://bucket/fireplot (default [worker] store_dir)",
+    )
 
     render = sub.add_parser(
         "render",
@@ -228,7 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--html", type=Path, help="also write an HTML page: the PNG with hover titles")
     render.add_argument("--width-px", type=int, default=1200)
     render.add_argument("--height-px", type=int, default=700)
-    render.add_argument("--store", help="store directory (default [worker] store_dir)")
+    render.add_argument(
+        "--store",
+        help="store directory or object-store URI, e.g. s3://bucket/fireplot (default [worker] store_dir)",
+    )
 
     cred = sub.add_parser(
         "web-credential",
@@ -300,6 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     roll.add_argument("--date", type=_date, help="only hours of this event date (YYYY-MM-DD)")
     roll.add_argument("--store", help="store directory (default [worker] store_dir)")
+
+    st = sub.add_parser("store", help="manage the store: copy closed hours to object storage")
+    st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    sync = st_sub.add_parser(
+        "sync",
+        help="upload closed, compacted hours to an object store (S3, GCS, Azure, HDFS URI)",
+        description="Copy every closed hour (compacted to one file) of the local store to a "
+        "pyarrow filesystem URI with the same hive layout, e.g. "
+        "s3://bucket/fireplot?region=eu-west-1 (credentials from AWS_* variables or ~/.aws). "
+        "Idempotent and resumable: hours already there are skipped, one cut short is redone. "
+        "Prints a JSON report; exit 1 on an upload error.",
+    )
+    sync.add_argument("--to", dest="uri", help="destination URI (default [worker] upload_uri)")
+    sync.add_argument(
+        "--older-than-s",
+        type=float,
+        help="upload hours that ended this long ago (default [worker] compact_older_than_s)",
+    )
+    sync.add_argument("--store", help="local store directory (default [worker] store_dir)")
+    sync.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
 
     health = sub.add_parser(
         "health",
@@ -602,6 +628,16 @@ def _cmd_worker(cfg: Config, args: argparse.Namespace) -> int:
     from pipeline.worker import run
 
     cfg = with_overrides(cfg, "worker", store_dir=args.store, web_port=args.web_port)
+    from pipeline.store import is_uri
+
+    if is_uri(cfg.worker.store_dir):
+        print(
+            f"fireplot worker: the store must be a local directory, not {cfg.worker.store_dir} "
+            "(exactly-once flushes need flock and rename); copy closed hours to object storage "
+            "with `fireplot store sync`",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if args.dataset:
         from pipeline import datasets
         from pipeline.broker import ensure_topics
@@ -731,20 +767,27 @@ def _cmd_render(cfg: Config, args: argparse.Namespace) -> int:
 
     from consumers.render import Layout, check_sites, parse_date, render_day
     from pipeline import datasets
-    from pipeline.store import Store
+    from pipeline.store import Store, is_uri
 
-    root = Path(args.store or cfg.worker.store_dir)
+    location = args.store or cfg.worker.store_dir
+    root = Path(location)
     try:
         date = parse_date(args.date, dt.datetime.now(dt.UTC).date())
         layout = Layout(width_px=args.width_px, height_px=args.height_px)
-        if not root.is_dir():
-            raise ValueError(f"store directory {root} does not exist ([worker] store_dir or --store)")
-        if args.dataset:
-            if args.dataset not in datasets.names(root):
-                known = ", ".join(datasets.names(root))
-                raise ValueError(f"--dataset {args.dataset!r}: no such dataset (datasets: {known})")
-            root = datasets.root(root, args.dataset)
-        store = Store(root)
+        if is_uri(location):
+            # An uploaded copy (`fireplot store sync`) holds the live archive's events only.
+            if args.dataset:
+                raise ValueError("--dataset needs a local store directory, not a URI")
+            store = Store(location)
+        else:
+            if not root.is_dir():
+                raise ValueError(f"store directory {root} does not exist ([worker] store_dir or --store)")
+            if args.dataset:
+                if args.dataset not in datasets.names(root):
+                    known = ", ".join(datasets.names(root))
+                    raise ValueError(f"--dataset {args.dataset!r}: no such dataset (datasets: {known})")
+                root = datasets.root(root, args.dataset)
+            store = Store(root)
         check_sites(store, args.site)
     except ValueError as exc:
         print(f"fireplot render: {exc}", file=sys.stderr)
@@ -900,6 +943,37 @@ def _cmd_rollup(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_store(cfg: Config, args: argparse.Namespace) -> int:
+    from pipeline.progress import ProgressLine
+    from pipeline.store import Store
+    from pipeline.upload import Uploader, UploadReport
+
+    cfg = with_overrides(cfg, "worker", store_dir=args.store, upload_uri=args.uri)
+    if not cfg.worker.upload_uri:
+        print("fireplot store sync: no destination (--to URI or [worker] upload_uri)", file=sys.stderr)
+        return EXIT_USAGE
+    older = args.older_than_s if args.older_than_s is not None else cfg.worker.compact_older_than_s
+    try:
+        uploader = Uploader(Store(cfg.worker.store_dir), cfg.worker.upload_uri)
+    except ValueError as exc:
+        print(f"fireplot store sync: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    line = None if args.no_progress else ProgressLine()
+
+    def show(share: float, report: UploadReport) -> None:
+        if line is not None:
+            line.show(
+                share,
+                f"{report.hours_uploaded} hours uploaded, {report.hours_present} already there, "
+                f"{report.bytes_uploaded / 1e6:,.1f} MB",
+                final=share >= 1.0,
+            )
+
+    report = uploader.sync(older, retention_days=cfg.worker.upload_retention_days, progress=show)
+    print(json.dumps(report.as_dict()))
+    return EXIT_OK
+
+
 EXIT_SILENT = 4  # `fireplot health`: at least one site is silent
 
 
@@ -945,6 +1019,7 @@ COMMANDS = {
     "validate": _cmd_validate,
     "compact": _cmd_compact,
     "rollup": _cmd_rollup,
+    "store": _cmd_store,
     "detect": _cmd_detect,
     "scans": _cmd_scans,
     "health": _cmd_health,

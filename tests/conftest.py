@@ -26,6 +26,7 @@ import pytest
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
 from pipeline.store import Store
+from tests.s3 import s3  # noqa: F401  (the moto S3 server fixture, for every test module)
 
 REPO = Path(__file__).resolve().parent.parent
 JAR_CACHE = REPO / "var" / "kafka" / "lib"

@@ -437,4 +437,4 @@ def allowed_sites(doc: Document) -> frozenset[str] | None:
 def scoped(store: Store, doc: Document) -> Store:
     """``store`` as this session's user may see it."""
     sites = allowed_sites(doc)
-    return store if sites is None else SiteScopedStore(store.root, sites)
+    return store if sites is None else SiteScopedStore(store.location, sites)

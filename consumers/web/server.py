@@ -27,7 +27,7 @@ from tornado.ioloop import IOLoop
 from consumers.web import auth
 from consumers.web.main import build_document
 from pipeline.config import Config
-from pipeline.store import Store
+from pipeline.store import Store, is_uri
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def make_application(
     cfg: Config, date: dt.date | None = None, authenticator: auth.Authenticator | None = None
 ) -> Application:
     """The Bokeh application: one day page per browser session, reading cfg's store."""
-    store = Store(Path(cfg.worker.store_dir))
+    store = Store(cfg.worker.store_dir)  # a directory or an object-store URI
     # The detector's dataset; unset, build_document looks beside the store it shows.
     scans_dir = Path(cfg.detect.scans_dir) if cfg.detect.scans_dir else None
     handler = FunctionHandler(
@@ -86,7 +86,7 @@ def make_server(cfg: Config, date: dt.date | None = None, *, io_loop: IOLoop | N
     credentials = auth.Credentials.from_config(cfg.web)
     auth.check_exposure(cfg.web, credentials)
     store_dir = Path(cfg.worker.store_dir)
-    if not store_dir.is_dir():
+    if not is_uri(cfg.worker.store_dir) and not store_dir.is_dir():
         log.warning("store directory %s does not exist (yet): pages will be empty", store_dir)
     security: dict[str, Any] = {}
     authenticator = None

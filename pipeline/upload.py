@@ -1,0 +1,274 @@
+"""Copy the closed hours of the local store to an object store (``fireplot store sync``).
+
+The live worker writes to a local directory, and must: its exactly-once flush
+relies on ``flock`` fencing, ``fsync`` and atomic ``rename`` (``pipeline.store``),
+and compaction on ``renameat2`` exchange; object stores offer none of these.
+What goes to object storage is a copy, made afterwards, of hours that no
+longer change: any URI ``pyarrow.fs.FileSystem.from_uri`` understands, e.g.
+``s3://bucket/fireplot?region=eu-west-1`` or, for MinIO and other S3 APIs,
+``s3://bucket/fireplot?endpoint_override=host:9000&scheme=http``. Credentials
+come from the usual places (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+``~/.aws``), never from the URI. The copy is a store ``Store(uri)`` reads::
+
+    <uri>/events/site=S/date=D/hour=HH/<the local file name>
+    <uri>/_uploaded/site=S/date=D/hour=HH.json   what that hour's upload holds, written last
+
+Per closed hour (its end more than ``older_than_s`` ago, the same rule as compaction):
+
+1. Under the hour's shared lock (flushes hold it too; compaction's directory
+   swap takes it exclusively) and only if no compaction journal names the hour,
+   its committed files are listed and opened. An open file keeps reading the
+   same bytes even if compaction swaps the directory afterwards.
+2. An hour of more than one committed file waits for compaction: readers of the
+   bucket could see some of its objects and not others, while one object
+   appears whole or not at all (a PUT, or a multipart upload completed).
+3. The hour is skipped when the bucket holds exactly its file, same name and
+   size, and its ``_uploaded`` manifest exists. The manifest is written only
+   after the object is complete, so an upload cut short (kill -9) is redone.
+4. Otherwise the file is uploaded (sha256 on the way, kept in the manifest),
+   its size checked, the manifest written, then the hour's other objects (an
+   earlier compaction's file) deleted. Between those last two steps (or until
+   the next sync if it dies right there) a reader sees a re-compacted hour
+   twice: only hours that took late events after their upload are affected.
+
+Retention after upload (``upload_retention_days``) deletes a local event date
+only when every one of its hours is in the bucket after this sync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from pipeline.compact import _committed_inputs, _journal_path, closed_hours
+from pipeline.rollup import rollup_hour
+from pipeline.store import EVENTS_DIR, Store, file_lock, hour_lock_path, is_uri, partition_dir
+
+log = logging.getLogger("fireplot.upload")
+
+MANIFESTS_DIR = "_uploaded"
+CHUNK_BYTES = 8 << 20
+PARALLEL_HOURS = 4
+
+Hour = tuple[str, dt.date, int]
+
+
+@dataclass
+class UploadReport:
+    hours_closed: int = 0
+    hours_uploaded: int = 0
+    hours_present: int = 0  # already in the bucket, nothing sent
+    hours_compacting: int = 0  # a compaction journal names them: next time
+    hours_awaiting_compaction: int = 0  # several committed files: after compaction
+    files_uploaded: int = 0
+    bytes_uploaded: int = 0
+    objects_replaced: int = 0  # an earlier compaction's objects deleted
+    dates_expired: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _hour_key(site: str, date: dt.date, hour: int) -> str:
+    return f"site={site}/date={date.isoformat()}/hour={hour:02d}"
+
+
+class Uploader:
+    """Sync of one local store to one filesystem URI; ``sync()`` may be called again and again."""
+
+    def __init__(self, store: Store, uri: str) -> None:
+        if store.filesystem is not None:
+            raise ValueError(f"the store to upload from must be a local directory, not {store.location}")
+        if not is_uri(uri):
+            raise ValueError(f"{uri!r}: not a URI (e.g. s3://bucket/prefix?region=eu-west-1)")
+        self.store = store
+        self.uri = uri
+        self.fs, path = pafs.FileSystem.from_uri(uri)
+        self.base = str(path).rstrip("/")
+
+    def _events_path(self, key: str) -> str:
+        return f"{self.base}/{EVENTS_DIR}/{key}"
+
+    def _manifest_path(self, key: str) -> str:
+        return f"{self.base}/{MANIFESTS_DIR}/{key}.json"
+
+    def _listing(self, sub: str) -> dict[str, int]:
+        """Every object under ``<uri>/<sub>`` (path -> size): one paged LIST, not a HEAD per hour."""
+        infos = self.fs.get_file_info(
+            pafs.FileSelector(f"{self.base}/{sub}", recursive=True, allow_not_found=True)
+        )
+        return {i.path: int(i.size) for i in infos if i.type == pafs.FileType.File}
+
+    def _open_committed(self, site: str, date: dt.date, hour: int) -> tuple[str, list[BinaryIO]]:
+        """('ok' | 'compacting', open committed files) of one hour, consistent with compaction."""
+        if _journal_path(self.store, site, date, hour).exists():
+            return "compacting", []
+        directory = partition_dir(self.store.root, site, date, hour)
+        with file_lock(hour_lock_path(self.store.root, site, date, hour), shared=True):
+            if _journal_path(self.store, site, date, hour).exists():
+                return "compacting", []
+            return "ok", [open(p, "rb") for p in _committed_inputs(self.store, directory)]
+
+    def _put(self, source: BinaryIO, dest: str, progress: Callable[[int], None]) -> tuple[int, str]:
+        """Upload one open file; (bytes, sha256). The object exists only once complete."""
+        digest = hashlib.sha256()
+        size = 0
+        expected = os.fstat(source.fileno()).st_size
+        try:
+            with self.fs.open_output_stream(dest) as out:
+                while chunk := source.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                    progress(len(chunk))
+        except BaseException:
+            # Closing a stream after a failed write may still complete the upload with what it
+            # had: remove such a short object (a kill -9, by contrast, completes nothing).
+            with contextlib.suppress(OSError):
+                left = self.fs.get_file_info(dest)
+                if left.type == pafs.FileType.File and left.size != expected:
+                    self.fs.delete_file(dest)
+            raise
+        info = self.fs.get_file_info(dest)
+        if info.type != pafs.FileType.File or info.size != size:
+            # Never leave a short object where readers look for whole hours.
+            self.fs.delete_file(dest)
+            raise OSError(f"{self.uri}: {dest} has {info.size} bytes after upload, expected {size}")
+        return size, digest.hexdigest()
+
+    def sync(
+        self,
+        older_than_s: float,
+        now: dt.datetime | None = None,
+        retention_days: int = 0,
+        progress: Callable[[float, UploadReport], None] | None = None,
+    ) -> UploadReport:
+        """Upload every closed hour the bucket lacks; optionally expire local dates that are all uploaded."""
+        now = now or dt.datetime.now(dt.UTC)
+        report = UploadReport()
+        hours = closed_hours(self.store, older_than_s, now)
+        report.hours_closed = len(hours)
+        remote: dict[str, dict[str, int]] = {}
+        for path, size in self._listing(EVENTS_DIR).items():
+            hour_dir, _, name = path.rpartition("/")
+            remote.setdefault(hour_dir, {})[name] = size
+        manifests = set(self._listing(MANIFESTS_DIR))
+        # Progress is by bytes of the closed hours' committed files, the part that takes time.
+        total = sum(
+            p.stat().st_size
+            for s, d, h in hours
+            for p in _committed_inputs(self.store, partition_dir(self.store.root, s, d, h))
+        )
+        done = 0
+        lock = threading.Lock()
+
+        def advance(n: int) -> None:
+            nonlocal done
+            with lock:
+                done += n
+                if progress is not None:
+                    progress(min(done / total, 1.0) if total else 1.0, report)
+
+        def one(hour: Hour) -> tuple[Hour, str, int, int]:
+            return (hour, *self._sync_hour(hour, remote, manifests, advance))
+
+        in_bucket: set[Hour] = set()
+        # Hours go up side by side: one stream waits on round trips, not on bandwidth.
+        with ThreadPoolExecutor(max_workers=PARALLEL_HOURS, thread_name_prefix="fireplot-upload") as pool:
+            for hour, outcome, sent, replaced in pool.map(one, hours):
+                with lock:
+                    if outcome == "uploaded":
+                        report.hours_uploaded += 1
+                        report.files_uploaded += 1
+                        report.bytes_uploaded += sent
+                        report.objects_replaced += replaced
+                    elif outcome == "present":
+                        report.hours_present += 1
+                    elif outcome == "compacting":
+                        report.hours_compacting += 1
+                    elif outcome == "awaiting_compaction":
+                        report.hours_awaiting_compaction += 1
+                if outcome in ("uploaded", "present"):
+                    in_bucket.add(hour)
+        if progress is not None:
+            progress(1.0, report)
+        if retention_days > 0:
+            report.dates_expired = self._expire(retention_days, now, in_bucket)
+        log.info("upload", extra={"uri": self.uri, "report": report.as_dict()})
+        return report
+
+    def _sync_hour(
+        self,
+        hour: Hour,
+        remote: dict[str, dict[str, int]],
+        manifests: set[str],
+        advance: Callable[[int], None],
+    ) -> tuple[str, int, int]:
+        """Bring one hour's copy up to date: (outcome, bytes sent, stale objects deleted)."""
+        key = _hour_key(*hour)
+        state, files = self._open_committed(*hour)
+        if state == "compacting":
+            return "compacting", 0, 0
+        try:
+            if not files:
+                return "empty", 0, 0  # only a cut-short flush's leftovers: nothing committed to copy
+            if len(files) > 1:
+                advance(sum(os.fstat(f.fileno()).st_size for f in files))
+                return "awaiting_compaction", 0, 0
+            local = files[0]
+            name = Path(local.name).name
+            size = os.fstat(local.fileno()).st_size
+            there = remote.get(self._events_path(key), {})
+            if there == {name: size} and self._manifest_path(key) in manifests:
+                advance(size)
+                return "present", 0, 0
+            rows = pq.ParquetFile(local).metadata.num_rows
+            local.seek(0)
+            sent, sha256 = self._put(local, f"{self._events_path(key)}/{name}", advance)
+            manifest = {
+                "files": [{"name": name, "size": sent, "sha256": sha256, "rows": rows}],
+                "uploaded_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            with self.fs.open_output_stream(self._manifest_path(key)) as out:
+                out.write(json.dumps(manifest).encode())
+            stale = sorted(set(there) - {name})
+            for old in stale:
+                self.fs.delete_file(f"{self._events_path(key)}/{old}")
+            return "uploaded", sent, len(stale)
+        finally:
+            for f in files:
+                f.close()
+
+    def _expire(self, retention_days: int, now: dt.datetime, in_bucket: set[Hour]) -> list[str]:
+        """Delete local event dates older than the retention whose every hour is in the bucket."""
+        cutoff = now.date() - dt.timedelta(days=retention_days)
+        gone = []
+        for date_dir in sorted(self.store.events_root.glob("site=*/date=*")):
+            date = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
+            site = date_dir.parent.name.removeprefix("site=")
+            hours = [int(h.name.removeprefix("hour=")) for h in date_dir.glob("hour=*")]
+            if date >= cutoff or not all((site, date, h) in in_bucket for h in hours):
+                continue
+            # As compaction's retention does: rollups outlive events, and the date
+            # vanishes from readers in one rename before it is deleted.
+            for hour in hours:
+                rollup_hour(self.store, site, date, hour)
+            hidden = date_dir.with_name(".expired-" + date_dir.name)
+            os.replace(date_dir, hidden)
+            shutil.rmtree(hidden)
+            gone.append(str(date_dir.relative_to(self.store.events_root)))
+        return gone
