@@ -18,7 +18,9 @@ and the identity columns a live day needs for its polls.
 
 ``--range-events-per-day 3333334`` is the issue's 100M-event month. ``--store
 DIR`` keeps the stores (and their rollups) in DIR and reuses them on the next
-run with the same sizes; 0 events or days skips that view.
+run with the same sizes; 0 events or days skips that view. The range view is
+also timed from the event files alone (no rollups, as in a bucket ``fireplot store
+sync`` filled), against the same DuckDB query over the events.
 """
 
 from __future__ import annotations
@@ -237,6 +239,30 @@ def main() -> None:
                 rollups_s,
                 "like for like: DuckDB summing the same rollups",
                 ref_name="duckdb/rl",
+            )
+
+            # What a synced bucket holds (`fireplot store sync` copies events, no rollups):
+            # the same event files without rollups beside them, so every hour is binned
+            # from its events on the server. Local disk here: the compute, not the network.
+            bare = root.with_name(f"{root.name}-events-only")
+            bare.mkdir(exist_ok=True)
+            if not (bare / "events").exists():
+                (bare / "events").symlink_to(store.events_root.absolute(), target_is_directory=True)
+            feed_b = RangeFeed(Store(bare), start, end, None, MAX_POINTS)
+            frame = feed_b.load()
+            assert feed_b.computed_hours == len(days) * 24 and feed_b.read_files == 0, "no rollups read"
+            assert feed_b.bucket == bucket, (feed_b.bucket, bucket)
+            same_answer(frame.data, ref, n)
+            ours_s, ref_s = best_in_turns(
+                args.repeats,
+                lambda: discard(feed_b.load()),
+                lambda: discard(duckdb_bins(store, start, end, bucket)),
+            )
+            side_by_side(
+                f"{title} (ours from the events alone, as from a synced bucket; DuckDB over the events)",
+                ours_s,
+                ref_s,
+                "no rollups: every hour rolled up on the fly",
             )
 
 

@@ -42,22 +42,29 @@ def rollup_path(store: Store, name: str, site: str, date: dt.date, hour: int) ->
 
 def compute(events: pa.Table) -> dict[str, pa.Table]:
     """Both rollups of one site-hour's events (columns of FILE_SCHEMA)."""
-    minute = pc.floor_temporal(events["ts"], unit="minute")
-    hour = pc.floor_temporal(events["ts"], unit="hour")
-    t = events.append_column("minute", minute).append_column("hour", hour)
-    port_minute = (
+    return {"port_minute": port_minute(events), "source_hour": source_hour(events)}
+
+
+def port_minute(events: pa.Table) -> pa.Table:
+    """Per (minute, destination port, protocol, IP version): events and distinct sources."""
+    t = events.append_column("minute", pc.floor_temporal(events["ts"], unit="minute"))
+    return (
         t.group_by(["minute", "dst_port", "proto", "ip_version"], use_threads=False)
         .aggregate([("count", "sum"), ("src_ip", "count_distinct")])
         .rename_columns(["minute", "dst_port", "proto", "ip_version", "events", "sources"])
         .sort_by([("minute", "ascending"), ("dst_port", "ascending"), ("proto", "ascending")])
     )
-    source_hour = (
+
+
+def source_hour(events: pa.Table) -> pa.Table:
+    """Per (hour, source address): events, distinct ports, distinct destinations."""
+    t = events.append_column("hour", pc.floor_temporal(events["ts"], unit="hour"))
+    return (
         t.group_by(["hour", "src_ip"], use_threads=False)
         .aggregate([("count", "sum"), ("dst_port", "count_distinct"), ("dst_ip", "count_distinct")])
         .rename_columns(["hour", "src_ip", "events", "ports", "destinations"])
         .sort_by([("hour", "ascending"), ("src_ip", "ascending")])
     )
-    return {"port_minute": port_minute, "source_hour": source_hour}
 
 
 def events_digest(directory: Path) -> tuple[str, list[Path]]:

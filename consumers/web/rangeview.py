@@ -9,23 +9,33 @@ bins coarse enough to stay under the page's point budget and returns one dot
 per bin with its count as intensity. When the events in view fit the budget
 (the operator zoomed in), it reads and returns the raw events instead.
 
+Everything is listed and opened through the store's pyarrow filesystem
+(:meth:`pipeline.store.Store.listing_root`), so a store given as an object-store
+URI is read the same way as a local directory: one listing per site and date
+for the events, one for the rollups.
+
 Hours that have events but no rollup yet (the open hour, or before the
 rollup timer ran), and hours whose files changed since their rollup was
 written (late events, compaction: the rollup's input digest no longer
 matches), are rolled up on the fly from their events, so the view never
-silently misses or double-counts them.
+silently misses or double-counts them. A synced bucket holds events only
+(``fireplot store sync`` copies no rollups), so there every hour is one of
+these: each is read on its own (one hour's events at a time, never the whole
+range) and binned here; the browser still gets at most max_points dots.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from consumers.web.view import (
@@ -39,7 +49,8 @@ from consumers.web.view import (
     site_scope,
 )
 from pipeline import rollup
-from pipeline.store import Store, partition_dir
+from pipeline.event import TS_TYPE
+from pipeline.store import EVENTS_DIR, FILE_SCHEMA, Store
 
 ROLLUP: Final = "port_minute"
 # Tried in order; the first whose bins fit the point budget is drawn.
@@ -48,17 +59,27 @@ RANGE_BUCKETS: Final = (
 )  # fmt: skip
 _ROLLUP_COLUMNS: Final = ["minute", "dst_port", "proto", "ip_version", "events", "sources"]
 _PROTO_CODES: Final = pa.dictionary(pa.int32(), pa.string())
-_COMPUTE_COLUMNS: Final = ["ts", "src_ip", "dst_ip", "dst_port", "proto", "ip_version", "count", "action"]
+# Hours read at once from an object store, where each read is mostly waiting on a round trip.
+_REMOTE_THREADS: Final = 16
+# What rollup.port_minute reads.
+_COMPUTE_COLUMNS: Final = ["ts", "src_ip", "dst_port", "proto", "ip_version", "count"]
 
 
 @dataclass(frozen=True)
 class HourFile:
-    """One site-hour of the range: its rollup file, if written."""
+    """One site-hour of the range, as listed: its rollup file, if written, and its event files.
+
+    Paths are on the store's filesystem (``Store.listing_root``). ``events`` is
+    None when the hour has no events directory (retention deleted it), and
+    ``digest`` identifies its files as ``rollup.events_digest`` does.
+    """
 
     site: str
     date: dt.date
     hour: int
-    path: Path | None
+    path: str | None
+    events: tuple[str, ...] | None = None
+    digest: str = ""
 
 
 class RangeFeed:
@@ -134,31 +155,60 @@ class RangeFeed:
     # ---- reading -------------------------------------------------------------
 
     def hours(self) -> list[HourFile]:
-        """The site-hours of the range that hold events or a rollup, from directory names only."""
-        found: dict[tuple[str, dt.date, int], Path | None] = {}
-        rollups = self.store.root / rollup.ROLLUPS_DIR / ROLLUP
-        for date in _dates(self.start, self.end):
-            for site_dir in self._site_dirs(self.store.events_root):
-                day = site_dir / f"date={date.isoformat()}"
-                for hour_dir in day.glob("hour=*") if day.is_dir() else ():
-                    hour = int(hour_dir.name[len("hour=") :])
+        """The site-hours of the range that hold events or a rollup, from listings only (no file opened)."""
+        fs, root = self.store.listing_root()
+        events_root, rollups_root = f"{root}/{EVENTS_DIR}", f"{root}/{rollup.ROLLUPS_DIR}/{ROLLUP}"
+        dates = [f"date={d.isoformat()}" for d in _dates(self.start, self.end)]
+        tasks = [
+            (kind, site, f"{base}/site={site}/{date}")
+            for kind, base in (("events", events_root), ("rollups", rollups_root))
+            for site in self._sites(fs, base)
+            for date in dates
+        ]
+        # One listing per site and date: a round trip each on an object store, so several at once.
+        with ThreadPoolExecutor(max_workers=self._threads()) as pool:
+            listings = list(pool.map(lambda t: _listing(fs, t[2], recursive=t[0] == "events"), tasks))
+        events: dict[tuple[str, dt.date, int], list[str]] = {}
+        rollups: dict[tuple[str, dt.date, int], str] = {}
+        for (kind, site, day), infos in zip(tasks, listings, strict=True):
+            date = dt.date.fromisoformat(day.rsplit("date=", 1)[1])
+            for info in infos:
+                rel = info.path[len(day) + 1 :].split("/")
+                if kind == "events" and rel[0].startswith("hour="):
+                    hour = int(rel[0][len("hour=") :])
                     if self._hour_in_range(date, hour):
-                        found.setdefault((site_dir.name[len("site=") :], date, hour), None)
-            for site_dir in self._site_dirs(rollups):
-                day = site_dir / f"date={date.isoformat()}"
-                for path in day.glob("[0-9][0-9].parquet") if day.is_dir() else ():
-                    hour = int(path.name[:2])
+                        files = events.setdefault((site, date, hour), [])
+                        if len(rel) == 2 and info.type == pafs.FileType.File and rel[1].endswith(".parquet"):
+                            files.append(info.path)
+                elif kind == "rollups" and len(rel) == 1 and _is_rollup_name(rel[0]):
+                    hour = int(rel[0][:2])
                     if self._hour_in_range(date, hour):
-                        found[(site_dir.name[len("site=") :], date, hour)] = path
-        return [HourFile(s, d, h, p) for (s, d, h), p in sorted(found.items())]
+                        rollups[(site, date, hour)] = info.path
+        found = []
+        for key in sorted(events.keys() | rollups.keys()):
+            listed = sorted(events[key]) if key in events else None
+            names = "\n".join(f.rsplit("/", 1)[1] for f in listed or ())
+            # Same identity as rollup.events_digest gives the hour directory (sorted names, one a line).
+            digest = hashlib.sha256(names.encode()).hexdigest()
+            found.append(HourFile(*key, rollups.get(key), None if listed is None else tuple(listed), digest))
+        return found
 
-    def _site_dirs(self, root: Path) -> list[Path]:
+    def _sites(self, fs: pafs.FileSystem, base: str) -> list[str]:
         if self.site is not None:
-            dirs = [root / f"site={self.site}"]
+            names = [self.site]
         else:
-            dirs = sorted(root.glob("site=*")) if root.is_dir() else []
+            listed = _listing(fs, base, recursive=False)
+            dirs = (i.base_name for i in listed if i.type == pafs.FileType.Directory)
+            names = sorted(n[len("site=") :] for n in dirs if n.startswith("site="))
         allowed = site_scope(self.store)
-        return [d for d in dirs if d.is_dir() and (allowed is None or d.name[len("site=") :] in allowed)]
+        return [n for n in names if allowed is None or n in allowed]
+
+    def _threads(self) -> int:
+        # Two files per core, each on one thread, beat one file at a time on all
+        # of them (1.1 s against 3.9 s for a month of 31M rollup rows on 2 cores).
+        # An object store's reads mostly wait on the network: more in flight.
+        per_core = 2 * max(1, int(pa.cpu_count()))
+        return per_core if self.store.filesystem is None else max(per_core, _REMOTE_THREADS)
 
     def _hour_in_range(self, date: dt.date, hour: int) -> bool:
         start = dt.datetime.combine(date, dt.time(hour), tzinfo=dt.UTC)
@@ -167,10 +217,8 @@ class RangeFeed:
     def _minutes(self) -> pa.Table:
         """port_minute rows of the range (minute, dst_port, proto, ip_version, events, sources)."""
         # One file per site-hour, hundreds in a month: read several at once (the
-        # Parquet decoding runs outside the GIL), in hour order. Two files per
-        # core, each on one thread, beat one file at a time on all of them
-        # (1.1 s against 3.9 s for a month of 31M rollup rows on 2 cores).
-        with ThreadPoolExecutor(max_workers=2 * max(1, pa.cpu_count())) as pool:
+        # Parquet decoding runs outside the GIL), in hour order.
+        with ThreadPoolExecutor(max_workers=self._threads()) as pool:
             hours = list(pool.map(self._hour_minutes, self.hours()))
         self.read_files += sum(from_rollup for _, from_rollup in hours)
         self.computed_hours += sum(not from_rollup for _, from_rollup in hours)
@@ -187,23 +235,24 @@ class RangeFeed:
 
     def _hour_minutes(self, hour: HourFile) -> tuple[pa.Table, bool]:
         """One site-hour's port_minute rows within the range, and whether its rollup file had them."""
+        fs, _ = self.store.listing_root()
         start = dt.datetime.combine(hour.date, dt.time(hour.hour), tzinfo=dt.UTC)
         table: pa.Table | None = None
         if hour.path is not None:
             table = pq.read_table(
-                hour.path, columns=_ROLLUP_COLUMNS, read_dictionary=["proto"], use_threads=False
+                hour.path,
+                columns=_ROLLUP_COLUMNS,
+                read_dictionary=["proto"],
+                use_threads=False,
+                filesystem=fs,
             )
             digest = (table.schema.metadata or {}).get(rollup.DIGEST_KEY, b"").decode()
-            events_dir = partition_dir(self.store.root, hour.site, hour.date, hour.hour)
             # Retention deletes events but keeps rollups: then the rollup is all there is.
-            if events_dir.is_dir() and digest != rollup.events_digest(events_dir)[0]:
+            if hour.events is not None and digest != hour.digest:
                 table = None
         from_rollup = table is not None
         if table is None:
-            events = self.store.read(
-                start, start + dt.timedelta(hours=1), sites=[hour.site], columns=_COMPUTE_COLUMNS
-            )
-            table = _rollup_of_events(events)
+            table = _rollup_of_events(self._hour_events(fs, hour, start))
         table = table.replace_schema_metadata(None)
         if start < self.start or start + dt.timedelta(hours=1) > self.end:
             # Only an hour the range cuts has minutes outside it.
@@ -212,6 +261,23 @@ class RangeFeed:
             hi = pa.scalar(self.end, minute.type)
             table = table.filter(pc.and_(pc.greater_equal(minute, lo), pc.less(minute, hi)))
         return table, from_rollup
+
+    def _hour_events(self, fs: pafs.FileSystem, hour: HourFile, start: dt.datetime) -> pa.Table:
+        """The site-hour's events (_COMPUTE_COLUMNS), from the files listed for it."""
+        end = start + dt.timedelta(hours=1)
+        in_hour = (ds.field("ts") >= pa.scalar(start, TS_TYPE)) & (ds.field("ts") < pa.scalar(end, TS_TYPE))
+        # The files the listing found, not a discovery of the whole events tree
+        # per hour (on an object store, a listing of every key in the bucket).
+        files = [f for f in hour.events or () if not f.rsplit("/", 1)[1].startswith((".", "_"))]
+        try:
+            if files:
+                dataset = ds.dataset(files, schema=FILE_SCHEMA, format="parquet", filesystem=fs)
+                return dataset.to_table(columns=_COMPUTE_COLUMNS, filter=in_hour)
+        except OSError:
+            # Compaction swapped the hour (or an upload replaced its object) since it was
+            # listed: the store's own read lists again and retries until it is stable.
+            pass
+        return self.store.read(start, end, sites=[hour.site], columns=_COMPUTE_COLUMNS)
 
     def _raw(self) -> pa.Table:
         sites = [self.site] if self.site is not None else None
@@ -223,8 +289,20 @@ def _dates(start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     return [start.date() + dt.timedelta(days=n) for n in range((last - start.date()).days + 1)]
 
 
+def _listing(fs: pafs.FileSystem, path: str, recursive: bool) -> list[pafs.FileInfo]:
+    infos: list[pafs.FileInfo] = fs.get_file_info(
+        pafs.FileSelector(path, allow_not_found=True, recursive=recursive)
+    )
+    return infos
+
+
+def _is_rollup_name(name: str) -> bool:
+    """``HH.parquet``, the name rollup.rollup_path gives an hour's file."""
+    return len(name) == len("00.parquet") and name[:2].isdigit() and name.endswith(".parquet")
+
+
 def _rollup_of_events(events: pa.Table) -> pa.Table:
-    return rollup.compute(events)[ROLLUP].select(_ROLLUP_COLUMNS)
+    return rollup.port_minute(events).select(_ROLLUP_COLUMNS)
 
 
 def _empty_minutes() -> pa.Table:
