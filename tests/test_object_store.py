@@ -24,8 +24,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from pipeline import rollup
 from pipeline.compact import _journal_path, compact
 from pipeline.event import FIELD_NAMES
+from pipeline.rollup import ROLLUPS_DIR
 from pipeline.store import Store, partition_dir
 from pipeline.upload import MANIFESTS_DIR, Uploader
 from tests.s3 import OLDER_THAN_S, REGION, S3, LocalStore
@@ -177,8 +179,15 @@ def test_sync_killed_midway_then_rerun_ends_complete_with_no_partial_object(s3: 
     assert proc.returncode == -signal.SIGKILL
     assert 2 <= seen < len(hours), f"the kill did not land mid-way ({seen} of {len(hours)} hours)"
 
-    # What readers see right after the kill: whole files only, and whole hours.
+    # What readers see after the kill: whole files only, and whole hours. A PUT whose body was
+    # sent before the kill still completes on the server (as on S3): look once that has settled.
     visible = s3.objects(uri, "events")
+    for _ in range(20):
+        time.sleep(0.5)
+        again = s3.objects(uri, "events")
+        if again.keys() == visible.keys():
+            break
+        visible = again
     assert 0 < len(visible) < len(hours)
     for rel, content in visible.items():
         assert content == (local.store.events_root / rel).read_bytes(), rel
@@ -333,3 +342,172 @@ def test_scan_whose_listed_object_vanishes_retries_on_the_new_listing(s3: S3, tm
     table = Store(uri).scan(build, pa.table({"source_offset": pa.array([], pa.int64())}))
     assert listings == [2, 1]
     assert table.num_rows == 600
+
+
+def _local_rollups(store: Store) -> dict[str, bytes]:
+    """Every local rollup file, path relative to <root>/rollups -> content (the bucket's layout)."""
+    root = store.root / ROLLUPS_DIR
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.parquet")}
+
+
+def _manifest_rollups(s3: S3, uri: str) -> dict[str, list[str]]:
+    """Manifest path -> the rollup names it records."""
+    return {
+        path: sorted(r["name"] for r in json.loads(content).get("rollups", []))
+        for path, content in s3.objects(uri, MANIFESTS_DIR).items()
+    }
+
+
+def test_sync_of_rolled_up_hours_uploads_their_rollups_byte_identical_once(s3: S3, tmp_path: Path) -> None:
+    """Current rollups of the closed hours go up with them, same layout and bytes, recorded in the
+    manifests; the open hour's do not; a second sync sends nothing."""
+    now = dt.datetime.now(dt.UTC)
+    local = LocalStore(tmp_path / "store")
+    closed = [(site, _hour(now, back)) for site in ("hq", "lab") for back in (2, 5)]
+    for site, start in closed:
+        local.add(site, start, 1200)
+    open_hour = _hour(now, 0)
+    local.add("hq", open_hour, 300)
+    compact(local.store, OLDER_THAN_S, now=now)
+    assert rollup.update(local.store, OLDER_THAN_S, now=now) == 4
+    assert rollup.rollup_hour(local.store, "hq", open_hour.date(), open_hour.hour)  # the open hour's too
+    open_rollups = {
+        str(
+            rollup.rollup_path(local.store, n, "hq", open_hour.date(), open_hour.hour).relative_to(
+                local.store.root / ROLLUPS_DIR
+            )
+        )
+        for n in rollup.NAMES
+    }
+    everything = _local_rollups(local.store)
+    assert open_rollups <= everything.keys()
+    expected = {rel: content for rel, content in everything.items() if rel not in open_rollups}
+    assert len(expected) == 2 * 4
+
+    uri = s3.bucket_uri()
+    report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (report.hours_uploaded, report.rollups_uploaded, report.rollups_stale, report.rollups_missing) == (
+        4,
+        8,
+        0,
+        0,
+    )
+    assert report.rollup_bytes_uploaded == sum(len(b) for b in expected.values())
+    assert s3.objects(uri, ROLLUPS_DIR) == expected
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+
+    again = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (again.hours_present, again.rollups_present, again.rollups_uploaded, again.bytes_uploaded) == (
+        4,
+        8,
+        0,
+        0,
+    )
+    assert s3.objects(uri, ROLLUPS_DIR) == expected
+
+
+def test_stale_and_missing_rollups_are_counted_not_uploaded_then_sent_after_rolling_up(
+    s3: S3, tmp_path: Path
+) -> None:
+    """A rollup of events that changed since (late events, re-compacted) or no rollup at all: the
+    hour's events go up, its rollups are counted and stay out; once `fireplot rollup` refreshed
+    them, the next sync sends just them and adds them to the hours' manifests."""
+    now = dt.datetime.now(dt.UTC)
+    local = LocalStore(tmp_path / "store")
+    changed, unrolled = _hour(now, 3), _hour(now, 6)
+    local.add("hq", changed, 900)
+    compact(local.store, OLDER_THAN_S, now=now)
+    assert rollup.update(local.store, OLDER_THAN_S, now=now) == 1
+    local.add("hq", changed, 300, flushes=1)  # late events after the rollup ran
+    local.add("hq", unrolled, 600)
+    compact(local.store, OLDER_THAN_S, now=now)
+    assert len(_local_rollups(local.store)) == 2  # the changed hour's, now stale
+
+    uri = s3.bucket_uri()
+    first = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (first.hours_uploaded, first.rollups_uploaded, first.rollups_stale, first.rollups_missing) == (
+        2,
+        0,
+        2,
+        2,
+    )
+    assert s3.objects(uri, ROLLUPS_DIR) == {}
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {()}
+
+    assert rollup.update(local.store, OLDER_THAN_S, now=now) == 2
+    second = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (second.hours_present, second.bytes_uploaded, second.rollups_uploaded) == (2, 0, 4)
+    assert s3.objects(uri, ROLLUPS_DIR) == _local_rollups(local.store)
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+
+    third = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (third.rollups_uploaded, third.rollups_present, third.bytes_uploaded) == (0, 4, 0)
+
+
+def test_recompacted_hour_replaces_its_rollup_objects_or_removes_them_until_rolled_up(
+    s3: S3, tmp_path: Path
+) -> None:
+    """An uploaded hour re-compacted: with its rollup refreshed, the new rollup objects replace the
+    old; without, the old ones (of events no longer in the bucket) are deleted, not left behind."""
+    now = dt.datetime.now(dt.UTC)
+    local = LocalStore(tmp_path / "store")
+    start = _hour(now, 4)
+    local.add("hq", start, 900)
+    compact(local.store, OLDER_THAN_S, now=now)
+    rollup.update(local.store, OLDER_THAN_S, now=now)
+    uri = s3.bucket_uri()
+    assert Uploader(local.store, uri).sync(OLDER_THAN_S, now=now).rollups_uploaded == 2
+    before = s3.objects(uri, ROLLUPS_DIR)
+
+    local.add("hq", start, 300, flushes=1)
+    compact(local.store, OLDER_THAN_S, now=now)
+    assert rollup.update(local.store, OLDER_THAN_S, now=now) == 1
+    replaced = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (replaced.hours_uploaded, replaced.objects_replaced, replaced.rollups_uploaded) == (1, 1, 2)
+    after = s3.objects(uri, ROLLUPS_DIR)
+    assert after == _local_rollups(local.store) and after.keys() == before.keys() and after != before
+
+    local.add("hq", start, 150, flushes=1)
+    compact(local.store, OLDER_THAN_S, now=now)  # not rolled up again
+    withdrawn = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (withdrawn.hours_uploaded, withdrawn.rollups_stale, withdrawn.rollups_removed) == (1, 2, 2)
+    assert s3.objects(uri, ROLLUPS_DIR) == {}
+    assert Store(uri).count() == 1350
+
+
+def test_retention_after_upload_sends_the_expiring_dates_rollups(s3: S3, tmp_path: Path) -> None:
+    """Retention rolls an expiring date up before deleting its events; those rollups reach the
+    bucket in the same sync, since no later sync could compute them."""
+    now = dt.datetime.now(dt.UTC)
+    local = LocalStore(tmp_path / "store")
+    old = dt.datetime.combine(now.date() - dt.timedelta(days=10), dt.time(5), dt.UTC)
+    local.add("hq", old, 600)
+    compact(local.store, OLDER_THAN_S, now=now)
+    uri = s3.bucket_uri()
+    report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now, retention_days=7)
+    assert report.dates_expired == [f"site=hq/date={old.date().isoformat()}"]
+    assert (report.rollups_missing, report.rollups_uploaded) == (2, 2)  # missing at upload, sent at expiry
+    assert not local.files("hq", old)
+    assert (
+        s3.objects(uri, ROLLUPS_DIR) == _local_rollups(local.store) and len(_local_rollups(local.store)) == 2
+    )
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+
+
+def test_unreadable_local_rollup_is_counted_stale_and_the_hour_still_goes_up(s3: S3, tmp_path: Path) -> None:
+    """A local rollup file that is not Parquet (disk damage, a stray copy) stays out of the bucket
+    and is counted; the hour's events and its other, current rollup are uploaded."""
+    now = dt.datetime.now(dt.UTC)
+    local = LocalStore(tmp_path / "store")
+    start = _hour(now, 3)
+    local.add("hq", start, 600)
+    compact(local.store, OLDER_THAN_S, now=now)
+    rollup.update(local.store, OLDER_THAN_S, now=now)
+    rollup.rollup_path(local.store, "port_minute", "hq", start.date(), start.hour).write_bytes(b"not parquet")
+    uri = s3.bucket_uri()
+    report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (report.hours_uploaded, report.rollups_stale, report.rollups_uploaded) == (1, 1, 1)
+    assert list(s3.objects(uri, ROLLUPS_DIR)) == [
+        f"source_hour/site=hq/date={start.date().isoformat()}/{start.hour:02d}.parquet"
+    ]
+    assert Store(uri).count() == 600

@@ -1,8 +1,10 @@
 """The multi-day range view read from an object-store URI (moto's real S3 server) against the local store.
 
-``fireplot store sync`` copies closed, compacted hours of events to the bucket and no
-rollups, so the range view of a bucket bins every hour from its events on the server.
-It must draw exactly what the local store it was synced from draws, within max_points.
+``fireplot store sync`` copies closed, compacted hours of events to the bucket, and
+their rollups when the local ones are current. Synced from a store never rolled up,
+the range view of a bucket bins every hour from its events on the server; synced
+after ``fireplot rollup``, it reads the rollups. Either way it must draw exactly
+what the local store it was synced from draws, within max_points.
 """
 
 from __future__ import annotations
@@ -183,3 +185,44 @@ def test_hour_whose_object_is_replaced_after_listing_is_read_from_the_new_listin
 
     assert not from_rollup and int(pc.sum(minutes.column("events")).as_py()) == PER_HOUR
     assert feed.load() is not None and feed.events == PER_HOUR
+
+
+def test_bucket_synced_after_rolling_up_reads_its_rollups_and_bins_like_the_local_store(
+    s3: S3, tmp_path: Path
+) -> None:
+    """Rolled up before sync: the bucket's range view reads one rollup object per hour, computes
+    none from events, and draws the local store's bins; a range cutting hours, too."""
+    now = dt.datetime.now(dt.UTC)
+    days = [now.date() - dt.timedelta(days=d) for d in (3, 2, 1)]
+    local = LocalStore(tmp_path / "store")
+    for day in days:
+        for site, hours in HOURS.items():
+            for hour in hours:
+                local.add(site, dt.datetime.combine(day, dt.time(hour), dt.UTC), PER_HOUR)
+    compact(local.store, OLDER_THAN_S, now=now)
+    assert rollup.update(local.store, OLDER_THAN_S, now=now) == 12
+    uri = s3.bucket_uri()
+    report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
+    assert (report.hours_uploaded, report.rollups_uploaded, report.rollups_stale) == (12, 24, 0)
+    start = dt.datetime.combine(days[0], dt.time(), dt.UTC)
+    end = dt.datetime.combine(days[-1], dt.time(), dt.UTC) + dt.timedelta(days=1)
+
+    local_feed, local_data = loaded(local.store, start, end)
+    remote, remote_data = loaded(Store(uri), start, end)
+
+    assert (remote.computed_hours, remote.read_files) == (0, 12)
+    assert (local_feed.computed_hours, local_feed.read_files) == (0, 12)
+    assert remote.events == local_feed.events == 12 * PER_HOUR
+    assert remote.aggregated and remote.bucket == local_feed.bucket
+    assert 0 < len(remote_data["ts"]) <= MAX_POINTS
+    assert_same_data(remote_data, local_data)
+
+    cut_start = dt.datetime.combine(days[0], dt.time(3, 30), dt.UTC)
+    cut_end = dt.datetime.combine(days[2], dt.time(11, 15), dt.UTC)
+    local_cut, local_cut_data = loaded(local.store, cut_start, cut_end)
+    remote_cut, remote_cut_data = loaded(Store(uri), cut_start, cut_end)
+    assert remote_cut.computed_hours == 0 and remote_cut.read_files == local_cut.read_files > 0
+    assert (
+        remote_cut.events == local_cut.events == local.store.read(cut_start, cut_end, columns=["ts"]).num_rows
+    )
+    assert_same_data(remote_cut_data, local_cut_data)

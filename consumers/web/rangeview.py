@@ -18,10 +18,11 @@ Hours that have events but no rollup yet (the open hour, or before the
 rollup timer ran), and hours whose files changed since their rollup was
 written (late events, compaction: the rollup's input digest no longer
 matches), are rolled up on the fly from their events, so the view never
-silently misses or double-counts them. A synced bucket holds events only
-(``fireplot store sync`` copies no rollups), so there every hour is one of
-these: each is read on its own (one hour's events at a time, never the whole
-range) and binned here; the browser still gets at most max_points dots.
+silently misses or double-counts them. A synced bucket holds the rollups
+that were current when ``fireplot store sync`` ran; its other hours are of
+the second kind: each is read on its own (one hour's events at a time, never
+the whole range) and binned here; the browser still gets at most max_points
+dots.
 """
 
 from __future__ import annotations
