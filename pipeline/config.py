@@ -407,6 +407,8 @@ def _check(section: str, obj: Any) -> None:
                 raise ConfigError(f"[{section}] {f.name}: must be > 0, got {v}")
             if f.name.endswith("port") and v > 65535:
                 raise ConfigError(f"[{section}] {f.name}: not a TCP port: {v}")
+            if f.name.endswith(("_processes", "_days")) and v < 0:
+                raise ConfigError(f"[{section}] {f.name}: must be >= 0 (0 = off), got {v}")
     if section == "shipper":
         import ipaddress
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -422,6 +424,11 @@ def _check(section: str, obj: Any) -> None:
             raise ConfigError(f"[shipper] timezone: unknown time zone {obj.timezone!r}") from None
         if not obj.site or "/" in obj.site or "=" in obj.site:
             raise ConfigError(f"[shipper] site: must be non-empty without '/' or '=': {obj.site!r}")
+    if section == "worker" and obj.upload_uri:
+        from pipeline.store import is_uri
+
+        if not is_uri(obj.upload_uri):
+            raise ConfigError(f"[worker] upload_uri: not a URI (s3://bucket/prefix): {obj.upload_uri!r}")
     if section == "enrich":
         from pipeline.networks import parse_named
 

@@ -47,6 +47,9 @@ def test_flags_override_environment() -> None:
         ('[shipper]\ntimezone = "Mars/Olympus"\n', "unknown time zone"),
         ('[shipper]\nsite = "a/b"\n', "[shipper] site"),
         ("[worker]\nflush_interval_s = 0\n", "must be > 0"),
+        ("[shipper]\nparse_processes = -1\n", "[shipper] parse_processes: must be >= 0"),
+        ("[worker]\nupload_retention_days = -3\n", "[worker] upload_retention_days: must be >= 0"),
+        ('[worker]\nupload_uri = "/mnt/bucket"\n', "[worker] upload_uri: not a URI"),
         ("[kafka\n", "not valid TOML"),
     ],
 )
