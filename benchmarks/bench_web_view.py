@@ -119,38 +119,33 @@ def duckdb_threads() -> int:
 
 
 def duckdb_bins(store: Store, start: dt.datetime, end: dt.datetime, bucket: Bucket) -> pa.Table:
-    query = """
-        SELECT time_bucket(?::INTERVAL, ts) AS ts,
-               CASE WHEN dst_port > 0 THEN floor(ln(dst_port) / ln(65536) * ?) END AS row,
-               proto, ip_version, min(dst_port) AS dst_port, max(dst_port) AS dst_port_max,
-               count(*) AS events, count(DISTINCT src_ip) AS sources
-        FROM read_parquet(?, hive_partitioning = true)
-        WHERE date >= ?::DATE AND date <= ?::DATE AND ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ
-        GROUP BY ALL
-    """
+    """The screen bins of the events in [start, end), computed by DuckDB from the files."""
     files = f"{store.events_root}/site=*/date=*/hour=*/*.parquet"
-    # The date bounds prune hive partitions, as ours do.
-    last = (end - dt.timedelta(microseconds=1)).date()
-    params = [f"{bucket.multiple} {bucket.unit}", style.PORT_ROWS, files, start.date(), last, start, end]
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    table: pa.Table = con.sql(query, params=params).to_arrow_table()
-    con.close()
-    return table
+    return _duckdb(_BINS.format(time="ts", events="count(*)", sources="count(DISTINCT src_ip)"),
+                   files, start, end, bucket)  # fmt: skip
 
 
 def duckdb_rollup_bins(store: Store, start: dt.datetime, end: dt.datetime, bucket: Bucket) -> pa.Table:
     """The same bins summed by DuckDB from the port_minute rollup files ours read."""
-    query = """
-        SELECT time_bucket(?::INTERVAL, minute) AS ts,
-               CASE WHEN dst_port > 0 THEN floor(ln(dst_port) / ln(65536) * ?) END AS row,
-               proto, ip_version, min(dst_port) AS dst_port, max(dst_port) AS dst_port_max,
-               sum(events)::BIGINT AS events, max(sources) AS sources
-        FROM read_parquet(?, hive_partitioning = true)
-        WHERE date >= ?::DATE AND date <= ?::DATE AND minute >= ?::TIMESTAMPTZ AND minute < ?::TIMESTAMPTZ
-        GROUP BY ALL
-    """
     files = f"{store.root}/{rollup.ROLLUPS_DIR}/{ROLLUP}/site=*/date=*/*.parquet"
+    return _duckdb(_BINS.format(time="minute", events="sum(events)::BIGINT", sources="max(sources)"),
+                   files, start, end, bucket)  # fmt: skip
+
+
+# One query for both references: the time column and the two measures differ.
+_BINS = """
+    SELECT time_bucket(?::INTERVAL, {time}) AS ts,
+           CASE WHEN dst_port > 0 THEN floor(ln(dst_port) / ln(65536) * ?) END AS row,
+           proto, ip_version, min(dst_port) AS dst_port, max(dst_port) AS dst_port_max,
+           {events} AS events, {sources} AS sources
+    FROM read_parquet(?, hive_partitioning = true)
+    WHERE date >= ?::DATE AND date <= ?::DATE AND {time} >= ?::TIMESTAMPTZ AND {time} < ?::TIMESTAMPTZ
+    GROUP BY ALL
+"""
+
+
+def _duckdb(query: str, files: str, start: dt.datetime, end: dt.datetime, bucket: Bucket) -> pa.Table:
+    # The date bounds prune hive partitions, as ours do.
     last = (end - dt.timedelta(microseconds=1)).date()
     params = [f"{bucket.multiple} {bucket.unit}", style.PORT_ROWS, files, start.date(), last, start, end]
     con = duckdb.connect()
