@@ -965,7 +965,7 @@ def _cmd_store(cfg: Config, args: argparse.Namespace) -> int:
             line.show(
                 share,
                 f"{report.hours_uploaded} hours uploaded, {report.hours_present} already there, "
-                f"{report.bytes_uploaded / 1e6:,.1f} MB",
+                f"{report.rollups_uploaded} rollups, {report.bytes_uploaded / 1e6:,.1f} MB",
                 final=share >= 1.0,
             )
 
