@@ -390,6 +390,11 @@ class Shipper:
                     continue
                 opened = self.open_source(path)
                 if opened is not None:
+                    twin = next((s for s in live.values() if s.source_id == opened.source_id), None)
+                    if twin is not None and twin.pos > opened.pos:
+                        # A copy of a file being read (copytruncate): what the original has read
+                        # is already with the publisher, past the acknowledged position.
+                        opened.pos = twin.pos
                     self.stats.files += 1
                     live[ident] = opened
                     log.info("following", extra={"path": str(path), "source_id": opened.source_id})

@@ -110,3 +110,46 @@ def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path
     finally:
         system.stop()
         broker.down()
+
+
+def test_copytruncate_during_an_outage_sends_each_line_once(own_broker: LocalKafka, tmp_path: Path) -> None:
+    """A copy made while lines of the original wait unacknowledged is read from where the original
+    stopped, not from the acknowledged position: no line goes to Kafka twice."""
+    system = System(tmp_path / "sys", own_broker.cfg.local_bootstrap)
+    system.configure(
+        "shipper",
+        registry_path=str(tmp_path / "registry.json"),
+        spool_dir=str(tmp_path / "spool"),
+        follow_poll_interval_ms=100,
+    )
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    live = logs / "fw.log"
+    n = 4000
+    try:
+        write_probe_lines(live, n)
+        system.start("follow", "ship", str(logs / "fw.log*"), "--site", "test", "--follow")
+        wait_events(system, n)
+        own_broker.down()
+        # Read, handed to the producer, never acknowledged: the registry stays behind them.
+        write_probe_lines(live, n, start=n, append=True)
+        written = 2 * n
+        time.sleep(2.0)
+        # copytruncate: the copy holds lines the shipper has read but Kafka has not acknowledged.
+        (logs / "fw.log.1").write_bytes(live.read_bytes())
+        with open(live, "r+b") as fh:
+            fh.truncate(0)
+        write_probe_lines(live, n, start=written, append=True)
+        written += n
+        deadline = time.monotonic() + 30
+        while "file truncated" not in (system.logs / "follow.log").read_text():
+            assert time.monotonic() < deadline, system.log_of("follow")
+            time.sleep(0.1)
+        own_broker.up()
+        wait_events(system, written, timeout_s=120)
+        time.sleep(2)
+        events = system.topic_events()
+        ids = events.group_by(["source_id", "source_offset"]).aggregate([])
+        assert events.num_rows == ids.num_rows == written, system.log_of("follow")
+    finally:
+        system.stop()
