@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,23 +199,40 @@ def closed_hours(store: Store, older_than_s: float, now: dt.datetime) -> list[tu
     return out
 
 
-def expire(store: Store, retention_days: int, now: dt.datetime) -> list[str]:
-    """Delete event dates older than the retention; 0 keeps everything."""
+def expire(
+    store: Store,
+    retention_days: int,
+    now: dt.datetime,
+    *,
+    ready: Callable[[str, dt.date, list[int]], bool] | None = None,
+    rolled_up: Callable[[str, dt.date, int], None] | None = None,
+) -> list[str]:
+    """Delete event dates older than the retention; 0 keeps everything.
+
+    ``ready(site, date, hours)`` may keep a date for now (`fireplot store sync`
+    expires only dates whose every hour is uploaded); ``rolled_up`` is called
+    for each hour once its rollups are current, before its events go."""
     if retention_days <= 0 or not store.events_root.exists():
         return []
     cutoff = now.date() - dt.timedelta(days=retention_days)
     gone = []
     for date_dir in sorted(store.events_root.glob("site=*/date=*")):
         date = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
-        if date < cutoff:
-            # Rollups outlive events: bring this date's up to date before its events go.
-            site = date_dir.parent.name.removeprefix("site=")
-            for hour_dir in date_dir.glob("hour=*"):
-                rollup_hour(store, site, date, int(hour_dir.name.removeprefix("hour=")))
-            hidden = date_dir.with_name(".expired-" + date_dir.name)
-            os.replace(date_dir, hidden)  # vanishes from readers in one step
-            shutil.rmtree(hidden)
-            gone.append(str(date_dir.relative_to(store.events_root)))
+        if date >= cutoff:
+            continue
+        site = date_dir.parent.name.removeprefix("site=")
+        hours = [int(h.name.removeprefix("hour=")) for h in date_dir.glob("hour=*")]
+        if ready is not None and not ready(site, date, hours):
+            continue
+        # Rollups outlive events: bring this date's up to date before its events go.
+        for hour in hours:
+            rollup_hour(store, site, date, hour)
+            if rolled_up is not None:
+                rolled_up(site, date, hour)
+        hidden = date_dir.with_name(".expired-" + date_dir.name)
+        os.replace(date_dir, hidden)  # vanishes from readers in one step
+        shutil.rmtree(hidden)
+        gone.append(str(date_dir.relative_to(store.events_root)))
     return gone
 
 

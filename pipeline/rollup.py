@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -71,7 +72,13 @@ def events_digest(directory: Path) -> tuple[str, list[Path]]:
     """Identity of a partition-hour's files (names are offset ranges or content digests):
     a rollup stamped with it is current exactly while the hour's files are unchanged."""
     files = sorted(p for p in directory.glob("*.parquet")) if directory.exists() else []
-    return hashlib.sha256("\n".join(p.name for p in files).encode()).hexdigest(), files
+    return names_digest(p.name for p in files), files
+
+
+def names_digest(names: Iterable[str]) -> str:
+    """The digest `events_digest` gives an hour holding files of these names, in sorted order;
+    for readers that list the hour elsewhere (an object store)."""
+    return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
 def _stored_digest(path: Path) -> str | None:

@@ -57,7 +57,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -70,8 +69,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.compact import _committed_inputs, _journal_path, closed_hours
-from pipeline.rollup import DIGEST_KEY, NAMES, ROLLUPS_DIR, rollup_hour, rollup_path
+from pipeline.compact import _committed_inputs, _journal_path, closed_hours, expire
+from pipeline.rollup import DIGEST_KEY, NAMES, ROLLUPS_DIR, names_digest, rollup_path
 from pipeline.store import EVENTS_DIR, Store, file_lock, hour_lock_path, is_uri, partition_dir
 
 log = logging.getLogger("fireplot.upload")
@@ -107,11 +106,6 @@ class UploadReport:
 
 def _hour_key(site: str, date: dt.date, hour: int) -> str:
     return f"site={site}/date={date.isoformat()}/hour={hour:02d}"
-
-
-def _uploaded_digest(name: str) -> str:
-    """rollup.events_digest of an hour holding just ``name``, as RangeFeed lists the bucket's hour."""
-    return hashlib.sha256(name.encode()).hexdigest()
 
 
 def _rollup_digest(source: BinaryIO) -> str | None:
@@ -196,7 +190,8 @@ class Uploader:
         entries of the rollups sent."""
         counts: Counter[str] = Counter()
         sent: list[dict[str, object]] = []
-        wanted = _uploaded_digest(events_name)
+        # The digest RangeFeed computes for the bucket's hour, which holds just this object.
+        wanted = names_digest([events_name])
         for name, source in opened.items():
             dest = self._rollup_object(name, *hour)
             there = remote.get(dest)
@@ -385,27 +380,16 @@ class Uploader:
         report: UploadReport,
     ) -> list[str]:
         """Delete local event dates older than the retention whose every hour is in the bucket."""
-        cutoff = now.date() - dt.timedelta(days=retention_days)
-        gone = []
-        for date_dir in sorted(self.store.events_root.glob("site=*/date=*")):
-            date = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
-            site = date_dir.parent.name.removeprefix("site=")
-            hours = [int(h.name.removeprefix("hour=")) for h in date_dir.glob("hour=*")]
-            if date >= cutoff or not all((site, date, h) in in_bucket for h in hours):
-                continue
-            # As compaction's retention does: rollups outlive events, and the date
-            # vanishes from readers in one rename before it is deleted.
-            for hour in hours:
-                rollup_hour(self.store, site, date, hour)
-                # The last chance to send them: without the events they cannot be computed here.
-                self._sync_expiring_rollups(
-                    (site, date, hour), in_bucket[(site, date, hour)], remote_rollups, report
-                )
-            hidden = date_dir.with_name(".expired-" + date_dir.name)
-            os.replace(date_dir, hidden)
-            shutil.rmtree(hidden)
-            gone.append(str(date_dir.relative_to(self.store.events_root)))
-        return gone
+
+        def ready(site: str, date: dt.date, hours: list[int]) -> bool:
+            return all((site, date, h) in in_bucket for h in hours)
+
+        def rolled_up(site: str, date: dt.date, hour: int) -> None:
+            # The last chance to send them: without the events they cannot be computed here.
+            hour_of = (site, date, hour)
+            self._sync_expiring_rollups(hour_of, in_bucket[hour_of], remote_rollups, report)
+
+        return expire(self.store, retention_days, now, ready=ready, rolled_up=rolled_up)
 
     def _sync_expiring_rollups(
         self, hour: Hour, events_name: str, remote_rollups: dict[str, int], report: UploadReport

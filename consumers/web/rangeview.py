@@ -28,7 +28,6 @@ dots.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
@@ -188,9 +187,7 @@ class RangeFeed:
         found = []
         for key in sorted(events.keys() | rollups.keys()):
             listed = sorted(events[key]) if key in events else None
-            names = "\n".join(f.rsplit("/", 1)[1] for f in listed or ())
-            # Same identity as rollup.events_digest gives the hour directory (sorted names, one a line).
-            digest = hashlib.sha256(names.encode()).hexdigest()
+            digest = rollup.names_digest(f.rsplit("/", 1)[1] for f in listed or ())
             found.append(HourFile(*key, rollups.get(key), None if listed is None else tuple(listed), digest))
         return found
 
