@@ -54,6 +54,7 @@ from pipeline.config import Config
 from pipeline.rollup import rollup_hour
 from pipeline.store import (
     FILE_SCHEMA,
+    PARQUET_WRITE_OPTIONS,
     Store,
     _atomic_write_bytes,
     _fsync_dir,
@@ -159,7 +160,7 @@ def compact_hour(store: Store, site: str, date: dt.date, hour: int) -> tuple[int
     staging.mkdir()
     table = pa.concat_tables([pq.read_table(p, schema=FILE_SCHEMA) for p in inputs])
     merged = unique_ids(table).sort_by([("ts", "ascending")])
-    pq.write_table(merged, staging / output, compression="zstd", row_group_size=128 * 1024)
+    pq.write_table(merged, staging / output, **PARQUET_WRITE_OPTIONS)  # as the sink writes them
     with open(staging / output, "rb") as fh:
         os.fsync(fh.fileno())
     with file_lock(hour_lock_path(store.root, site, date, hour)):

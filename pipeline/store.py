@@ -479,22 +479,13 @@ class Store:
     # ---- reading ---------------------------------------------------------
 
     def dataset(self) -> ds.Dataset | None:
-        if self.filesystem is not None:
-            events = f"{self._fs_root}/{EVENTS_DIR}"
-            if self.filesystem.get_file_info(events).type == pafs.FileType.NotFound:
-                return None
-            return ds.dataset(
-                events,
-                filesystem=self.filesystem,
-                format="parquet",
-                partitioning=PARTITIONING,
-                schema=DATASET_SCHEMA,
-                ignore_prefixes=[".", "_"],
-            )
-        if not self.events_root.exists():
+        fs, root = self.listing_root()
+        events = f"{root}/{EVENTS_DIR}"
+        if fs.get_file_info(events).type == pafs.FileType.NotFound:
             return None
         return ds.dataset(
-            self.events_root,
+            events,
+            filesystem=fs,
             format="parquet",
             partitioning=PARTITIONING,
             schema=DATASET_SCHEMA,
@@ -565,15 +556,10 @@ class Store:
         return pafs.LocalFileSystem(), str(self.root.absolute())
 
     def sites(self) -> list[str]:
-        if self.filesystem is not None:
-            listing = self.filesystem.get_file_info(
-                pafs.FileSelector(f"{self._fs_root}/{EVENTS_DIR}", allow_not_found=True)
-            )
-            names = (info.base_name for info in listing if info.type == pafs.FileType.Directory)
-            return sorted(n[len("site=") :] for n in names if n.startswith("site="))
-        if not self.events_root.exists():
-            return []
-        return sorted(p.name[len("site=") :] for p in self.events_root.glob("site=*") if p.is_dir())
+        fs, root = self.listing_root()
+        listing = fs.get_file_info(pafs.FileSelector(f"{root}/{EVENTS_DIR}", allow_not_found=True))
+        names = (info.base_name for info in listing if info.type == pafs.FileType.Directory)
+        return sorted(n[len("site=") :] for n in names if n.startswith("site="))
 
     def _vanished(self, dataset: ds.Dataset) -> bool:
         """Whether an object the scan listed is gone (an upload replaced the hour's file).
