@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo
 import pyarrow.compute as pc
 
 from pipeline import parsers, wire
-from pipeline.config import Config, ConfigError
+from pipeline.config import Config
 from pipeline.event import EVENT_SCHEMA
 from pipeline.filters import EdgeFilter
 from pipeline.parsers import ParseContext, Reject
@@ -160,8 +160,6 @@ class Shipper:
         self._ctx: dict[str, ParseContext] = {}
         # (path, bytes read so far, file finished): for backfill's progress bar.
         self.progress = progress
-        if cfg.shipper.parse_processes < 0:
-            raise ConfigError(f"[shipper] parse_processes: must be >= 0, got {cfg.shipper.parse_processes}")
         self.parse_processes = cfg.shipper.parse_processes
         self._pool: ParsePool | None = None
         self._parsing: deque[_Parsing] = deque()
