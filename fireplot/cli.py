@@ -452,7 +452,7 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
 
     from pipeline import parsers
     from pipeline.event import rows
-    from pipeline.parsers import ParseContext
+    from pipeline.parsers import ParseContext, netfilter
     from producers.lines import fingerprint, read_batches
 
     parse = parsers.get(args.format)
@@ -484,6 +484,7 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "format": args.format,
+                    "netfilter_engine": netfilter.engine(),
                     "events": events,
                     "rejected": sum(rejects.values()),
                     "rejected_by_reason": rejects,

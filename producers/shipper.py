@@ -150,6 +150,20 @@ class Shipper:
         self.host = host if host is not None else cfg.shipper.host
         self.fmt = fmt
         self.parse = parsers.get(fmt)
+        if fmt in ("auto", "netfilter"):
+            from pipeline.parsers import netfilter, netfilter_native
+
+            chosen = netfilter.engine()
+            if chosen == "native":
+                log.info(
+                    "netfilter parser: native scanner", extra={"library": netfilter_native.library_path()}
+                )
+            else:
+                # Same events, about a third of the speed: worth a line in the log.
+                log.warning(
+                    "netfilter parser: pyarrow path only",
+                    extra={"why": netfilter_native.why_unavailable() or "FIREPLOT_NETFILTER_ENGINE=arrow"},
+                )
         self.filter = EdgeFilter(cfg.shipper)
         self.publisher = publisher
         self.registry = registry

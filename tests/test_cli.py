@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,14 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent / "parsers" / "netfilter"
 
 
-def fireplot(*args: str) -> subprocess.CompletedProcess[str]:
+def fireplot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fireplot", *args], capture_output=True, text=True, check=False, timeout=120
+        [sys.executable, "-m", "fireplot", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -50,6 +56,20 @@ def test_parse_check_counts_rejects_by_reason_and_exits_3() -> None:
     clean = fireplot("parse", "--check", str(FIXTURES / "ipv4_tcp_syn_uptime.log"))
     assert clean.returncode == 0
     assert json.loads(clean.stdout)["rejected"] == 0
+    # The test command builds the native scanner; the report says it was used.
+    assert json.loads(clean.stdout)["netfilter_engine"] == "native"
+
+
+def test_parse_check_gives_the_same_counts_on_the_pyarrow_path() -> None:
+    """FIREPLOT_NETFILTER_ENGINE=arrow is the operator's switch back to the library-only parser."""
+    native = fireplot("parse", "--check", str(FIXTURES / "garbage.log"))
+    arrow = fireplot(
+        "parse", "--check", str(FIXTURES / "garbage.log"), env={"FIREPLOT_NETFILTER_ENGINE": "arrow"}
+    )
+    assert json.loads(arrow.stdout)["netfilter_engine"] == "arrow"
+    assert json.loads(native.stdout)["netfilter_engine"] == "native"
+    same = ("events", "rejected", "rejected_by_reason")
+    assert {k: json.loads(arrow.stdout)[k] for k in same} == {k: json.loads(native.stdout)[k] for k in same}
 
 
 def test_an_unknown_format_is_a_usage_error() -> None:

@@ -31,6 +31,7 @@ are explained one by one in plain Python: only rejects leave the columnar path.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -39,8 +40,8 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION, conform
-from pipeline.parsers import ParseContext, ParseResult, Reject, syslog
+from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION, TS_TYPE, conform
+from pipeline.parsers import ParseContext, ParseResult, Reject, netfilter_native, syslog
 from pipeline.parsers.address import IPV4 as _IPV4
 from pipeline.parsers.address import compress_ipv6 as _compress
 from pipeline.parsers.address import normalise_addresses
@@ -122,15 +123,128 @@ _QUOTE_LIMIT: Final = 80
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Turn netfilter LOG lines into events, and every other line into a reject."""
+    if engine() == "arrow":
+        return parse_arrow(lines, offsets, ctx)
+    lines, offsets = _checked(lines, offsets)
+    if len(lines) == 0:
+        return ParseResult.empty()
+    found = netfilter_native.scan(lines, syslog.year_rule(ctx))
+    if found is None:
+        return parse_arrow(lines, offsets, ctx)
+    events, good = _native_events(found, offsets, ctx)
+    # What the scanner did not claim, or claimed but the checks refused, is
+    # read (or rejected, with its reason) by the reference path.
+    rest = pc.indices_nonzero(pc.invert(good)).cast(pa.int64())
+    if len(rest) == 0:
+        return ParseResult(events=events, rejects=[])
+    other, other_positions = _parse_arrow(pc.take(lines, rest), pc.take(offsets, rest), ctx)
+    if len(other.events) == 0:
+        return ParseResult(events=events, rejects=other.rejects)
+    positions = pc.indices_nonzero(good).cast(pa.int64())
+    order = pc.sort_indices(pa.concat_arrays([positions, pc.take(rest, other_positions)]))
+    merged = pa.concat_tables([events, other.events]).take(order)
+    return ParseResult(events=merged, rejects=other.rejects)
+
+
+def engine() -> str:
+    """Which path `parse` takes: ``native`` when the scanner library is loaded, else ``arrow``.
+
+    ``FIREPLOT_NETFILTER_ENGINE`` = ``auto`` (default), ``native`` (fail if
+    the library is missing) or ``arrow`` (never use it).
+    """
+    wanted = os.environ.get("FIREPLOT_NETFILTER_ENGINE", "auto")
+    if wanted not in ("auto", "native", "arrow"):
+        raise ValueError(f"FIREPLOT_NETFILTER_ENGINE={wanted!r}: use auto, native or arrow")
+    if wanted == "arrow":
+        return "arrow"
+    if netfilter_native.available():
+        return "native"
+    if wanted == "native":
+        raise RuntimeError(f"FIREPLOT_NETFILTER_ENGINE=native: {netfilter_native.why_unavailable()}")
+    return "arrow"
+
+
+# Bit 7 of the scanner's flag code is CWR, bit 0 FIN: the order the kernel prints them.
+_FLAG_NAMES: Final = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
+_FLAG_TEXT: Final = pa.array(
+    [" ".join(name for bit, name in enumerate(_FLAG_NAMES) if code & (1 << (7 - bit))) for code in range(256)]
+    + [None],
+    pa.string(),
+)
+
+
+def _native_events(
+    found: netfilter_native.Scan, offsets: pa.Array, ctx: ParseContext
+) -> tuple[pa.Table, pa.Array]:
+    """The events of the lines the scanner claimed, and which lines those are.
+
+    The scanner claims only lines `_events` accepts; what is left here is
+    per distinct value (prefixes and actions) or a column at a time.
+    """
+    col, dicts = found.columns, found.dictionaries
+    good = pc.equal(col["status"], 1)
+    positions = pc.indices_nonzero(good)
+    size = len(positions)
+    if size == 0:
+        return EVENT_SCHEMA.empty_table(), good
+
+    def kept(field: str) -> pa.Array:
+        return pc.take(col[field], positions)
+
+    ts = pc.take(found.ts_us, positions)
+    local = pc.equal(kept("ts_local"), 1)
+    if not syslog.local_time_is_utc(ctx) and pc.any(local).as_py():
+        ts = pc.if_else(local, syslog.local_to_utc(ts, ctx), ts)
+    spt, dpt = kept("spt"), kept("dpt")
+    has_ports = pc.greater_equal(spt, 0)
+    null_port = pa.scalar(None, pa.int32())
+    flag_code = kept("flags")
+    prefixes, actions = prefix_and_action(dicts["prefix"])
+    prefix_code = kept("prefix")
+    columns = {
+        "ts": ts.cast(TS_TYPE),
+        "site": pa.repeat(pa.scalar(ctx.site, pa.string()), size),
+        "host": pc.take(dicts["host"], kept("host")),
+        "src_ip": pc.take(dicts["src"], kept("src")),
+        "dst_ip": pc.take(dicts["dst"], kept("dst")),
+        "src_port": pc.if_else(has_ports, spt, null_port),
+        "dst_port": pc.if_else(has_ports, dpt, null_port),
+        "proto": pc.take(dicts["proto"], kept("proto")),
+        "ip_version": kept("ip_version").cast(pa.int8()),
+        "action": pc.take(actions, prefix_code),
+        "in_if": pc.take(_non_empty(dicts["in_if"]), kept("in_if")),
+        "out_if": pc.take(_non_empty(dicts["out_if"]), kept("out_if")),
+        "tcp_flags": pc.take(_FLAG_TEXT, pc.if_else(pc.less(flag_code, 0), 256, flag_code)),
+        "prefix": pc.take(prefixes, prefix_code),
+        "count": pa.repeat(pa.scalar(1, pa.int32()), size),
+        "source_id": pa.repeat(pa.scalar(ctx.source_id, pa.string()), size),
+        "source_offset": pc.take(offsets, positions),
+        "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int8()), size),
+    }
+    table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)
+    return conform(table), good
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` with pyarrow compute alone: the reference the native scanner must agree with."""
+    lines, offsets = _checked(lines, offsets)
+    if len(lines) == 0:
+        return ParseResult.empty()
+    result, _ = _parse_arrow(lines, offsets, ctx)
+    return result
+
+
+def _checked(lines: pa.Array, offsets: pa.Array) -> tuple[pa.Array, pa.Array]:
     lines = _plain(lines).cast(pa.string())
     offsets = _plain(offsets).cast(pa.int64())
     if len(lines) != len(offsets):
         raise ValueError(f"{len(lines)} lines but {len(offsets)} offsets")
-    if len(lines) == 0:
-        return ParseResult.empty()
     # A null line carries nothing: it is rejected like an empty one.
-    lines = pc.fill_null(lines, "")
+    return pc.fill_null(lines, ""), offsets
 
+
+def _parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> tuple[ParseResult, pa.Array]:
+    """The events and rejects of non-empty ``lines``, and the line index of each event."""
     fast, leftover = _read_fast(lines)
     whole, unreadable = _read_whole(lines, leftover)
     read = _Fields.concat(fast, whole)
@@ -139,7 +253,8 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     if len(unreadable):
         rejected = pa.concat_arrays([unreadable, rejected])
         rejected = pc.take(rejected, pc.sort_indices(rejected))
-    return ParseResult(events=events, rejects=_rejects(lines, offsets, rejected, ctx))
+    result = ParseResult(events=events, rejects=_rejects(lines, offsets, rejected, ctx))
+    return result, pc.filter(read.position, good)
 
 
 @dataclass(frozen=True)

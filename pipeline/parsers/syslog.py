@@ -139,6 +139,11 @@ def timestamps(text: pa.Array, ctx: ParseContext) -> pa.Array:
     return pc.take(_distinct_timestamps(encoded.dictionary, ctx), encoded.indices)
 
 
+def local_time_is_utc(ctx: ParseContext) -> bool:
+    """Whether stamps without an offset are UTC as written (no DST to step over)."""
+    return getattr(ctx.tz, "key", None) in _UTC_KEYS
+
+
 def _distinct_timestamps(text: pa.Array, ctx: ParseContext) -> pa.Array:
     out = pa.nulls(len(text), pa.int64())
     for pattern, convert in (
@@ -156,32 +161,39 @@ def _distinct_timestamps(text: pa.Array, ctx: ParseContext) -> pa.Array:
     return out.cast(TS_TYPE)
 
 
+def year_rule(ctx: ParseContext) -> tuple[int, int, int, int]:
+    """How RFC 3164 stamps get their year: the latest moment a line may carry.
+
+    As the source's wall clock sees it: its year, its (month * 32 + day) *
+    86400 + second of day (a stamp past it is from last year), and the leap
+    years February 29 falls in for a stamp after and before that moment.
+    """
+    latest = (_as_aware(ctx.reference_time) + dt.timedelta(days=1)).astimezone(ctx.tz)
+    key = (
+        (latest.month * 32 + latest.day) * _S_PER_DAY
+        + latest.hour * 3600
+        + latest.minute * 60
+        + latest.second
+    )
+    return latest.year, key, _leap_year_at_or_before(latest.year - 1), _leap_year_at_or_before(latest.year)
+
+
 def _from_rfc3164(text: pa.Array, ctx: ParseContext) -> pa.Array:
     month = pc.add(pc.index_in(_slice(text, 0, 3), value_set=pa.array(MONTHS)), 1)
     day = _int(pc.utf8_trim_whitespace(_slice(text, 4, -9)))
     seconds = _seconds_of_day(text, -8)
 
-    reference = _as_aware(ctx.reference_time) + dt.timedelta(days=1)
-    latest = reference.astimezone(ctx.tz)
+    latest_year, latest_key, leap_before, leap_latest = year_rule(ctx)
     # Month, day and time folded into one number that orders like the calendar.
     key = pc.add(pc.multiply(pc.add(pc.multiply(month, 32), day), _S_PER_DAY), seconds)
-    latest_key = (latest.month * 32 + latest.day) * _S_PER_DAY + (
-        latest.hour * 3600 + latest.minute * 60 + latest.second
-    )
     later_in_year = pc.greater(key, latest_key)
-    year = pc.if_else(later_in_year, latest.year - 1, latest.year)
+    year = pc.if_else(later_in_year, latest_year - 1, latest_year)
     # February 29 only happens in leap years: step back to the last one.
     leap_day = pc.and_(pc.equal(month, 2), pc.equal(day, 29))
-    year = pc.if_else(
-        leap_day,
-        pc.if_else(
-            later_in_year, _leap_year_at_or_before(latest.year - 1), _leap_year_at_or_before(latest.year)
-        ),
-        year,
-    )
+    year = pc.if_else(leap_day, pc.if_else(later_in_year, leap_before, leap_latest), year)
     valid = pc.and_(_valid_date(year, month, day), pc.is_valid(seconds))
     local = _wall_clock_us(year, month, day, seconds, pa.scalar(0, pa.int64()))
-    return pc.if_else(valid, _local_to_utc(local, ctx), pa.scalar(None, pa.int64()))
+    return pc.if_else(valid, local_to_utc(local, ctx), pa.scalar(None, pa.int64()))
 
 
 def _from_rfc3339(text: pa.Array, ctx: ParseContext) -> pa.Array:
@@ -209,7 +221,7 @@ def _from_rfc3339(text: pa.Array, ctx: ParseContext) -> pa.Array:
     local = _wall_clock_us(year, month, day, seconds, fraction_us)
     with_zone = pc.subtract(local, pc.multiply(offset_s, _US_PER_S))
     zoned = pc.not_equal(zone, "")
-    utc = with_zone if pc.all(zoned).as_py() else pc.if_else(zoned, with_zone, _local_to_utc(local, ctx))
+    utc = with_zone if pc.all(zoned).as_py() else pc.if_else(zoned, with_zone, local_to_utc(local, ctx))
     return pc.if_else(valid, utc, pa.scalar(None, pa.int64()))
 
 
@@ -298,10 +310,10 @@ def _wall_clock_us(
     return pc.add(pc.multiply(total_s, _US_PER_S), fraction_us)
 
 
-def _local_to_utc(local_us: pa.Array, ctx: ParseContext) -> pa.Array:
-    key = getattr(ctx.tz, "key", None)
-    if key in _UTC_KEYS:
+def local_to_utc(local_us: pa.Array, ctx: ParseContext) -> pa.Array:
+    if local_time_is_utc(ctx):
         return local_us
+    key = getattr(ctx.tz, "key", None)
     if key is None:
         raise ValueError(f"time zone {ctx.tz!r} has no IANA name; build it with ZoneInfo(name)")
     naive = pc.cast(local_us, pa.timestamp("us"))
