@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.event import EVENT_SCHEMA
-from pipeline.parsers import ParseContext, ParseResult, Reject, get
+from pipeline.parsers import ParseContext, ParseResult, Reject, get, netfilter
 from pipeline.parsers.assemble import start
 
 # (format, signature) in the order they are tried.
@@ -60,6 +60,28 @@ def detect(lines: pa.Array) -> pa.Array:
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Parse each line with the parser of the format it looks like."""
     lines, offsets = start(lines, offsets)
+    # Netfilter lines the native scanner claims need no detection: it claims
+    # only lines no earlier signature can match (see netfilter.read_claimed).
+    claimed = netfilter.read_claimed(lines, offsets, ctx, alone=True) if len(lines) else None
+    if claimed is None:
+        return _detected(lines, offsets, ctx)
+    events, good = claimed
+    rest = pc.indices_nonzero(pc.invert(good)).cast(pa.int64())
+    if len(rest) == 0:
+        return ParseResult(events, [])
+    # The rest with their positions for offsets, mapped back after.
+    other = _detected(pc.take(lines, rest), rest, ctx)
+    positions = other.events.column("source_offset").combine_chunks()
+    other_events = other.events.set_column(
+        other.events.schema.get_field_index("source_offset"),
+        EVENT_SCHEMA.field("source_offset"),
+        pc.take(offsets, positions),
+    )
+    rejects = [Reject(r.source_id, int(offsets[r.offset].as_py()), r.line, r.reason) for r in other.rejects]
+    return ParseResult(netfilter.merge_in_order(events, good, other_events, positions), rejects)
+
+
+def _detected(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     which = detect(lines)
     # Most batches come from one source in one format: no reordering needed.
     counts = pc.value_counts(which)

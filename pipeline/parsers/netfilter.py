@@ -123,27 +123,49 @@ _QUOTE_LIMIT: Final = 80
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Turn netfilter LOG lines into events, and every other line into a reject."""
-    if engine() == "arrow":
-        return parse_arrow(lines, offsets, ctx)
     lines, offsets = _checked(lines, offsets)
     if len(lines) == 0:
         return ParseResult.empty()
-    found = netfilter_native.scan(lines, syslog.year_rule(ctx))
-    if found is None:
+    claimed = read_claimed(lines, offsets, ctx, alone=False)
+    if claimed is None:
         return parse_arrow(lines, offsets, ctx)
-    events, good = _native_events(found, offsets, ctx)
-    # What the scanner did not claim, or claimed but the checks refused, is
-    # read (or rejected, with its reason) by the reference path.
+    events, good = claimed
+    # What the scanner did not claim is read (or rejected, with its reason)
+    # by the reference path.
     rest = pc.indices_nonzero(pc.invert(good)).cast(pa.int64())
     if len(rest) == 0:
         return ParseResult(events=events, rejects=[])
     other, other_positions = _parse_arrow(pc.take(lines, rest), pc.take(offsets, rest), ctx)
-    if len(other.events) == 0:
-        return ParseResult(events=events, rejects=other.rejects)
-    positions = pc.indices_nonzero(good).cast(pa.int64())
-    order = pc.sort_indices(pa.concat_arrays([positions, pc.take(rest, other_positions)]))
-    merged = pa.concat_tables([events, other.events]).take(order)
-    return ParseResult(events=merged, rejects=other.rejects)
+    return ParseResult(
+        events=merge_in_order(events, good, other.events, pc.take(rest, other_positions)),
+        rejects=other.rejects,
+    )
+
+
+def read_claimed(
+    lines: pa.Array, offsets: pa.Array, ctx: ParseContext, *, alone: bool
+) -> tuple[pa.Table, pa.Array] | None:
+    """The events of the lines the native scanner claims, and a mask of those lines.
+
+    ``lines`` as `_checked` leaves them. None when the scanner is not in use
+    (then nothing is claimed). ``alone``: claim only lines that
+    `pipeline.parsers.auto` would give to this parser.
+    """
+    if engine() == "arrow":
+        return None
+    found = netfilter_native.scan(lines, syslog.year_rule(ctx), alone=alone)
+    if found is None:
+        return None
+    return _native_events(found, offsets, ctx)
+
+
+def merge_in_order(first: pa.Table, mask: pa.Array, second: pa.Table, second_positions: pa.Array) -> pa.Table:
+    """Events of the lines where ``mask`` holds, and of the lines at ``second_positions``, in line order."""
+    if len(second) == 0:
+        return first
+    positions = pc.indices_nonzero(mask).cast(pa.int64())
+    order = pc.sort_indices(pa.concat_arrays([positions, second_positions.cast(pa.int64())]))
+    return pa.concat_tables([first, second]).take(order)
 
 
 def engine() -> str:

@@ -34,7 +34,7 @@ COLUMNS: Final = (
     "src", "dst", "proto", "spt", "dpt", "flags", "ip_version",
 )  # fmt: skip
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-_LAYOUT: Final = (len(COLUMNS) << 8) | len(DICTIONARIES)
+_LAYOUT: Final = (2 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def _library() -> _Library:
     function.argtypes = [
         ctypes.c_void_p, ctypes.c_size_t,  # data
         ctypes.c_void_p, ctypes.c_size_t,  # offsets, n
-        ctypes.c_void_p,  # years
+        ctypes.c_void_p,  # settings
         ctypes.c_void_p,  # rows
         ctypes.c_void_p,  # ts
         ctypes.c_void_p,  # dict_offsets
@@ -97,12 +97,14 @@ def library_path() -> str | None:
     return None if handle is None else str(handle._name)
 
 
-def scan(lines: pa.StringArray, years: tuple[int, int, int, int]) -> Scan | None:
+def scan(lines: pa.StringArray, years: tuple[int, int, int, int], *, alone: bool) -> Scan | None:
     """Scan a batch of non-null lines; None if the library is missing or refused the batch.
 
     ``years`` tells RFC 3164 stamps their year: the latest year, the latest
     (month * 32 + day) * 86400 + second of day, and the leap years to give
-    February 29 before and at that moment (`syslog.year_rule`).
+    February 29 before and at that moment (`syslog.year_rule`). ``alone``:
+    claim no line that another format's signature in `pipeline.parsers.auto`
+    could match first.
     """
     handle = _library().handle
     if handle is None or lines.null_count:
@@ -117,7 +119,7 @@ def scan(lines: pa.StringArray, years: tuple[int, int, int, int]) -> Scan | None
     capacity = max(data_size, 1)
     rows = pa.allocate_buffer(4 * len(COLUMNS) * count)
     ts = pa.allocate_buffer(8 * count)
-    rule = (ctypes.c_int64 * 4)(*years)
+    settings = (ctypes.c_int64 * 5)(*years, 1 if alone else 0)
     dict_offsets = pa.allocate_buffer(4 * len(DICTIONARIES) * (count + 1))
     dict_data = pa.allocate_buffer(capacity * len(DICTIONARIES))
     sizes = (ctypes.c_int64 * (2 * len(DICTIONARIES)))()
@@ -126,7 +128,7 @@ def scan(lines: pa.StringArray, years: tuple[int, int, int, int]) -> Scan | None
         data_size,
         offsets_buffer.address + 4 * lines.offset,
         count,
-        ctypes.addressof(rule),
+        ctypes.addressof(settings),
         rows.address,
         ts.address,
         dict_offsets.address,

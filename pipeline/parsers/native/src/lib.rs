@@ -54,6 +54,13 @@ pub struct YearRule {
     pub leap_latest: i64, // last leap year <= latest_year
 }
 
+/// The scan's settings from the Python side, as five i64s.
+#[derive(Clone, Copy)]
+pub struct Settings {
+    pub years: YearRule,
+    pub alone: bool, // see scan_line
+}
+
 const MONTHS: [&[u8; 3]; 12] = [
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 ];
@@ -407,8 +414,14 @@ const PORT_PROTOCOLS: [&[u8]; 4] = [b"TCP", b"UDP", b"UDPLITE", b"SCTP"];
 const NAMED_PROTOCOLS: [&[u8]; 8] = [b"TCP", b"UDP", b"UDPLITE", b"SCTP", b"ICMP", b"ICMPv6", b"ESP", b"AH"];
 const MAX_PORT: i32 = 65_535;
 
-/// Read one line, or None when the reference path must.
-pub fn scan_line(line: &[u8], years: YearRule) -> Option<Line> {
+/// Read one line, or None when the reference path must. `alone`: claim
+/// only lines no other format's signature can match (parsers.auto tries
+/// ASA's "%ASA-" and filterlog's commas before netfilter's), so that a line
+/// claimed while the format is detected is one detection gives netfilter.
+pub fn scan_line(line: &[u8], years: YearRule, alone: bool) -> Option<Line> {
+    if alone && line.iter().any(|&b| b == b'%' || b == b',') {
+        return None;
+    }
     let at = find(line, b"IN=")?;
     let head = &line[..at];
     let h = header(head, years)?;
@@ -788,7 +801,7 @@ fn spell_address(text: &[u8], out: &mut Vec<u8>) {
 pub fn scan(
     data: &[u8],
     offsets: &[i32],
-    years: YearRule,
+    settings: Settings,
     rows: &mut [i32],
     ts: &mut [i64],
     dict_offsets: &mut [i32],
@@ -817,7 +830,7 @@ pub fn scan(
         let to = usize::try_from(offsets[i + 1]).map_err(|_| "bad offset")?;
         let line = data.get(from..to).ok_or("offsets outside the data")?;
         rows[STATUS * n + i] = 0;
-        let found = match scan_line(line, years) {
+        let found = match scan_line(line, settings.years, settings.alone) {
             Some(found) => found,
             None => continue,
         };
@@ -845,7 +858,7 @@ pub fn scan(
 }
 
 /// The C entry point (ctypes). `offsets` has `n + 1` entries into `data`;
-/// `years` is a `YearRule` as 4 i64s; `rows` holds `NCOLS * n` i32s, `ts` n
+/// `settings` is a `Settings` as 5 i64s (the `YearRule`, then `alone`); `rows` holds `NCOLS * n` i32s, `ts` n
 /// i64s, `dict_offsets` `NDICTS * (n + 1)` i32s, `dict_data` `NDICTS` equal
 /// areas, `dict_sizes` `2 * NDICTS` i64s (entries and bytes of each
 /// dictionary). Returns the number of claimed lines, or -1 on an error (bad
@@ -859,7 +872,7 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
     data_len: usize,
     offsets: *const i32,
     n: usize,
-    years: *const i64,
+    settings: *const i64,
     rows: *mut i32,
     ts: *mut i64,
     dict_offsets: *mut i32,
@@ -867,21 +880,22 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
     dict_data_len: usize,
     dict_sizes: *mut i64,
 ) -> i64 {
-    if offsets.is_null() || years.is_null() || rows.is_null() || ts.is_null() || dict_offsets.is_null() || dict_data.is_null() || dict_sizes.is_null() {
+    if offsets.is_null() || settings.is_null() || rows.is_null() || ts.is_null() || dict_offsets.is_null() || dict_data.is_null() || dict_sizes.is_null() {
         return -1;
     }
     let empty: [u8; 0] = [];
     let data = if data_len == 0 || data.is_null() { &empty[..] } else { std::slice::from_raw_parts(data, data_len) };
     let offsets = std::slice::from_raw_parts(offsets, n + 1);
-    let years = std::slice::from_raw_parts(years, 4);
-    let years = YearRule { latest_year: years[0], latest_key: years[1], leap_before: years[2], leap_latest: years[3] };
+    let given = std::slice::from_raw_parts(settings, 5);
+    let years = YearRule { latest_year: given[0], latest_key: given[1], leap_before: given[2], leap_latest: given[3] };
+    let settings = Settings { years, alone: given[4] != 0 };
     let rows = std::slice::from_raw_parts_mut(rows, NCOLS * n);
     let ts = std::slice::from_raw_parts_mut(ts, n);
     let dict_offsets = std::slice::from_raw_parts_mut(dict_offsets, NDICTS * (n + 1));
     let dict_data = std::slice::from_raw_parts_mut(dict_data, dict_data_len);
     let dict_sizes = std::slice::from_raw_parts_mut(dict_sizes, 2 * NDICTS);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scan(data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes)
+        scan(data, offsets, settings, rows, ts, dict_offsets, dict_data, dict_sizes)
     }));
     match outcome {
         Ok(Ok(claimed)) => claimed as i64,
@@ -892,5 +906,6 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
 /// Layout constants, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_scan_layout() -> u64 {
-    ((NCOLS as u64) << 8) | NDICTS as u64
+    // Bumped with any change of the C signature: 2 = five settings.
+    (2 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
 }
