@@ -205,15 +205,16 @@ def _native_events(
     """
     col, dicts = found.columns, found.dictionaries
     good = pc.equal(col["status"], 1)
-    positions = pc.indices_nonzero(good)
-    size = len(positions)
+    size = found.claimed
     if size == 0:
         return EVENT_SCHEMA.empty_table(), good
+    # Usually every line is claimed, and the columns are the events' as they are.
+    positions = None if size == len(good) else pc.indices_nonzero(good)
 
     def kept(field: str) -> pa.Array:
-        return pc.take(col[field], positions)
+        return col[field] if positions is None else pc.take(col[field], positions)
 
-    ts = pc.take(found.ts_us, positions)
+    ts = found.ts_us if positions is None else pc.take(found.ts_us, positions)
     local = pc.equal(kept("ts_local"), 1)
     if not syslog.local_time_is_utc(ctx) and pc.any(local).as_py():
         ts = pc.if_else(local, syslog.local_to_utc(ts, ctx), ts)
@@ -240,7 +241,7 @@ def _native_events(
         "prefix": pc.take(prefixes, prefix_code),
         "count": pa.repeat(pa.scalar(1, pa.int32()), size),
         "source_id": pa.repeat(pa.scalar(ctx.source_id, pa.string()), size),
-        "source_offset": pc.take(offsets, positions),
+        "source_offset": offsets if positions is None else pc.take(offsets, positions),
         "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int8()), size),
     }
     table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)

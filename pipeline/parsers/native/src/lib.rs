@@ -66,9 +66,84 @@ const MONTHS: [&[u8; 3]; 12] = [
 ];
 const FLAG_WORDS: [&[u8]; 8] = [b"CWR ", b"ECE ", b"URG ", b"ACK ", b"PSH ", b"RST ", b"SYN ", b"FIN "];
 
-/// RE2's `\s`: ASCII space, tab, newline, form feed, carriage return (not \v).
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r')
+
+/// Byte searches over a whole line, 16 bytes at a step where SSE2 is there
+/// (every x86_64), a byte at a time elsewhere. The loads stay inside the
+/// slice: only whole 16-byte blocks are loaded, the tail goes byte by byte.
+mod search {
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+
+    /// RE2's `\s` (ASCII space, tab, newline, form feed, carriage return; not \v), and `also`.
+    #[inline(always)]
+    fn stops(b: u8, also: u8) -> bool {
+        matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r') || b == also
+    }
+
+    /// Index of the first byte of `text` that is white space or `also`, or its length.
+    #[inline]
+    pub fn field_end(text: &[u8], also: u8) -> usize {
+        let mut at = 0;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: SSE2 is part of x86_64; each load reads text[at..at + 16], in bounds.
+            unsafe {
+                let wanted = [b' ', b'\t', b'\n', 0x0c, b'\r', also].map(|b| _mm_set1_epi8(b as i8));
+                while at + 16 <= text.len() {
+                    let block = _mm_loadu_si128(text.as_ptr().add(at) as *const __m128i);
+                    let mut hits = _mm_cmpeq_epi8(block, wanted[0]);
+                    for w in &wanted[1..] {
+                        hits = _mm_or_si128(hits, _mm_cmpeq_epi8(block, *w));
+                    }
+                    let mask = _mm_movemask_epi8(hits) as u32;
+                    if mask != 0 {
+                        return at + mask.trailing_zeros() as usize;
+                    }
+                    at += 16;
+                }
+            }
+        }
+        at + text[at..].iter().position(|&b| stops(b, also)).unwrap_or(text.len() - at)
+    }
+
+    /// Index of the first `a` or `b` in `text`.
+    #[inline]
+    pub fn first_of(text: &[u8], a: u8, b: u8) -> Option<usize> {
+        let mut at = 0;
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: as in field_end.
+            unsafe {
+                let (wa, wb) = (_mm_set1_epi8(a as i8), _mm_set1_epi8(b as i8));
+                while at + 16 <= text.len() {
+                    let block = _mm_loadu_si128(text.as_ptr().add(at) as *const __m128i);
+                    let hits = _mm_or_si128(_mm_cmpeq_epi8(block, wa), _mm_cmpeq_epi8(block, wb));
+                    let mask = _mm_movemask_epi8(hits) as u32;
+                    if mask != 0 {
+                        return Some(at + mask.trailing_zeros() as usize);
+                    }
+                    at += 16;
+                }
+            }
+        }
+        text[at..].iter().position(|&c| c == a || c == b).map(|i| at + i)
+    }
+
+    /// Index of the first `word` (at least one byte long) in `text`.
+    #[inline]
+    pub fn find(text: &[u8], word: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        while let Some(i) = first_of(&text[at..], word[0], word[0]) {
+            let start = at + i;
+            if text[start..].starts_with(word) {
+                return Some(start);
+            }
+            at = start + 1;
+        }
+        None
+    }
 }
 
 /// A cursor over one line; every method either advances on success or leaves
@@ -114,6 +189,15 @@ impl<'a> Cursor<'a> {
         let rest = self.text.get(self.pos..).unwrap_or(&[]);
         // Iterating the slice (not indexing) leaves no bounds check in the loop.
         let count = rest.iter().position(|&b| !keep(b)).unwrap_or(rest.len());
+        self.pos += count;
+        count
+    }
+
+    /// A run of bytes that are not white space nor `also`; returns its length.
+    #[inline(always)]
+    fn field(&mut self, also: u8) -> usize {
+        let rest = self.text.get(self.pos..).unwrap_or(&[]);
+        let count = search::field_end(rest, also);
         self.pos += count;
         count
     }
@@ -275,7 +359,7 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
     // The host: a word with no "=", not ending in ":" (that is a tag), not
     // RFC 5424's "-", followed by a plain space. Anything else: not claimed.
     let host_start = c.pos;
-    c.run(|b| !is_space(b) && b != b'=');
+    c.field(b'=');
     let host = (host_start, c.pos);
     let word = &head[host_start..c.pos];
     if word.is_empty() || word == b"-" || word.ends_with(b":") || !c.literal(b" ") {
@@ -374,26 +458,6 @@ fn tag(c: &mut Cursor) {
     c.literal(b" ");
 }
 
-fn find(text: &[u8], word: &[u8]) -> Option<usize> {
-    if text.len() < word.len() {
-        return None;
-    }
-    let first = word[0];
-    let last_start = text.len() - word.len();
-    let mut i = 0;
-    while i <= last_start {
-        match text[i..=last_start].iter().position(|&b| b == first) {
-            None => return None,
-            Some(skip) => i += skip,
-        }
-        if text[i..].starts_with(word) {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
 /// What a claimed line holds: spans are offsets into the line.
 pub struct Line {
     pub ts_us: i64,
@@ -419,10 +483,10 @@ const MAX_PORT: i32 = 65_535;
 /// ASA's "%ASA-" and filterlog's commas before netfilter's), so that a line
 /// claimed while the format is detected is one detection gives netfilter.
 pub fn scan_line(line: &[u8], years: YearRule, alone: bool) -> Option<Line> {
-    if alone && line.iter().any(|&b| b == b'%' || b == b',') {
+    if alone && search::first_of(line, b'%', b',').is_some() {
         return None;
     }
-    let at = find(line, b"IN=")?;
+    let at = search::find(line, b"IN=")?;
     let head = &line[..at];
     let h = header(head, years)?;
     let prefix = (h.prefix_start, at);
@@ -431,31 +495,29 @@ pub fn scan_line(line: &[u8], years: YearRule, alone: bool) -> Option<Line> {
         return None;
     }
     let mut c = Cursor { text: line, pos: at + 3 };
-    let not_field = |b: u8| !is_space(b) && b != b'=';
-
     let start = c.pos;
-    c.run(not_field);
+    c.field(b'=');
     let in_if = (start, c.pos);
     if !c.literal(b" OUT=") {
         return None;
     }
     let start = c.pos;
-    c.run(not_field);
+    c.field(b'=');
     let out_if = (start, c.pos);
     if c.literal(b" MAC=") {
-        c.run(|b| !is_space(b));
+        c.field(b' ');
     }
     if !c.literal(b" SRC=") {
         return None; // PHYSIN=, TUNNEL=, MACSRC= and the like: rare, left to RE2
     }
     let start = c.pos;
-    c.run(not_field);
+    c.field(b'=');
     let src = (start, c.pos);
     if !c.literal(b" DST=") {
         return None;
     }
     let start = c.pos;
-    c.run(not_field);
+    c.field(b'=');
     let dst = (start, c.pos);
     let ip_version = match (address_kind(&line[src.0..src.1])?, address_kind(&line[dst.0..dst.1])?) {
         (4, 4) => 4,
