@@ -61,9 +61,24 @@ pub struct Settings {
     pub alone: bool, // see scan_line
 }
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+/// syslog.MONTHS, case as written (RE2 matches them case-sensitively).
+fn month_number(text: &[u8]) -> Option<i64> {
+    Some(match text {
+        b"Jan" => 1,
+        b"Feb" => 2,
+        b"Mar" => 3,
+        b"Apr" => 4,
+        b"May" => 5,
+        b"Jun" => 6,
+        b"Jul" => 7,
+        b"Aug" => 8,
+        b"Sep" => 9,
+        b"Oct" => 10,
+        b"Nov" => 11,
+        b"Dec" => 12,
+        _ => return None,
+    })
+}
 const FLAG_WORDS: [&[u8]; 8] = [b"CWR ", b"ECE ", b"URG ", b"ACK ", b"PSH ", b"RST ", b"SYN ", b"FIN "];
 
 
@@ -254,7 +269,7 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
     match c.peek()? {
         b'A'..=b'Z' => {
             let month_text = head.get(c.pos..c.pos + 3)?;
-            let month = MONTHS.iter().position(|m| &m[..] == month_text)? as i64 + 1;
+            let month = month_number(month_text)?;
             c.pos += 3;
             if !c.literal(b" ") {
                 return None;
@@ -597,30 +612,32 @@ fn address_kind(text: &[u8]) -> Option<u8> {
         }
         return None;
     }
-    // One pass over a dotted quad: octets of 1-3 digits, no leading zero, <= 255.
-    let (mut octets, mut digits, mut octet, mut leading_zero) = (0, 0, 0u32, false);
-    for &b in text {
-        if b == b'.' {
-            if digits == 0 || leading_zero && digits > 1 || octet > 255 {
-                return None;
+    // A dotted quad: four octets of 1-3 digits, no leading zero, <= 255.
+    let n = text.len();
+    let mut i = 0;
+    for octet in 0..4 {
+        let start = i;
+        let mut value = 0u32;
+        while i < n && i - start < 3 {
+            let digit = text[i].wrapping_sub(b'0');
+            if digit > 9 {
+                break;
             }
-            octets += 1;
-            digits = 0;
-            octet = 0;
-        } else if b.is_ascii_digit() {
-            if digits == 0 {
-                leading_zero = b == b'0';
-            }
-            digits += 1;
-            if digits > 3 {
-                return None;
-            }
-            octet = octet * 10 + u32::from(b - b'0');
-        } else {
+            value = value * 10 + u32::from(digit);
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || value > 255 || (len > 1 && text[start] == b'0') {
             return None;
         }
+        if octet < 3 {
+            if i >= n || text[i] != b'.' {
+                return None;
+            }
+            i += 1;
+        }
     }
-    if octets == 3 && digits > 0 && !(leading_zero && digits > 1) && octet <= 255 {
+    if i == n {
         Some(4)
     } else {
         None
