@@ -36,8 +36,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
-from pipeline.parsers import ParseContext, ParseResult
-from pipeline.parsers import netfilter
+from pipeline.parsers import ParseContext, ParseResult, netfilter
 from pipeline.parsers.netfilter import parse
 
 REFERENCE_TIME = dt.datetime(2024, 6, 15, 12, tzinfo=dt.UTC)
@@ -216,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     lines = pa.array(text, pa.string())
     offsets = pa.array(range(0, args.lines * 256, 256), pa.int64())
     megabytes = sum(len(line) + 1 for line in text) / 1e6
-    print(f"{args.lines:,} lines, {megabytes:.0f} MB, {args.repeat} runs each, batches of {args.batch_lines:,}")
+    print(
+        f"{args.lines:,} lines, {megabytes:.0f} MB, {args.repeat} runs each, batches of {args.batch_lines:,}"
+    )
     if netfilter.engine() != "native":
         print("the native scanner is not built (scripts/bootstrap builds it)", file=sys.stderr)
         return 1
@@ -231,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     theirs = results["reference (per line)"]
     for name, ours in results.items():
         if ours.rejects or not ours.events.equals(theirs.events):
-            print(f"{name} disagrees with the reference: fix that before trusting any timing", file=sys.stderr)
+            print(
+                f"{name} disagrees with the reference: fix that before trusting any timing", file=sys.stderr
+            )
             return 1
 
     rates = {}

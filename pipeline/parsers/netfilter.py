@@ -31,6 +31,7 @@ are explained one by one in plain Python: only rejects leave the columnar path.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -222,7 +223,13 @@ def _native_events(
     has_ports = pc.greater_equal(spt, 0)
     null_port = pa.scalar(None, pa.int32())
     flag_code = kept("flags")
-    prefixes, actions = prefix_and_action(dicts["prefix"])
+    # A site has a handful of prefixes, the same batch after batch; a batch
+    # with many (syslog from anyone) is worked out afresh, not remembered.
+    raw_prefixes = dicts["prefix"]
+    if len(raw_prefixes) <= _REMEMBERED_PREFIXES:
+        prefixes, actions = _known_prefixes(tuple(raw_prefixes.to_pylist()))
+    else:
+        prefixes, actions = prefix_and_action(raw_prefixes)
     prefix_code = kept("prefix")
     columns = {
         "ts": ts.cast(TS_TYPE),
@@ -237,7 +244,7 @@ def _native_events(
         "action": pc.take(actions, prefix_code),
         "in_if": pc.take(_non_empty(dicts["in_if"]), kept("in_if")),
         "out_if": pc.take(_non_empty(dicts["out_if"]), kept("out_if")),
-        "tcp_flags": pc.take(_FLAG_TEXT, pc.if_else(pc.less(flag_code, 0), 256, flag_code)),
+        "tcp_flags": pc.take(_FLAG_TEXT, flag_code),
         "prefix": pc.take(prefixes, prefix_code),
         "count": pa.repeat(pa.scalar(1, pa.int32()), size),
         "source_id": pa.repeat(pa.scalar(ctx.source_id, pa.string()), size),
@@ -537,6 +544,15 @@ def _int(text: pa.Array) -> pa.Array:
 
 def _non_empty(text: pa.Array) -> pa.Array:
     return pc.if_else(pc.equal(text, ""), _NULL_STRING, text)
+
+
+_REMEMBERED_PREFIXES: Final = 32
+
+
+@functools.lru_cache(maxsize=256)
+def _known_prefixes(raw: tuple[str, ...]) -> tuple[pa.Array, pa.Array]:
+    """`prefix_and_action` of a batch's distinct raw prefixes, which repeat batch after batch."""
+    return prefix_and_action(pa.array(raw, pa.string()))
 
 
 def prefix_and_action(raw: pa.Array) -> tuple[pa.Array, pa.Array]:

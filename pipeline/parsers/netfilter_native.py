@@ -33,8 +33,9 @@ COLUMNS: Final = (
     "status", "ts_local", "host", "prefix", "in_if", "out_if",
     "src", "dst", "proto", "spt", "dpt", "flags", "ip_version",
 )  # fmt: skip
+NO_FLAGS: Final = 256
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-_LAYOUT: Final = (2 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
+_LAYOUT: Final = (3 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class Scan:
     """What the scanner read from a batch."""
 
     claimed: int  # how many lines it read
-    columns: dict[str, pa.Array]  # int32, one entry per line, defined where status == 1
+    # int32, one entry per line, defined where status == 1; "flags" is the
+    # TCP flags as bits (CWR first), or NO_FLAGS
+    columns: dict[str, pa.Array]
     ts_us: pa.Array  # int64 per line: UTC, or wall clock in the source's zone where ts_local
     dictionaries: dict[str, pa.Array]  # string: the distinct values the columns point into
 

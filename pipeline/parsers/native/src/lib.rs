@@ -33,9 +33,12 @@ pub const DST: usize = 7;
 pub const PROTO: usize = 8;
 pub const SPT: usize = 9; // -1: no ports
 pub const DPT: usize = 10;
-pub const FLAGS: usize = 11; // bit 7 CWR .. bit 0 FIN; -1: no flags to read
+pub const FLAGS: usize = 11; // bit 7 CWR .. bit 0 FIN; NO_FLAGS: none to read
 pub const IP_VERSION: usize = 12;
 pub const NCOLS: usize = 13;
+/// The flag code of a line without TCP flags to read: the index of null in
+/// the Python side's table of flag texts.
+pub const NO_FLAGS: i32 = 256;
 
 /// The dictionaries: each claimed line's text for these fields is one entry
 /// of its field's dictionary, and the line holds the entry's index.
@@ -582,7 +585,7 @@ pub fn scan_line(line: &[u8], years: YearRule, alone: bool) -> Option<Line> {
     if ports.is_none() && takes_ports {
         return None; // a later fragment or a cut header: the reference excuses or rejects it
     }
-    let flags = if ports.is_some() && proto_text == b"TCP" { tcp_flags(&mut c) } else { -1 };
+    let flags = if ports.is_some() && proto_text == b"TCP" { tcp_flags(&mut c) } else { NO_FLAGS };
     Some(Line {
         ts_us: h.ts_us,
         ts_local: h.ts_local,
@@ -737,17 +740,17 @@ fn ipv4_header(c: &mut Cursor) -> bool {
 }
 
 /// TCP flags the way netfilter._TCP_TO_WINDOW and _TCP_FLAGS read them,
-/// from just after the ports; -1 where they do not fit.
+/// from just after the ports; NO_FLAGS where they do not fit.
 fn tcp_flags(c: &mut Cursor) -> i32 {
     if !c.literal(b" ") {
-        return -1;
+        return NO_FLAGS;
     }
     let start = c.pos;
     if !(c.keyed_digits(b"SEQ=") && c.keyed_digits(b" ACK=") && c.literal(b" ")) {
         c.pos = start;
     }
     if !(c.literal(b"WINDOW=") && c.digits() > 0 && c.literal(b" ")) {
-        return -1;
+        return NO_FLAGS;
     }
     let start = c.pos;
     if !(c.literal(b"RES=0x") && c.exactly(2, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && c.literal(b" ")) {
@@ -763,7 +766,7 @@ fn tcp_flags(c: &mut Cursor) -> i32 {
     if c.literal(b"URGP=") {
         bits
     } else {
-        -1
+        NO_FLAGS
     }
 }
 
@@ -985,6 +988,6 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
 /// Layout constants, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_scan_layout() -> u64 {
-    // Bumped with any change of the C signature: 2 = five settings.
-    (2 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
+    // Bumped with any change of the C interface: 2 = five settings, 3 = NO_FLAGS.
+    (3 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
 }
