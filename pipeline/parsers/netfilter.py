@@ -215,7 +215,10 @@ def _native_events(
     def kept(field: str) -> pa.Array:
         return col[field] if positions is None else pc.take(col[field], positions)
 
-    ts = found.ts_us if positions is None else pc.take(found.ts_us, positions)
+    def per_line(values: pa.Array) -> pa.Array:
+        return values if positions is None else pc.take(values, positions)
+
+    ts = per_line(found.ts_us)
     local = pc.equal(kept("ts_local"), 1)
     if not syslog.local_time_is_utc(ctx) and pc.any(local).as_py():
         ts = pc.if_else(local, syslog.local_to_utc(ts, ctx), ts)
@@ -235,8 +238,8 @@ def _native_events(
         "ts": ts.cast(TS_TYPE),
         "site": pa.repeat(pa.scalar(ctx.site, pa.string()), size),
         "host": pc.take(dicts["host"], kept("host")),
-        "src_ip": pc.take(dicts["src"], kept("src")),
-        "dst_ip": pc.take(dicts["dst"], kept("dst")),
+        "src_ip": per_line(dicts["src"]),
+        "dst_ip": per_line(dicts["dst"]),
         "src_port": pc.if_else(has_ports, spt, null_port),
         "dst_port": pc.if_else(has_ports, dpt, null_port),
         "proto": pc.take(dicts["proto"], kept("proto")),
@@ -248,7 +251,7 @@ def _native_events(
         "prefix": pc.take(prefixes, prefix_code),
         "count": pa.repeat(pa.scalar(1, pa.int32()), size),
         "source_id": pa.repeat(pa.scalar(ctx.source_id, pa.string()), size),
-        "source_offset": offsets if positions is None else pc.take(offsets, positions),
+        "source_offset": per_line(offsets),
         "schema_version": pa.repeat(pa.scalar(SCHEMA_VERSION, pa.int8()), size),
     }
     table = pa.Table.from_arrays([columns[name] for name in EVENT_SCHEMA.names], schema=EVENT_SCHEMA)

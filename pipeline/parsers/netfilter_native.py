@@ -35,7 +35,10 @@ COLUMNS: Final = (
 )  # fmt: skip
 NO_FLAGS: Final = 256
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-_LAYOUT: Final = (3 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
+# "Dictionaries" with one entry per line (empty where not claimed), not per
+# distinct value: a batch's sources are nearly all distinct.
+PLAIN: Final = ("src", "dst")
+_LAYOUT: Final = (4 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,9 @@ class Scan:
     # TCP flags as bits (CWR first), or NO_FLAGS
     columns: dict[str, pa.Array]
     ts_us: pa.Array  # int64 per line: UTC, or wall clock in the source's zone where ts_local
-    dictionaries: dict[str, pa.Array]  # string: the distinct values the columns point into
+    # string: the distinct values the columns point into; for PLAIN fields,
+    # the value of each line
+    dictionaries: dict[str, pa.Array]
 
 
 @dataclass(frozen=True)

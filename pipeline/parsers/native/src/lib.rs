@@ -42,8 +42,13 @@ pub const NO_FLAGS: i32 = 256;
 
 /// The dictionaries: each claimed line's text for these fields is one entry
 /// of its field's dictionary, and the line holds the entry's index.
+/// Addresses are the exception: a batch holds nearly as many sources as
+/// lines (scans, spoofed floods), so hashing them would cost more than it
+/// saves. Their "dictionaries" are plain columns, one entry per line (empty
+/// where the line was not claimed), and the index is the line's own.
 pub const DICT_FIELDS: [usize; 7] = [HOST, PREFIX, IN_IF, OUT_IF, SRC, DST, PROTO];
 pub const NDICTS: usize = DICT_FIELDS.len();
+const PLAIN: [bool; NDICTS] = [false, false, false, false, true, true, false];
 
 /// How an RFC 3164 stamp (no year) gets its year, from the Python side
 /// (syslog._from_rfc3164): the latest moment a line may carry, on the
@@ -775,6 +780,7 @@ const CACHE_SLOTS: usize = 1024;
 
 /// A dictionary being built: distinct byte strings in first-seen order.
 struct Dictionary<'o> {
+    plain: bool, // one entry per line, no lookup (see PLAIN)
     index: HashMap<Vec<u8>, i32>,
     offsets: &'o mut [i32],
     data: &'o mut [u8],
@@ -806,9 +812,10 @@ fn slot(key: &[u8]) -> usize {
 }
 
 impl<'o> Dictionary<'o> {
-    fn new(offsets: &'o mut [i32], data: &'o mut [u8]) -> Self {
+    fn new(offsets: &'o mut [i32], data: &'o mut [u8], plain: bool) -> Self {
         offsets[0] = 0;
         Dictionary {
+            plain,
             index: HashMap::new(),
             offsets,
             data,
@@ -821,6 +828,27 @@ impl<'o> Dictionary<'o> {
         }
     }
 
+    /// A new entry for `key` (spelled), without looking it up.
+    fn append(&mut self, key: &[u8], spell: Option<fn(&[u8], &mut Vec<u8>)>) -> Option<i32> {
+        let stored: &[u8] = match spell {
+            Some(spell) => {
+                spell(key, &mut self.scratch);
+                &self.scratch
+            }
+            None => key,
+        };
+        let len = stored.len();
+        if self.count + 1 >= self.offsets.len() || self.bytes + len > self.data.len() {
+            return None;
+        }
+        self.data[self.bytes..self.bytes + len].copy_from_slice(stored);
+        self.bytes += len;
+        let code = i32::try_from(self.count).ok()?;
+        self.count += 1;
+        self.offsets[self.count] = i32::try_from(self.bytes).ok()?;
+        Some(code)
+    }
+
     fn key_of(&self, code: i32) -> &[u8] {
         let (from, len) = self.key_spans[code as usize];
         &self.keys[from as usize..(from + len) as usize]
@@ -829,6 +857,9 @@ impl<'o> Dictionary<'o> {
     /// The index of `key`, stored as `key` itself or as what `spell` writes
     /// for it (never longer); None when the output buffers are full.
     fn code(&mut self, key: &[u8], spell: Option<fn(&[u8], &mut Vec<u8>)>) -> Option<i32> {
+        if self.plain {
+            return self.append(key, spell);
+        }
         let at = slot(key);
         let cached = self.cache[at];
         if cached >= 0 && same(self.key_of(cached), key) {
@@ -902,7 +933,8 @@ pub fn scan(
         .chunks_mut(n + 1)
         .zip(dict_data.chunks_mut(capacity))
         .take(NDICTS)
-        .map(|(o, d)| Dictionary::new(o, d))
+        .zip(PLAIN)
+        .map(|((o, d), plain)| Dictionary::new(o, d, plain))
         .collect();
     let spellers: [Option<fn(&[u8], &mut Vec<u8>)>; NDICTS] =
         [None, None, None, None, Some(spell_address), Some(spell_address), None];
@@ -914,7 +946,15 @@ pub fn scan(
         rows[STATUS * n + i] = 0;
         let found = match scan_line(line, settings.years, settings.alone) {
             Some(found) => found,
-            None => continue,
+            None => {
+                // Plain columns keep one entry per line.
+                for (k, dict) in dicts.iter_mut().enumerate() {
+                    if PLAIN[k] {
+                        dict.append(b"", None).ok_or("dictionary buffers full")?;
+                    }
+                }
+                continue;
+            }
         };
         let span = |s: (usize, usize)| &line[s.0..s.1];
         let fields = [found.host, found.prefix, found.in_if, found.out_if, found.src, found.dst, found.proto];
@@ -988,6 +1028,7 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
 /// Layout constants, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_scan_layout() -> u64 {
-    // Bumped with any change of the C interface: 2 = five settings, 3 = NO_FLAGS.
-    (3 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
+    // Bumped with any change of the C interface: 2 = five settings, 3 = NO_FLAGS,
+    // 4 = plain address columns.
+    (4 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
 }
