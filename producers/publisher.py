@@ -125,7 +125,8 @@ class Publisher:
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=True,
-            compression_type="zstd",
+            # Event batches come compressed (pipeline.wire); dead letters are few and small.
+            compression_type=None,
             linger_ms=linger_ms,
             batch_size=1024 * 1024,
             max_request_size=wire.MAX_REQUEST_BYTES,
