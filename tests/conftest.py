@@ -28,6 +28,12 @@ from pipeline.config import KafkaConfig
 from pipeline.store import Store
 from tests.s3 import s3  # noqa: F401  (the moto S3 server fixture, for every test module)
 
+# The test command builds the native netfilter scanner: every test (and every
+# fireplot process a test starts) must use it, and a batch it refuses fails
+# loudly instead of quietly taking the pyarrow path. Tests of that path set
+# the variable to "arrow" themselves.
+os.environ.setdefault("FIREPLOT_NETFILTER_ENGINE", "native")
+
 REPO = Path(__file__).resolve().parent.parent
 JAR_CACHE = REPO / "var" / "kafka" / "lib"
 

@@ -72,6 +72,34 @@ def test_parse_check_gives_the_same_counts_on_the_pyarrow_path() -> None:
     assert {k: json.loads(arrow.stdout)[k] for k in same} == {k: json.loads(native.stdout)[k] for k in same}
 
 
+def test_without_the_native_library_parsing_falls_back_or_fails_as_asked(tmp_path: Path) -> None:
+    """A missing library means the pyarrow path under auto, and a clear error under native."""
+    missing = {"FIREPLOT_NATIVE_LIB": str(tmp_path / "libnothing.so")}
+    fallback = fireplot(
+        "parse",
+        "--check",
+        str(FIXTURES / "garbage.log"),
+        env={**missing, "FIREPLOT_NETFILTER_ENGINE": "auto"},
+    )
+    assert json.loads(fallback.stdout)["netfilter_engine"] == "arrow"
+    native = fireplot("parse", "--check", str(FIXTURES / "garbage.log"))
+    same = ("events", "rejected", "rejected_by_reason")
+    assert {k: json.loads(fallback.stdout)[k] for k in same} == {
+        k: json.loads(native.stdout)[k] for k in same
+    }
+    strict = fireplot(
+        "parse",
+        "--check",
+        str(FIXTURES / "garbage.log"),
+        env={**missing, "FIREPLOT_NETFILTER_ENGINE": "native"},
+    )
+    assert strict.returncode == 2, strict.stderr
+    assert (
+        "configuration error: FIREPLOT_NETFILTER_ENGINE=native: libfireplot_netfilter.so not found"
+        in strict.stderr
+    )
+
+
 def test_an_unknown_format_is_a_usage_error() -> None:
     proc = fireplot("parse", "--format", "nosuch", str(FIXTURES / "garbage.log"))
     assert proc.returncode == 2

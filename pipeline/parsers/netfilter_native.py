@@ -108,6 +108,9 @@ def library_path() -> str | None:
 def scan(lines: pa.StringArray, years: tuple[int, int, int, int], *, alone: bool) -> Scan | None:
     """Scan a batch of non-null lines; None if the library is missing or refused the batch.
 
+    A refusal is a bug in the scanner (a panic caught at its boundary, or
+    output buffers it found too small); the caller logs it.
+
     ``years`` tells RFC 3164 stamps their year: the latest year, the latest
     (month * 32 + day) * 86400 + second of day, and the leap years to give
     February 29 before and at that moment (`syslog.year_rule`). ``alone``:
