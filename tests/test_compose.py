@@ -594,8 +594,8 @@ class TestValidatorRejects:
 
 
 class TestDockerfile:
-    def test_base_image_is_a_pinned_python_311_slim(self) -> None:
-        """Every stage starts from python:3.11.<patch>-slim, never a floating tag."""
+    def test_base_images_are_pinned_python_311_slim_and_rust_slim(self) -> None:
+        """Every stage starts from python:3.11.<patch>-slim (or, to build the scanner, rust:<x.y.z>-slim)."""
         instructions = dockerfile_instructions()
         args = {}
         for word, rest in instructions:
@@ -606,8 +606,21 @@ class TestDockerfile:
         assert stages
         for image in stages:
             image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), m.group(0)), image)
-            pinned = r"python:3\.11\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?"
+            pinned = r"(python:3\.11|rust:\d+\.\d+)\.\d+-slim(-[a-z]+)?(@sha256:[0-9a-f]{64})?"
             assert re.fullmatch(pinned, image), image
+        # Python runs the image: the last stage is Python's.
+        assert re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m.group(1), ""), stages[-1]).startswith("python:")
+
+    def test_the_image_carries_the_native_netfilter_scanner(self) -> None:
+        """A Rust stage builds the scanner; the build stage puts it beside its loader and proves it loads."""
+        instructions = dockerfile_instructions()
+        native = [rest for word, rest in instructions if word == "FROM" and rest.endswith(" AS native")]
+        assert native, "no stage named native"
+        runs = " ".join(rest for word, rest in instructions if word == "RUN")
+        assert "cargo build --release --locked" in runs
+        copies = [rest for word, rest in instructions if word == "COPY" and rest.startswith("--from=native")]
+        assert copies and "libfireplot_netfilter.so" in copies[0], copies
+        assert "FIREPLOT_NETFILTER_ENGINE=native" in runs and 'engine() == "native"' in runs
 
     def test_installs_every_extra(self) -> None:
         """The image installs the package with the `all` extra (worker and web)."""
