@@ -18,7 +18,15 @@ SYN FIN as logged (the newer AE bit is left out); it is empty, not null, for a
 TCP header with no flag set (a null scan), and null where there is no TCP
 header to read.
 
-How the columns are read, fast: in RE2, matching is cheap and capturing is
+Two paths read the lines, with the same results. The native scanner
+(`netfilter_native`, Rust) claims every line it can read with certainty, in
+one pass over the batch's Arrow buffers, and hands back dictionary-coded
+columns; `_native_events` turns those into events. Every line it does not
+claim goes down the pyarrow path below, which is also the reference the
+scanner is tested against (``parse_arrow``) and the whole parser when the
+library is not built.
+
+How the pyarrow path reads the columns, fast: in RE2, matching is cheap and capturing is
 not. Every line is cut at its first ``IN=`` (a literal search), the text after
 it is checked against the whole grammar by a match without captures, and the
 fields are then read by small anchored patterns with few groups, after more
