@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import re
 import signal
+import string
 import time
 import tomllib
 import urllib.request
@@ -152,10 +154,23 @@ def clusters(tmp_path: Path) -> Iterator[dict[str, str]]:
             list(pool.map(lambda b: b.down(), brokers.values()))
 
 
-def _ship(site: System, name: str, tmp_path: Path, seed: int, per_hour: int) -> int:
-    """Ship a fresh demo log at ``site``; the number of events the shipper says Kafka took."""
+def _ship(site: System, name: str, tmp_path: Path, seed: int, per_hour: int, noise_bytes: int = 0) -> int:
+    """Ship a fresh demo log at ``site``; the number of events the shipper says Kafka took.
+
+    ``noise_bytes``: a random word of that length in each line's log prefix,
+    which no compression shrinks much.
+    """
     log = tmp_path / f"{name}-{seed}.log"
     write_lines(Demo(seed=seed).history(END, hours=1, per_hour=per_hour), log)
+    if noise_bytes:
+        rng = random.Random(seed)
+        letters = string.ascii_letters + string.digits
+        lines = log.read_text().splitlines()
+        noisy = [
+            line.replace(" DROP IN=", f" DROP {''.join(rng.choices(letters, k=noise_bytes))} IN=", 1)
+            for line in lines
+        ]
+        log.write_text("\n".join(noisy) + "\n")
     summary = json.loads(site.ship([log], name).stderr.strip().splitlines()[-1])
     assert summary["rejected"] == 0
     sent = int(summary["events_sent"])
@@ -192,8 +207,9 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
     for site in sites.values():
         site.configure("kafka", events_topic=topic)
     sites["a"].configure("shipper", batch_lines=500)  # several records, so several offsets to replicate
-    # Site b's first log goes out as one record of over 1 MiB: the size the Kafka clients
-    # in MirrorMaker refuse unless configured otherwise.
+    # Site b's first log goes out in records of over 1 MiB (compressed, thanks to
+    # random words in its log prefixes): the size the Kafka clients in MirrorMaker
+    # refuse unless configured otherwise.
     sites["b"].configure("shipper", batch_lines=20000)
     web_port = int(tomllib.loads(centre.config.read_text())["worker"]["web_port"])
 
@@ -218,8 +234,8 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
         mirrors["a"].start()  # its JVM boots while the shippers run
         with ThreadPoolExecutor(2) as pool:
             shipped = pool.map(
-                lambda job: _ship(sites[job[0]], job[0], tmp_path, job[1], job[2]),
-                [("a", 21, 3000), ("b", 22, 20000)],
+                lambda job: _ship(sites[job[0]], job[0], tmp_path, job[1], job[2], job[3]),
+                [("a", 21, 3000, 0), ("b", 22, 20000, 400)],
             )
             sent = dict(zip(("a", "b"), shipped, strict=True))
         # Site b's MirrorMaker is the command operators run; with production intervals
