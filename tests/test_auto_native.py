@@ -99,7 +99,7 @@ def test_every_golden_file_of_every_format_parses_the_same_with_the_scanner() ->
         assert_same(native, reference)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_any_mix_of_formats_and_mutated_netfilter_lines_parses_the_same(data: st.DataObject) -> None:
     picks = data.draw(st.lists(st.sampled_from(SAMPLES + NETFILTER), min_size=1, max_size=25))

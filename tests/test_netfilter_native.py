@@ -480,7 +480,7 @@ def damaged_lines(draw: st.DrawFn) -> str | None:
     return line
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(damaged_lines(), min_size=1, max_size=40), st.sampled_from(sorted(CONTEXTS)))
 @example([DST_LINES[0], LINE, None, ""], "oslo_spring")
 def test_damaged_lines_parse_alike(lines: list[str | None], name: str) -> None:
@@ -575,7 +575,7 @@ def headed_lines(draw: st.DrawFn) -> str:
     return head + draw(_TAGS) + draw(_UPTIMES) + draw(_CALLERS) + gap + draw(_PREFIXES) + body
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.one_of(headed_lines(), damaged_lines()), min_size=1, max_size=40),
     st.sampled_from(sorted(CONTEXTS)),
@@ -602,7 +602,7 @@ _IPV4_TEXT = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.one_of(

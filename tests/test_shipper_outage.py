@@ -31,6 +31,9 @@ def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_pat
         registry_path=str(tmp_path / "registry.json"),
         spool_dir=str(spool),
         follow_poll_interval_ms=100,
+        # Compressed batches are ~40 bytes an event: with the default 24 MiB held
+        # in memory, a 60 s outage at this rate might never reach the spool.
+        in_flight_max_bytes=4 << 20,
     )
     log = tmp_path / "fw.log"
     try:
