@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.event import EVENT_SCHEMA
-from pipeline.parsers import ParseContext, ParseResult, Reject, get, netfilter
+from pipeline.parsers import ParseContext, Parser, ParseResult, Reject, get, netfilter
 from pipeline.parsers.assemble import start
 
 # (format, signature) in the order they are tried.
@@ -69,16 +69,31 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     rest = pc.indices_nonzero(pc.invert(good)).cast(pa.int64())
     if len(rest) == 0:
         return ParseResult(events, [])
-    # The rest with their positions for offsets, mapped back after.
-    other = _detected(pc.take(lines, rest), rest, ctx)
-    positions = other.events.column("source_offset").combine_chunks()
-    other_events = other.events.set_column(
-        other.events.schema.get_field_index("source_offset"),
+    other, positions, rejects = _on_subset(_detected, lines, offsets, rest, ctx)
+    return ParseResult(netfilter.merge_in_order(events, good, other, positions), [r for _, r in rejects])
+
+
+def _on_subset(
+    parse: Parser, lines: pa.Array, offsets: pa.Array, positions: pa.Array, ctx: ParseContext
+) -> tuple[pa.Table, pa.Array, list[tuple[int, Reject]]]:
+    """``parse`` on the lines at ``positions``, with their real offsets.
+
+    Returns the events, the position of each event's line, and each reject
+    with its line's position.
+    """
+    # Positions as offsets, so results map back to the input order.
+    result = parse(pc.take(lines, positions), positions, ctx)
+    made = result.events.column("source_offset").combine_chunks()
+    events = result.events.set_column(
+        result.events.schema.get_field_index("source_offset"),
         EVENT_SCHEMA.field("source_offset"),
-        pc.take(offsets, positions),
+        pc.take(offsets, made),
     )
-    rejects = [Reject(r.source_id, int(offsets[r.offset].as_py()), r.line, r.reason) for r in other.rejects]
-    return ParseResult(netfilter.merge_in_order(events, good, other_events, positions), rejects)
+    rejects = [
+        (r.offset, Reject(r.source_id, int(offsets[r.offset].as_py()), r.line, r.reason))
+        for r in result.rejects
+    ]
+    return events, made, rejects
 
 
 def _detected(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
@@ -94,19 +109,9 @@ def _detected(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseRes
         if not pc.any(rows).as_py():
             continue
         positions = pc.indices_nonzero(rows).cast(pa.int64())
-        # Positions as offsets, so results map back to the input order.
-        result = get(name)(pc.take(lines, positions), positions, ctx)
-        made = result.events.column("source_offset").combine_chunks()
-        events = result.events.set_column(
-            result.events.schema.get_field_index("source_offset"),
-            EVENT_SCHEMA.field("source_offset"),
-            pc.take(offsets, made),
-        )
+        events, made, format_rejects = _on_subset(get(name), lines, offsets, positions, ctx)
         tables.append(events.append_column("_position", made))
-        rejects += [
-            (r.offset, Reject(r.source_id, int(offsets[r.offset].as_py()), r.line, r.reason))
-            for r in result.rejects
-        ]
+        rejects += format_rejects
     unknown = pc.indices_nonzero(pc.is_null(which)).to_pylist()
     if unknown:
         text = pc.take(lines, pa.array(unknown, pa.int64())).to_pylist()

@@ -141,7 +141,8 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
         return ParseResult.empty()
     claimed = read_claimed(lines, offsets, ctx, alone=False)
     if claimed is None:
-        return parse_arrow(lines, offsets, ctx)
+        result, _ = _parse_arrow(lines, offsets, ctx)
+        return result
     events, good = claimed
     # What the scanner did not claim is read (or rejected, with its reason)
     # by the reference path.
@@ -212,8 +213,11 @@ def engine() -> str:
 # Bit 7 of the scanner's flag code is CWR, bit 0 FIN: the order the kernel prints them.
 _FLAG_NAMES: Final = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")
 _FLAG_TEXT: Final = pa.array(
-    [" ".join(name for bit, name in enumerate(_FLAG_NAMES) if code & (1 << (7 - bit))) for code in range(256)]
-    + [None],
+    [
+        " ".join(name for bit, name in enumerate(_FLAG_NAMES) if code & (1 << (7 - bit)))
+        for code in range(netfilter_native.NO_FLAGS)
+    ]
+    + [None],  # at NO_FLAGS
     pa.string(),
 )
 
@@ -234,11 +238,11 @@ def _native_events(
     # Usually every line is claimed, and the columns are the events' as they are.
     positions = None if size == len(good) else pc.indices_nonzero(good)
 
-    def kept(field: str) -> pa.Array:
-        return col[field] if positions is None else pc.take(col[field], positions)
-
     def per_line(values: pa.Array) -> pa.Array:
         return values if positions is None else pc.take(values, positions)
+
+    def kept(field: str) -> pa.Array:
+        return per_line(col[field])
 
     ts = per_line(found.ts_us)
     local = pc.equal(kept("ts_local"), 1)

@@ -35,9 +35,6 @@ COLUMNS: Final = (
 )  # fmt: skip
 NO_FLAGS: Final = 256
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-# "Dictionaries" with one entry per line (empty where not claimed), not per
-# distinct value: a batch's sources are nearly all distinct.
-PLAIN: Final = ("src", "dst")
 _LAYOUT: Final = (4 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
@@ -50,8 +47,9 @@ class Scan:
     # TCP flags as bits (CWR first), or NO_FLAGS
     columns: dict[str, pa.Array]
     ts_us: pa.Array  # int64 per line: UTC, or wall clock in the source's zone where ts_local
-    # string: the distinct values the columns point into; for PLAIN fields,
-    # the value of each line
+    # string: the distinct values the columns point into; for "src" and
+    # "dst" (PLAIN in src/lib.rs: a batch's sources are nearly all distinct),
+    # the value of each line, empty where not claimed
     dictionaries: dict[str, pa.Array]
 
 

@@ -868,23 +868,7 @@ impl<'o> Dictionary<'o> {
         let code = match self.index.get(key) {
             Some(&code) => code,
             None => {
-                let stored: &[u8] = match spell {
-                    Some(spell) => {
-                        spell(key, &mut self.scratch);
-                        &self.scratch
-                    }
-                    None => key,
-                };
-                let len = stored.len();
-                if self.count + 1 >= self.offsets.len() || self.bytes + len > self.data.len() {
-                    return None;
-                }
-                let from = self.bytes;
-                self.data[from..from + len].copy_from_slice(stored);
-                self.bytes += len;
-                let code = i32::try_from(self.count).ok()?;
-                self.count += 1;
-                self.offsets[self.count] = i32::try_from(self.bytes).ok()?;
+                let code = self.append(key, spell)?;
                 let key_from = u32::try_from(self.keys.len()).ok()?;
                 self.keys.extend_from_slice(key);
                 self.key_spans.push((key_from, u32::try_from(key.len()).ok()?));
