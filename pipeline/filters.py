@@ -47,24 +47,37 @@ class EdgeFilter:
         dropped = dict.fromkeys(REASONS, 0)
         if table.num_rows == 0:
             return FilterResult(table, dropped)
-        drop = pa.chunked_array([pa.array([False] * table.num_rows)])
-        masks: list[tuple[str, pa.ChunkedArray]] = []
+        masks: list[tuple[str, pa.Array | pa.ChunkedArray]] = []
         inside = self._inside(table.column("src_ip"))
         if inside is not None:
             masks.append((DROP_INSIDE, inside))
         if self.drop_late_tcp:
-            flags = pc.fill_null(table.column("tcp_flags"), "")
-            is_tcp = pc.equal(table.column("proto"), "TCP")
-            rst = pc.match_substring_regex(flags, r"\bRST\b")
-            ack_fin = pc.and_(
-                pc.match_substring_regex(flags, r"\bACK\b"), pc.match_substring_regex(flags, r"\bFIN\b")
-            )
-            masks.append((DROP_LATE_TCP, pc.and_(is_tcp, pc.or_(rst, ack_fin))))
+            late = pc.and_(pc.equal(table.column("proto"), "TCP"), _late_flags(table.column("tcp_flags")))
+            masks.append((DROP_LATE_TCP, late))
         if self.drop_port_zero:
             masks.append((DROP_PORT_ZERO, pc.fill_null(pc.equal(table.column("dst_port"), 0), False)))
+        drop: pa.Array | pa.ChunkedArray | None = None
         for reason, mask in masks:
             # Each event is counted under the first rule that drops it.
-            new = pc.and_(mask, pc.invert(drop))
+            new = mask if drop is None else pc.and_(mask, pc.invert(drop))
             dropped[reason] = pc.sum(new).as_py() or 0
-            drop = pc.or_(drop, mask)
+            drop = mask if drop is None else pc.or_(drop, mask)
+        if drop is None or not any(dropped.values()):
+            return FilterResult(table, dropped)
         return FilterResult(table.filter(pc.invert(drop)), dropped)
+
+
+def _late_flags(flags: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Whether each packet's flags are a closed connection's leftovers: RST, or ACK with FIN.
+
+    A batch holds a handful of distinct flag strings, so the word matches run
+    on those and the answer is spread back by dictionary index.
+    """
+    coded = pc.dictionary_encode(flags.combine_chunks() if isinstance(flags, pa.ChunkedArray) else flags)
+    words = pc.fill_null(coded.dictionary, "")
+    late = pc.or_(
+        pc.match_substring_regex(words, r"\bRST\b"),
+        pc.and_(pc.match_substring_regex(words, r"\bACK\b"), pc.match_substring_regex(words, r"\bFIN\b")),
+    )
+    # A null flag field (no flags logged) is not late; dictionary_encode leaves it a null index.
+    return pa.chunked_array([pc.fill_null(pc.take(late, coded.indices), False)])

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.parsers import netfilter_native
+
 CHUNK_BYTES = 4 * 1024 * 1024
 MAX_LINE_BYTES = 64 * 1024  # longer "lines" are garbage or an attack; cut and rejected
 
@@ -45,18 +47,28 @@ def _lossy_strings(arr: pa.Array) -> pa.StringArray:
     return pa.array(values, pa.string())
 
 
-def to_batch(data: bytes, base_offset: int) -> LineBatch:
-    """Split complete newline-terminated ``data`` that starts at ``base_offset``."""
-    if not data:
+def to_batch(data: bytes | bytearray | memoryview, base_offset: int) -> LineBatch:
+    """Split complete newline-terminated ``data`` that starts at ``base_offset``.
+
+    The batch does not keep ``data``: a caller may reuse its buffer.
+    """
+    size = len(data)
+    if not size:
         return LineBatch(pa.array([], pa.string()), pa.array([], pa.int64()), base_offset)
-    if not data.endswith(b"\n"):
+    if data[-1] != 0x0A:
         raise ValueError("to_batch needs data that ends with a newline")
+    cut = netfilter_native.cut_lines(data, base_offset, MAX_LINE_BYTES)
+    if cut is not None:
+        return LineBatch(cut[0], cut[1], base_offset + size)
+    # Without the library, or for invalid UTF-8 and over-long lines: the arrays
+    # below are built over the bytes themselves, so they get their own copy.
+    data = bytes(data)
     raw = np.frombuffer(data, dtype=np.uint8)
     ends = np.flatnonzero(raw == 0x0A)
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
     lines = _strings_from(data, starts, ends)
     offsets = pa.array(starts + base_offset, pa.int64())
-    return LineBatch(lines, offsets, base_offset + len(data))
+    return LineBatch(lines, offsets, base_offset + size)
 
 
 def _strings_from(data: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.StringArray:
@@ -122,27 +134,36 @@ def read_batches(
     if start is not None:
         fh.seek(start)
     pos = start or 0
-    pending = b""
-    # read1 returns what a pipe has now instead of waiting for a whole chunk,
-    # so lines from a live stream are shipped as they come.
-    read = getattr(fh, "read1", fh.read)
+    # One buffer for the whole read: lines are copied out of it into their
+    # Arrow arrays, and the unfinished line at its end moves to its front.
+    # A line longer than the buffer grows it.
+    buf = bytearray(chunk_bytes)
+    filled = 0
+    # readinto1 returns what a pipe has now instead of waiting for a whole
+    # chunk, so lines from a live stream are shipped as they come.
+    readinto = getattr(fh, "readinto1", None) or getattr(fh, "readinto")  # noqa: B009 (BinaryIO lacks it)
     while True:
-        chunk = read(chunk_bytes)
-        if not chunk:
+        if filled == len(buf):
+            buf.extend(bytes(len(buf)))
+        with memoryview(buf) as view:
+            got = readinto(view[filled:])
+        if not got:
             break
-        data = pending + chunk
-        cut = data.rfind(b"\n") + 1
+        end = filled + got
+        cut = buf.rfind(b"\n", 0, end) + 1
         if cut == 0:
-            pending = data
+            filled = end
             continue
-        complete, pending = data[:cut], data[cut:]
-        batch = to_batch(complete, pos)
+        with memoryview(buf) as view:
+            batch = to_batch(view[:cut], pos)
         pos = batch.end_offset
+        buf[: end - cut] = buf[cut:end]
+        filled = end - cut
         yield from _split(batch, max_lines)
-    if final and pending:
-        batch = to_batch(pending + b"\n", pos)
+    if final and filled:
+        batch = to_batch(bytes(buf[:filled]) + b"\n", pos)
         # The synthetic newline is not in the file: the source ends where the data did.
-        batch = LineBatch(batch.lines, batch.offsets, pos + len(pending))
+        batch = LineBatch(batch.lines, batch.offsets, pos + filled)
         yield from _split(batch, max_lines)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+from unittest import mock
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.lines import MAX_LINE_BYTES, fingerprint, read_batches
+from pipeline.parsers import netfilter_native
+from producers.lines import MAX_LINE_BYTES, fingerprint, read_batches, to_batch
 
 
 def _all(data: bytes, **kw: object) -> tuple[list[str], list[int], int]:
@@ -63,3 +66,51 @@ def test_fingerprint_is_the_first_line_and_needs_one() -> None:
     a = fingerprint(io.BytesIO(b"first\nsecond\n"))
     assert a == fingerprint(io.BytesIO(b"first\nother\n"))
     assert a != fingerprint(io.BytesIO(b"First\nsecond\n"))
+
+
+# Lines as logs have them, and what attackers can put in them: carriage
+# returns anywhere, bytes that are not UTF-8, multi-byte characters.
+_LINE_BYTES = st.lists(
+    st.sampled_from(
+        [b"a", b"Z", b" ", b"\r", b"\t", b"\xff", b"\xc3", b"\xc3\xa9", b"\xe2\x82\xac", b"\x00"]
+    ),
+    max_size=40,
+).map(b"".join)
+
+
+def _python_cut(data: bytes, base: int) -> tuple[list[str], list[int], int]:
+    with mock.patch.object(netfilter_native, "cut_lines", return_value=None):
+        b = to_batch(data, base)
+    return b.lines.to_pylist(), b.offsets.to_pylist(), b.end_offset
+
+
+@pytest.mark.skipif(not netfilter_native.available(), reason=netfilter_native.why_unavailable())
+@given(st.lists(_LINE_BYTES, min_size=1, max_size=40), st.integers(min_value=0, max_value=2**40))
+def test_native_cut_gives_the_python_paths_lines_and_offsets(parts: list[bytes], base: int) -> None:
+    data = b"".join(p + b"\n" for p in parts)
+    native = netfilter_native.cut_lines(data, base, MAX_LINE_BYTES)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        assert native is None  # invalid UTF-8 is the Python path's (it replaces bytes)
+    else:
+        assert native is not None
+        lines, offsets = native
+        assert (lines.to_pylist(), offsets.to_pylist(), base + len(data)) == _python_cut(data, base)
+    b = to_batch(data, base)
+    assert (b.lines.to_pylist(), b.offsets.to_pylist(), b.end_offset) == _python_cut(data, base)
+
+
+@pytest.mark.skipif(not netfilter_native.available(), reason=netfilter_native.why_unavailable())
+def test_native_cut_leaves_overlong_lines_to_the_python_path() -> None:
+    data = b"short\n" + b"x" * (MAX_LINE_BYTES + 1) + b"\r\nlast\n"
+    assert netfilter_native.cut_lines(data, 0, MAX_LINE_BYTES) is None
+    assert netfilter_native.cut_lines(data, 0, MAX_LINE_BYTES + 2) is not None  # the limit counts the \r
+    b = to_batch(data, 7)
+    assert b.lines.to_pylist() == ["short", "x" * MAX_LINE_BYTES, "last"]
+    assert b.offsets.to_pylist() == [7, 13, 13 + MAX_LINE_BYTES + 3]
+
+
+def test_a_line_longer_than_the_read_buffer_grows_it() -> None:
+    long = b"y" * 1000
+    assert _all(b"a\n" + long + b"\nb", chunk_bytes=64) == (["a", long.decode(), "b"], [0, 2, 1003], 1004)

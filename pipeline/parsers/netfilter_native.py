@@ -35,7 +35,7 @@ COLUMNS: Final = (
 )  # fmt: skip
 NO_FLAGS: Final = 256
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-_LAYOUT: Final = (4 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
+_LAYOUT: Final = (5 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,17 @@ def _library() -> _Library:
         ctypes.c_void_p, ctypes.c_size_t,  # dict_data
         ctypes.c_void_p,  # dict_sizes
     ]  # fmt: skip
+    cut = handle.fireplot_cut_lines
+    cut.restype = ctypes.c_int64
+    cut.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t,  # data
+        ctypes.c_int64, ctypes.c_size_t,  # base, max_line
+        ctypes.c_void_p, ctypes.c_size_t,  # starts, n
+        ctypes.c_void_p,  # value_offsets
+        ctypes.c_void_p, ctypes.c_size_t,  # values
+    ]  # fmt: skip
+    handle.fireplot_count_lines.restype = ctypes.c_size_t
+    handle.fireplot_count_lines.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     return _Library(handle, "")
 
 
@@ -161,3 +172,35 @@ def scan(lines: pa.StringArray, years: tuple[int, int, int, int], *, alone: bool
         )
     ts_us = pa.Array.from_buffers(pa.int64(), count, [None, ts])
     return Scan(claimed=claimed, columns=columns, ts_us=ts_us, dictionaries=dictionaries)
+
+
+def cut_lines(
+    data: bytes | bytearray | memoryview, base: int, max_line: int
+) -> tuple[pa.StringArray, pa.Int64Array] | None:
+    """``data`` (whole lines, each ending in a newline) as lines without their line ends, and offsets.
+
+    The lines lose the newline and any carriage returns before it; each
+    offset is ``base`` plus where its line starts in ``data``. The arrays are
+    copies: ``data`` may be reused as soon as this returns. None when the
+    library is missing or leaves the chunk to the caller: invalid UTF-8, or a
+    line longer than ``max_line`` bytes (`producers.lines` replaces and cuts
+    those), or a refusal that would be a bug here.
+    """
+    handle = _library().handle
+    if handle is None or not len(data):
+        return None
+    chunk = pa.py_buffer(data)
+    count = handle.fireplot_count_lines(chunk.address, chunk.size)
+    starts = pa.allocate_buffer(8 * count)
+    value_offsets = pa.allocate_buffer(4 * (count + 1))
+    # Every line loses at least its newline.
+    values = pa.allocate_buffer(max(chunk.size - count, 1))
+    written = handle.fireplot_cut_lines(
+        chunk.address, chunk.size, base, max_line, starts.address, count,
+        value_offsets.address, values.address, values.size,
+    )  # fmt: skip
+    if written < 0:
+        return None
+    lines = pa.StringArray.from_buffers(count, value_offsets, values.slice(0, written))
+    offsets = pa.Array.from_buffers(pa.int64(), count, [None, starts])
+    return lines, offsets

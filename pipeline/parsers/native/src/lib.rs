@@ -20,6 +20,8 @@
 
 use std::collections::HashMap;
 
+pub mod lines;
+
 /// Per-line outputs, column-major `NCOLS × n` i32s. A column is defined only
 /// where `STATUS` is 1 (the line was claimed).
 pub const STATUS: usize = 0;
@@ -1009,10 +1011,59 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
     }
 }
 
+/// The C entry point of `lines::cut`: `data` is `data_len` bytes of whole
+/// lines, `starts` holds `n` i64s, `value_offsets` `n + 1` i32s, `values`
+/// `values_len` bytes. Returns the bytes written to `values`; -2 when the
+/// chunk is not the ordinary case (invalid UTF-8, a line over `max_line`) and
+/// the caller's own path must cut it; -1 on bad buffers or a panic.
+///
+/// # Safety
+/// Each pointer must be valid for the length given for it.
+#[no_mangle]
+pub unsafe extern "C" fn fireplot_cut_lines(
+    data: *const u8,
+    data_len: usize,
+    base: i64,
+    max_line: usize,
+    starts: *mut i64,
+    n: usize,
+    value_offsets: *mut i32,
+    values: *mut u8,
+    values_len: usize,
+) -> i64 {
+    if data.is_null() || starts.is_null() || value_offsets.is_null() || values.is_null() {
+        return -1;
+    }
+    let data = std::slice::from_raw_parts(data, data_len);
+    let starts = std::slice::from_raw_parts_mut(starts, n);
+    let value_offsets = std::slice::from_raw_parts_mut(value_offsets, n + 1);
+    let values = std::slice::from_raw_parts_mut(values, values_len);
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        lines::cut(data, base, max_line, starts, value_offsets, values)
+    }));
+    match outcome {
+        Ok(Ok(written)) => written as i64,
+        Ok(Err(lines::Refusal::Unusual)) => -2,
+        _ => -1,
+    }
+}
+
+/// The C entry point of `lines::count`.
+///
+/// # Safety
+/// `data` must be valid for `data_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn fireplot_count_lines(data: *const u8, data_len: usize) -> usize {
+    if data.is_null() {
+        return 0;
+    }
+    lines::count(std::slice::from_raw_parts(data, data_len))
+}
+
 /// Layout constants, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_scan_layout() -> u64 {
     // Bumped with any change of the C interface: 2 = five settings, 3 = NO_FLAGS,
-    // 4 = plain address columns.
-    (4 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
+    // 4 = plain address columns, 5 = fireplot_cut_lines and fireplot_count_lines.
+    (5 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
 }
