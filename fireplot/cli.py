@@ -495,14 +495,15 @@ def _cmd_parse(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_REJECTS if args.check and rejects else EXIT_OK
 
 
-def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, Registry, ShipperMetrics]:
-    """Publisher (with spool), registry and metrics shared by `ship` and `receive`."""
+def _shipping_parts(
+    cfg: Config, stop: Callable[[], bool]
+) -> tuple[Publisher, Registry, ShipperMetrics | None]:
+    """Publisher (with spool), registry and metrics (when served) shared by `ship` and `receive`."""
     from kafka.errors import KafkaError
 
     from pipeline import wire
     from pipeline.broker import ensure_topics
     from pipeline.kafka_security import client_kwargs, explain, watch_failures
-    from producers.metrics import ShipperMetrics
     from producers.publisher import Publisher
     from producers.registry import Registry
     from producers.spool import Spool
@@ -532,8 +533,13 @@ def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, R
         def prepare() -> None:
             ensure_topics(bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka, timeout_s=5.0)
 
-    metrics = ShipperMetrics()
+    # Counted only when someone can read them: prometheus_client is a
+    # noticeable share of a short run's start-up.
+    metrics = None
     if cfg.shipper.metrics_port:
+        from producers.metrics import ShipperMetrics
+
+        metrics = ShipperMetrics()
         metrics.serve(cfg.shipper.metrics_port)
     spool = Spool(Path(cfg.shipper.spool_dir), cfg.shipper.spool_max_bytes)
     publisher = Publisher(
@@ -545,8 +551,8 @@ def _shipping_parts(cfg: Config, stop: Callable[[], bool]) -> tuple[Publisher, R
         in_flight_max_bytes=cfg.shipper.in_flight_max_bytes,
         dead_letter_topic=cfg.kafka.dead_letter_topic,
         stop=stop,
-        on_latency=metrics.send_latency.observe,
-        on_backpressure=metrics.reading_paused.set,
+        on_latency=metrics.send_latency.observe if metrics else None,
+        on_backpressure=metrics.reading_paused.set if metrics else None,
         prepare=prepare,
         **client_kwargs(cfg.kafka),
     )

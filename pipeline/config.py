@@ -111,6 +111,12 @@ class ShipperConfig:
         "with a core to spare: each costs a process start and ~0.5 us/line of copying",
         0,
     )
+    parse_thread: bool = doc(
+        "parse file and stdin lines in one thread beside the one that reads and publishes (the "
+        "native scanner and pyarrow release the GIL, so this uses a second core); ignored when "
+        "parse_processes > 0",
+        True,
+    )
     linger_ms: int = doc("kafka-python producer linger", 20)
     send_timeout_s: float = doc("how long to wait for Kafka to acknowledge a batch", 120.0)
     follow_poll_interval_ms: int = doc("how often --follow looks for new lines", 200)

@@ -37,12 +37,14 @@ import threading
 import traceback
 import zlib
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
 from pipeline import parsers
+from pipeline.filters import EdgeFilter, FilterResult
 from pipeline.parsers import ParseContext, ParseResult
 
 log = logging.getLogger("fireplot.shipper.parse_pool")
@@ -215,6 +217,57 @@ class ParsePool:
             if child is not None:
                 child.close(kill=True)
                 self._children[i] = None
+
+
+class ParseThread:
+    """One thread that parses and edge-filters while the caller reads and publishes, in order.
+
+    The native cutter and scanner, and pyarrow's kernels and IPC writer,
+    release the GIL, so with a second core one batch is parsed and filtered
+    here while the caller cuts the next and compresses the previous one
+    (py-spy: the filter here balances the two threads best). One thread, not
+    more: batches of a source must be parsed in order, as a parser may
+    remember things about a source between batches. Nothing is copied,
+    unlike `ParsePool`.
+    """
+
+    def __init__(self, fmt: str, edge_filter: EdgeFilter) -> None:
+        self.parse = parsers.get(fmt)
+        self.edge_filter = edge_filter
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: deque[Future[tuple[ParseResult, FilterResult]]] = deque()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="fireplot-parse")
+
+    def _work(
+        self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext
+    ) -> tuple[ParseResult, FilterResult]:
+        result = self.parse(lines, offsets, ctx)
+        return result, self.edge_filter(result.events)
+
+    def submit(self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> None:
+        self.start()
+        assert self._executor is not None
+        self._pending.append(self._executor.submit(self._work, lines, offsets, ctx))
+
+    def result(self) -> tuple[ParseResult, FilterResult]:
+        """The oldest submission's result and filtered events; waits, and raises what the parser raised."""
+        if not self._pending:
+            raise RuntimeError("no batch submitted")
+        return self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Forget unanswered batches (they were never acknowledged); a parse under way ends on its own."""
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 def _serve(fmt: str, in_fd: int, out_fd: int) -> None:

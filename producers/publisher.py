@@ -189,8 +189,13 @@ class Publisher:
         self.stats.records += 1
         while True:
             self.pump()
-            if self._n_spooled == 0 and self._n_retry == 0 and (
-                self._in_flight_bytes == 0 or self._in_flight_bytes + entry.size <= self.in_flight_max_bytes
+            if (
+                self._n_spooled == 0
+                and self._n_retry == 0
+                and (
+                    self._in_flight_bytes == 0
+                    or self._in_flight_bytes + entry.size <= self.in_flight_max_bytes
+                )
             ):
                 if self._transmit(entry):
                     self._queue.append(entry)

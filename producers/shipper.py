@@ -3,10 +3,11 @@
 One loop per run: read a batch of lines, parse it into events (columns, not
 rows), drop what the edge filter rules out (counted per reason), keep the
 rejected lines with their reasons (dead-letter file and topic), publish the
-rest. With ``[shipper] parse_processes`` the parsing of files and stdin runs
-in child processes (``producers.parse_pool``) while this process reads the next
-batch and publishes the previous one; results are taken strictly in input
-order, so everything after parsing happens exactly as without them. Each
+rest. The parsing of files and stdin runs in a thread (``[shipper]
+parse_thread``) or in child processes (``[shipper] parse_processes``, both in
+``producers.parse_pool``) while this thread reads the next batch and publishes
+the previous one; results are taken strictly in input order, so everything
+after parsing happens exactly as if it were done in line. Each
 batch's end offset is written to the read-position registry only when Kafka
 has acknowledged it and everything before it (the publisher runs
 acknowledgement callbacks in send order), so a restart resumes at a line that
@@ -33,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 from zoneinfo import ZoneInfo
 
 import pyarrow.compute as pc
@@ -41,13 +42,16 @@ import pyarrow.compute as pc
 from pipeline import parsers, wire
 from pipeline.config import Config
 from pipeline.event import EVENT_SCHEMA
-from pipeline.filters import EdgeFilter
+from pipeline.filters import EdgeFilter, FilterResult
 from pipeline.parsers import ParseContext, Reject
 from producers.lines import LineBatch, fingerprint, read_batches
-from producers.metrics import ShipperMetrics
-from producers.parse_pool import ParsePool
+from producers.parse_pool import ParsePool, ParseThread
 from producers.publisher import Publisher
 from producers.registry import Registry
+
+if TYPE_CHECKING:
+    # prometheus_client is imported only when metrics are served.
+    from producers.metrics import ShipperMetrics
 
 log = logging.getLogger("fireplot.shipper")
 
@@ -175,7 +179,11 @@ class Shipper:
         # (path, bytes read so far, file finished): for backfill's progress bar.
         self.progress = progress
         self.parse_processes = cfg.shipper.parse_processes
-        self._pool: ParsePool | None = None
+        # Batches parsing or parsed and waiting while this thread reads on: one
+        # being parsed and one waiting per parser, so no parser idles while
+        # this thread publishes; more only costs memory.
+        self._ahead = 2 * self.parse_processes if self.parse_processes else 2 * cfg.shipper.parse_thread
+        self._pool: ParsePool | ParseThread | None = None
         self._parsing: deque[_Parsing] = deque()
 
     # -- one batch -----------------------------------------------------------------------------
@@ -197,9 +205,15 @@ class Shipper:
         return ctx
 
     def _publish(
-        self, n_lines: int, source_id: str, result: parsers.ParseResult, on_ack: Callable[[], None] | None
+        self,
+        n_lines: int,
+        source_id: str,
+        result: parsers.ParseResult,
+        on_ack: Callable[[], None] | None,
+        filtered: FilterResult | None = None,
     ) -> None:
-        """Everything after parsing, for one batch: counts, dead letters, edge filter, Kafka."""
+        """Everything after parsing, for one batch: counts, dead letters, edge filter (unless
+        ``filtered`` is its outcome already), Kafka."""
         self.stats.lines += n_lines
         m = self.metrics
         if m:
@@ -212,7 +226,8 @@ class Shipper:
                     m.rejected.labels(cls).inc()
             self.dead.write(result.rejects)
             self.publisher.send_dead_letters(source_id.encode(), _letters(result.rejects))
-        filtered = self.filter(result.events)
+        if filtered is None:
+            filtered = self.filter(result.events)
         for reason, n in filtered.dropped.items():
             self.stats.filtered[reason] = self.stats.filtered.get(reason, 0) + n
             if m and n:
@@ -237,7 +252,7 @@ class Shipper:
 
     def _submit(self, batch: LineBatch, source_id: str, on_ack: Callable[[], None] | None = None) -> None:
         """Ship ``batch``, parsing it in the pool when there is one; ``flush_parsed`` finishes the rest."""
-        if self.parse_processes == 0:
+        if self._ahead == 0:
             self.ship_batch(batch, source_id, on_ack)
             return
         if len(batch) == 0 and not self._parsing:
@@ -248,9 +263,7 @@ class Shipper:
         if len(batch):
             pool.submit(batch.lines, batch.offsets, self._context(source_id))
         self._parsing.append(_Parsing(len(batch), source_id, on_ack, in_pool=len(batch) > 0))
-        # Two batches per process in the pool: one being parsed, one waiting, so
-        # no child idles while this process publishes; more only costs memory.
-        while len(self._parsing) > 2 * self.parse_processes:
+        while len(self._parsing) > self._ahead:
             self._publish_next()
 
     def _publish_next(self) -> None:
@@ -259,22 +272,31 @@ class Shipper:
             if item.on_ack:
                 self.publisher.send(b"", EMPTY_EVENTS, item.on_ack)  # acknowledged in turn
             return
-        assert self._pool is not None
-        self._publish(item.lines, item.source_id, self._pool.result(), item.on_ack)
+        pool = self._pool
+        assert pool is not None
+        if isinstance(pool, ParseThread):
+            result, filtered = pool.result()
+            self._publish(item.lines, item.source_id, result, item.on_ack, filtered)
+        else:
+            self._publish(item.lines, item.source_id, pool.result(), item.on_ack)
 
     def flush_parsed(self) -> None:
         """Publish every batch still in the parse pool, in order."""
         while self._parsing:
             self._publish_next()
 
-    def _start_pool(self) -> ParsePool:
+    def _start_pool(self) -> ParsePool | ParseThread:
         if self._pool is None:
-            self._pool = ParsePool(self.fmt, self.parse_processes)
+            self._pool = (
+                ParsePool(self.fmt, self.parse_processes)
+                if self.parse_processes
+                else ParseThread(self.fmt, self.filter)
+            )
             self._pool.start()
         return self._pool
 
     def close(self) -> None:
-        """Stop the parse processes; batches still in them were never published nor acknowledged."""
+        """Stop the parse thread or processes; batches still in them were never published nor acknowledged."""
         self._parsing.clear()
         if self._pool is not None:
             self._pool.close()

@@ -1,4 +1,5 @@
-"""Parsing in child processes (``[shipper] parse_processes``) changes nothing the shipper promises.
+"""Parsing in child processes (``[shipper] parse_processes``), in a thread (``parse_thread``, the
+default) or in line changes nothing the shipper promises.
 
 With the pool on, a file still arrives exactly (every event once, rejects and
 filtered lines counted and kept as without it), in order per source; kill -9
@@ -26,9 +27,11 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline import parsers
+from pipeline.config import ShipperConfig
+from pipeline.filters import EdgeFilter
 from pipeline.parsers import ParseContext
 from producers.lines import read_batches
-from producers.parse_pool import ParsePool, ParsePoolError
+from producers.parse_pool import ParsePool, ParsePoolError, ParseThread
 from tests import test_shipper_kill as kill_test
 from tests import test_shipper_rotation as rotation_test
 from tests.conftest import System
@@ -82,15 +85,20 @@ def offsets_by_source(events: pa.Table) -> dict[str, np.ndarray]:
     return out
 
 
+@pytest.mark.parametrize(
+    "parsing",
+    [{"parse_processes": 2}, {"parse_processes": 0, "parse_thread": True}, {"parse_thread": False}],
+    ids=["two_processes", "thread", "in_line"],
+)
 def test_file_through_parse_pool_delivers_exactly_the_input_in_order_per_source(
-    system: System, tmp_path: Path
+    system: System, tmp_path: Path, parsing: dict[str, object]
 ) -> None:
-    """Two files, two children, small batches: events, rejects, filtered and order as without a pool."""
+    """Two files, small batches: events, rejects, filtered and order exactly the input's, however parsed."""
     mixed = write_mixed(tmp_path / "mixed.log", 3000)
     probes = tmp_path / "probes.log"
     probe_offsets = write_probe_lines(probes, 20_000)
     dl_topic = use_own_dead_letter_topic(system)
-    system.configure("shipper", parse_processes=2, batch_lines=700)
+    system.configure("shipper", batch_lines=700, **parsing)
 
     proc = system.ship([mixed.path, probes])
     summary = json.loads(proc.stderr.strip().splitlines()[-1])
@@ -260,3 +268,29 @@ def test_pool_whose_child_keeps_dying_fails_loudly(tmp_path: Path) -> None:
         stop.set()
         thread.join()
         pool.close()
+
+
+def test_parse_thread_answers_in_order_and_raises_what_the_parser_raised(tmp_path: Path) -> None:
+    """Results come back in submission order, filtered; a parser error surfaces at its batch, not before."""
+    probes = tmp_path / "probes.log"
+    offsets = write_probe_lines(probes, 5000)
+    ctx = ParseContext(site="s", source_id="src", host="h")
+    thread = ParseThread("netfilter", EdgeFilter(ShipperConfig()))
+    with probes.open("rb") as fh:
+        batches = list(read_batches(fh, 0, max_lines=600))
+    for b in batches:
+        thread.submit(b.lines, b.offsets, ctx)
+    thread.submit(pa.array(["a", "b"]), pa.array([0]), ctx)  # offsets missing: the parser raises
+    got: list[int] = []
+    for b in batches:
+        result, filtered = thread.result()
+        assert result.events.column("source_offset").to_pylist() == b.offsets.to_pylist()
+        got += filtered.kept.column("source_offset").to_pylist()
+    assert np.array_equal(np.asarray(got), offsets)
+    with pytest.raises(ValueError, match="2 lines but 1 offsets"):
+        thread.result()
+    with pytest.raises(RuntimeError, match="no batch submitted"):
+        thread.result()
+    thread.submit(batches[0].lines, batches[0].offsets, ctx)
+    thread.close()
+    assert thread.pending == 0
