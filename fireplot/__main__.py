@@ -1,5 +1,3 @@
-import sys
+from fireplot.cli import run
 
-from fireplot.cli import main
-
-sys.exit(main())
+run()
