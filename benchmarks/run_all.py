@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parent.parent
 RUNS = [
     ["-m", "benchmarks.bench_parse"],
     ["-m", "benchmarks.bench_parse_formats"],
-    ["-m", "benchmarks.bench_ship", "--lines", "500000"],
+    ["-m", "benchmarks.bench_cut"],
+    ["-m", "benchmarks.bench_ship"],
     ["-m", "benchmarks.bench_ship_secure", "--lines", "300000"],
     ["-m", "benchmarks.bench_sink", "--events", "1000000"],
     ["-m", "benchmarks.bench_mirror", "--events", "1000000"],
