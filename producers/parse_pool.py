@@ -1,4 +1,8 @@
-"""Parse line batches in child processes while the shipper reads and publishes.
+"""Parse line batches beside the shipper's main thread while it reads and publishes.
+
+`ParseThread` (``[shipper] parse_thread``, the default) parses and edge-filters
+in one thread of the same process; the rest of this module is `ParsePool`,
+the same in child processes, for which the notes below hold.
 
 Parsing is most of the shipper's own time, and it is pure: lines in, events
 and rejects out. A few child processes (``[shipper] parse_processes``) parse
