@@ -8,8 +8,7 @@
 //! a line longer than the limit is refused, and the Python path (which
 //! replaces bad bytes and cuts long lines) does it instead.
 
-#[cfg(target_arch = "x86_64")]
-use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+use crate::search;
 
 /// Why a chunk was not cut.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,21 +21,7 @@ pub enum Refusal {
 
 /// How many newlines `data` holds: the size of `cut`'s outputs.
 pub fn count(data: &[u8]) -> usize {
-    let mut at = 0;
-    let mut found = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: as in `cut`.
-        unsafe {
-            let newline = _mm_set1_epi8(b'\n' as i8);
-            while at + 16 <= data.len() {
-                let block = _mm_loadu_si128(data.as_ptr().add(at) as *const __m128i);
-                found += (_mm_movemask_epi8(_mm_cmpeq_epi8(block, newline)) as u32).count_ones() as usize;
-                at += 16;
-            }
-        }
-    }
-    found + data[at..].iter().filter(|&&b| b == b'\n').count()
+    search::count(data, b'\n')
 }
 
 /// Each line of `data` (every line ends in '\n'), without its newline and
@@ -63,16 +48,17 @@ pub fn cut(
     let mut start = 0;
     let mut written = 0;
     value_offsets[0] = 0;
-    let mut end_of_line = |end: usize| -> Result<(), Refusal> {
+    while let Some(i) = search::first_of(&data[start..], b'\n', b'\n') {
+        let end = start + i;
         if line >= n {
             return Err(Refusal::Buffers);
+        }
+        if end - start > max_line {
+            return Err(Refusal::Unusual);
         }
         let mut stop = end;
         while stop > start && data[stop - 1] == b'\r' {
             stop -= 1;
-        }
-        if end - start > max_line {
-            return Err(Refusal::Unusual);
         }
         let value = &data[start..stop];
         let to = written + value.len();
@@ -82,29 +68,6 @@ pub fn cut(
         value_offsets[line + 1] = i32::try_from(written).map_err(|_| Refusal::Buffers)?;
         line += 1;
         start = end + 1;
-        Ok(())
-    };
-    let mut at = 0;
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: SSE2 is part of x86_64; each load reads data[at..at + 16], in bounds.
-        unsafe {
-            let newline = _mm_set1_epi8(b'\n' as i8);
-            while at + 16 <= data.len() {
-                let block = _mm_loadu_si128(data.as_ptr().add(at) as *const __m128i);
-                let mut mask = _mm_movemask_epi8(_mm_cmpeq_epi8(block, newline)) as u32;
-                while mask != 0 {
-                    end_of_line(at + mask.trailing_zeros() as usize)?;
-                    mask &= mask - 1;
-                }
-                at += 16;
-            }
-        }
-    }
-    for (i, &b) in data.iter().enumerate().skip(at) {
-        if b == b'\n' {
-            end_of_line(i)?;
-        }
     }
     if line != n {
         return Err(Refusal::Buffers);
