@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
@@ -69,11 +69,26 @@ class Record:
     key: bytes | None = None
 
 
+# Why a record or line was dead-lettered, as a bounded set: the metric's
+# label. The free-text reason (which may quote attacker-controlled text) goes
+# only into the dead-letter file, never into a label.
+DEAD_LETTER_KINDS: Final = (
+    "undecodable_record",  # an events-topic record that is not a valid Arrow batch
+    "decoder_failed",  # the decoder itself raised on this record
+    "too_many_lines",  # a raw record with more lines than event ids allow
+    "invalid_json",  # a raw line starting with "{" that is not a JSON object
+    "json_without_message",  # a JSON object without a string `message`
+    "invalid_site",  # a site name that could escape the store's layout
+    "unparsed_line",  # the parser could not read the line
+)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     record: Record
     reason: str
     line: str | None = None  # the raw line, when one line of a record was bad
+    kind: str = "unparsed_line"  # one of DEAD_LETTER_KINDS
 
 
 # A decoder turns one partition's records into events plus what it could not use.
@@ -88,7 +103,7 @@ def decode_event_batches(records: Sequence[Record]) -> tuple[pa.Table, list[Dead
         try:
             tables.append(wire.decode(r.value))
         except wire.WireError as exc:
-            dead.append(DeadLetter(r, str(exc)))
+            dead.append(DeadLetter(r, str(exc), kind="undecodable_record"))
     table = pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
     return table, dead
 
@@ -130,7 +145,11 @@ class RawLines:
         t = t.filter(pc.not_equal(pc.utf8_length(t["line"]), 0))
         too_many = pc.greater_equal(t["idx"], MAX_LINES_PER_RECORD)
         for rec, line in zip(*_cols(t.filter(too_many), "rec", "line"), strict=True):
-            dead.append(DeadLetter(records[rec], f"record has more than {MAX_LINES_PER_RECORD} lines", line))
+            dead.append(
+                DeadLetter(
+                    records[rec], f"record has more than {MAX_LINES_PER_RECORD} lines", line, "too_many_lines"
+                )
+            )
         t = t.filter(pc.invert(too_many))
         t, json_dead = self._unwrap_json(t, records)
         dead += json_dead
@@ -140,7 +159,9 @@ class RawLines:
             *_cols(t.filter(bad_site).append_column("s", site.filter(bad_site)), "rec", "line", "s"),
             strict=True,
         ):
-            dead.append(DeadLetter(records[rec], f"site {s!r} is not a valid site name", line))
+            dead.append(
+                DeadLetter(records[rec], f"site {s!r} is not a valid site name", line, "invalid_site")
+            )
         t = t.append_column("site", site).filter(pc.invert(bad_site))
         host = pc.fill_null(t["json_host"], "")
         t = t.append_column("host", host)
@@ -159,27 +180,35 @@ class RawLines:
         return table, dead
 
     def _unwrap_json(self, t: pa.Table, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
-        """Columns message/json_site/json_host: JSON lines unwrapped, plain lines as they are."""
+        """Columns message/json_site/json_host: JSON lines unwrapped, plain lines as they are.
+
+        Both parts get the same columns whatever the batch holds (only plain
+        lines, only JSON lines, or none of one kind), so they always concatenate."""
         is_json = pc.starts_with(pc.utf8_ltrim_whitespace(t["line"]), "{")
         plain = t.filter(pc.invert(is_json))
         plain = plain.append_column("message", plain["line"])
         plain = plain.append_column("json_site", pa.nulls(plain.num_rows, pa.string()))
         plain = plain.append_column("json_host", pa.nulls(plain.num_rows, pa.string()))
         js = t.filter(is_json)
+        if not js.num_rows:
+            return plain, []
         dead: list[DeadLetter] = []
-        if js.num_rows:
-            parsed, ok = _read_json_lines(js["line"])
-            for rec, line, reason in zip(
-                *_cols(js.filter(pc.invert(ok)), "rec", "line"),
-                parsed.column("_error").filter(pc.invert(ok)).to_pylist(),
-                strict=True,
-            ):
-                dead.append(DeadLetter(records[rec], reason, line))
-            parsed = parsed.filter(ok)
-            js = js.filter(ok)
-            js = js.append_column("message", parsed["message"])
-            js = js.append_column("json_site", parsed["site"]).append_column("json_host", parsed["host"])
+        parsed, ok = _read_json_lines(js["line"])
+        for rec, line, reason in zip(
+            *_cols(js.filter(pc.invert(ok)), "rec", "line"),
+            parsed.column("_error").filter(pc.invert(ok)).to_pylist(),
+            strict=True,
+        ):
+            kind = "json_without_message" if reason == _NO_MESSAGE else "invalid_json"
+            dead.append(DeadLetter(records[rec], reason, line, kind))
+        parsed = parsed.filter(ok)
+        js = js.filter(ok)
+        js = js.append_column("message", parsed["message"])
+        js = js.append_column("json_site", parsed["site"]).append_column("json_host", parsed["host"])
         return pa.concat_tables([plain, js]), dead
+
+
+_NO_MESSAGE: Final = "JSON object has no string `message` field"
 
 
 def _read_json_lines(lines: pa.ChunkedArray) -> tuple[pa.Table, pa.Array]:
@@ -195,7 +224,7 @@ def _read_json_lines(lines: pa.ChunkedArray) -> tuple[pa.Table, pa.Array]:
         )
         if table.num_rows == n:
             ok = pc.is_valid(table["message"])
-            errors = pc.if_else(ok, pa.scalar(None, pa.string()), "JSON object has no string `message` field")
+            errors = pc.if_else(ok, pa.scalar(None, pa.string()), _NO_MESSAGE)
             return table.append_column("_error", errors), ok.combine_chunks() if isinstance(
                 ok, pa.ChunkedArray
             ) else ok
@@ -212,7 +241,7 @@ def _read_json_lines(lines: pa.ChunkedArray) -> tuple[pa.Table, pa.Array]:
             row["_error"] = f"not valid JSON: {exc}"
         else:
             if not isinstance(obj, dict) or not isinstance(obj.get("message"), str):
-                row["_error"] = "JSON object has no string `message` field"
+                row["_error"] = _NO_MESSAGE
             else:
                 row["message"] = obj["message"]
                 for k in ("site", "host"):
@@ -252,6 +281,7 @@ class SinkStats:
     duplicates_dropped: int = 0
     future_events: int = 0
     dead_letters: int = 0
+    dead_letters_by_kind: dict[str, int] = field(default_factory=dict)
     flushes: int = 0
     last_flush_s: float = 0.0
     flush_seconds_sum: float = 0.0
@@ -327,6 +357,7 @@ class ArchiveSink:
                         fresh[0],
                         f"{bad.num_rows} events with invalid site names: "
                         f"{sorted(set(bad.column('site').to_pylist()))[:5]!r}",
+                        kind="invalid_site",
                     )
                 )
             self._dead_letters(dead)
@@ -345,7 +376,9 @@ class ArchiveSink:
                 log.exception(
                     "decoder failed on %s[%d]@%d", records[0].topic, records[0].partition, records[0].offset
                 )
-                return EVENT_SCHEMA.empty_table(), [DeadLetter(records[0], f"decoder failed: {exc!r}")]
+                return EVENT_SCHEMA.empty_table(), [
+                    DeadLetter(records[0], f"decoder failed: {exc!r}", kind="decoder_failed")
+                ]
         mid = len(records) // 2
         left, right = self._decode(records[:mid]), self._decode(records[mid:])
         return pa.concat_tables([left[0], right[0]]), left[1] + right[1]
@@ -365,6 +398,8 @@ class ArchiveSink:
         if not dead:
             return
         self.stats.dead_letters += len(dead)
+        for d in dead:
+            self.stats.dead_letters_by_kind[d.kind] = self.stats.dead_letters_by_kind.get(d.kind, 0) + 1
         self.dead_letter_dir.mkdir(parents=True, exist_ok=True)
         path = self.dead_letter_dir / f"{dead[0].record.topic}.jsonl"
         entries = []
@@ -374,6 +409,7 @@ class ArchiveSink:
                 "partition": d.record.partition,
                 "offset": d.record.offset,
                 "reason": d.reason,
+                "kind": d.kind,
                 "site": _key_site(d.record.key),  # per-site rejects (pipeline.health)
             }
             if d.line is not None:
@@ -436,6 +472,16 @@ def _metrics_text(
         per_topic("future_events"),
     )
     add("dead_letters_total", "counter", "records or lines sent to dead letters", per_topic("dead_letters"))
+    add(
+        "dead_letters_by_reason_total",
+        "counter",
+        "records or lines sent to dead letters, by reason (pipeline.worker.DEAD_LETTER_KINDS)",
+        [
+            (f'{{topic="{t}",reason="{k}"}}', float(s.stats.dead_letters_by_kind.get(k, 0)))
+            for t, s in sinks.items()
+            for k in DEAD_LETTER_KINDS
+        ],
+    )
     add("flushes_total", "counter", "flushes", per_topic("flushes"))
     add("flush_seconds_total", "counter", "time spent flushing", per_topic("flush_seconds_sum"))
     add("last_flush_seconds", "gauge", "duration of the latest flush", per_topic("last_flush_s"))

@@ -181,6 +181,29 @@ class TestRawLines:
         s2.flush(recs)
         assert s2.store.read_all().num_rows == 4
 
+    def test_plain_only_batch(self, tmp_path: Path) -> None:
+        """A batch with no JSON line (rsyslog omkafka's plain template) is archived, not dead-lettered."""
+        recs = [Record("raw", 0, i, self.LINE.format(m=i, i=i, p=22).encode(), None) for i in range(5)]
+        s = sink(tmp_path, decode=RawLines(raw_parser("auto"), "dflt"))
+        s.flush(recs)
+        back = s.store.read_all()
+        assert back.num_rows == 5 and s.stats.dead_letters == 0
+        assert set(back["site"].to_pylist()) == {"dflt"}
+
+    def test_json_only_batch(self, tmp_path: Path) -> None:
+        """A batch of only JSON lines is archived with their sites and hosts."""
+        recs = [
+            Record(
+                "raw", 0, i, json.dumps({"message": self.LINE.format(m=i, i=i, p=80), "site": "s2"}).encode()
+            )
+            for i in range(5)
+        ]
+        s = sink(tmp_path, decode=RawLines(raw_parser("auto"), "dflt"))
+        s.flush(recs)
+        back = s.store.read_all()
+        assert back.num_rows == 5 and s.stats.dead_letters == 0
+        assert set(back["site"].to_pylist()) == {"s2"}
+
 
 def _fill_hour(s: ArchiveSink, hour_start: dt.datetime, files: int, per: int) -> int:
     """Several flushes into one hour, each its own source and Kafka offsets."""
