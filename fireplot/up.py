@@ -1,8 +1,11 @@
 """`fireplot up`: the whole system on one machine, with demo data, until Ctrl-C.
 
 Each service runs as its own process (as it would in production), logging to
-``<var_dir>/logs/``: the worker, the web server and a shipper following the
-demo log, to which a live trickle of new packets is appended every second.
+``<var_dir>/logs/``: the worker (archiving, with maintenance: compaction,
+rollups and retention, and site health), the scan detector following the
+store, the web server, and a shipper following the demo log, to which a live
+trickle of new packets is appended every second. This is the whole system,
+as docker-compose.yml runs it: nothing that exists is left off here.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pipeline.broker import LocalKafka, ensure_topics
 from pipeline.config import Config
 
 LIVE_PER_HOUR = 3600.0  # about one demo packet a second keeps the live view moving
+DEMO_HOURS = 24  # the demo's history: one day of background traffic and scans
 
 
 def _wait_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[bytes]) -> bool:
@@ -81,12 +85,23 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         web = start("web", "serve")
         demo_log = var / "demo" / "demo.log"
         gen = Demo(seed)
+        now = dt.datetime.now(dt.UTC)
         if demo:
             demo_log.parent.mkdir(parents=True, exist_ok=True)
-            now = dt.datetime.now(dt.UTC)
-            n = write_lines(gen.history(now, hours=24), demo_log)
-            print(f"demo: {n} log lines for the last 24 h in {demo_log}", flush=True)
+            n = write_lines(gen.history(now, hours=DEMO_HOURS), demo_log)
+            print(f"demo: {n} log lines for the last {DEMO_HOURS} h in {demo_log}", flush=True)
             start("shipper", "ship", str(demo_log), "--site", "demo", "--follow")
+            # The detector's first evaluation reaches back over the demo's whole
+            # history, so its scans are listed within a minute of start.
+            start(
+                "detector",
+                "detect",
+                "--follow",
+                "--since",
+                (now - dt.timedelta(hours=DEMO_HOURS)).isoformat(),
+            )
+        else:
+            start("detector", "detect", "--follow")
         if not _wait_port(cfg.web.address, cfg.web.port, 60, web):
             print(f"the web server did not start; see {logs_dir / 'web.log'}", file=sys.stderr)
             return 1
@@ -113,7 +128,7 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
                 last = now
     finally:
         print("stopping ...", flush=True)
-        for name in ("shipper", "web", "worker"):
+        for name in ("shipper", "detector", "web", "worker"):
             child = procs.get(name)
             if child and child.poll() is None:
                 child.send_signal(signal.SIGTERM)

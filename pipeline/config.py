@@ -182,7 +182,11 @@ class WorkerConfig:
         "how often the worker looks for new topics matching [kafka] events_topic_pattern / raw_topic_pattern",
         10.0,
     )
-    maintenance_enabled: bool = doc("run compaction, retention and rollups periodically in the worker", False)
+    maintenance_enabled: bool = doc(
+        "run compaction, retention and rollups periodically in the worker (off: run `fireplot compact` "
+        "and `fireplot rollup` yourself)",
+        True,
+    )
     maintenance_interval_s: float = doc("how often the worker's maintenance timer runs", 300.0)
     compact_older_than_s: float = doc("an hour is compacted once its end is this far in the past", 900.0)
     retention_days_events: int = doc("days of raw events kept (by event date); 0 keeps them forever", 90)

@@ -35,7 +35,7 @@ needs_compose = pytest.mark.skipif(
     "without it the compose file cannot be validated",
 )
 
-SERVICES = {"kafka", "topics", "worker", "web", "demo"}
+SERVICES = {"kafka", "topics", "worker", "detector", "web", "demo"}
 SITES = ("site-a", "site-b")
 SITE_SERVICES = {f"{kind}-{site}" for site in SITES for kind in ("kafka", "topics", "shipper")} | {"mirror"}
 MM2 = REPO / "deploy" / "mm2.properties"
@@ -213,7 +213,7 @@ def cfg() -> dict[str, Any]:
 @needs_compose
 class TestComposeFile:
     def test_compose_file_validates_and_defines_every_service(self, cfg: dict[str, Any]) -> None:
-        """docker-compose accepts the file, and it defines kafka, topics, worker, web and demo."""
+        """docker-compose accepts the file, and it defines kafka, topics, worker, detector, web and demo."""
         rv = set(cfg["services"])
         assert rv >= SERVICES
 
@@ -297,6 +297,22 @@ class TestComposeFile:
         assert "entrypoint" not in worker
         assert worker["restart"] == "unless-stopped"
         assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+    def test_the_main_job_detects_scans_and_maintains_the_store(self, cfg: dict[str, Any]) -> None:
+        """Detection follows the store the worker writes (read-write: it keeps <store>/scans), and
+        the worker's maintenance (compaction, rollups, retention) is on."""
+        detector, worker = service(cfg, "detector"), service(cfg, "worker")
+        assert argv(detector.get("command")) == ["detect", "--follow"]
+        assert detector.get("image") == worker.get("image")
+        assert detector["restart"] == "unless-stopped"
+        env = {k: str(v) for k, v in environment(worker).items() if k.startswith("FIREPLOT_")}
+        assert config.load(None, env).worker.maintenance_enabled
+        store_dir = environment(detector)["FIREPLOT_WORKER__STORE_DIR"]
+        assert environment(worker)["FIREPLOT_WORKER__STORE_DIR"] == store_dir
+        hits = [
+            m for m in mounts(detector) if store_dir.startswith(m[1].rstrip("/") + "/") or store_dir == m[1]
+        ]
+        assert len(hits) == 1 and hits[0][0] == "store" and hits[0][2] is False, mounts(detector)
 
     def test_web_serves_on_loopback_5006_from_the_same_image(self, cfg: dict[str, Any]) -> None:
         """web runs `serve` bound to all interfaces inside, published on 127.0.0.1:5006 only."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.detect.scanstore import ScanStore
 from pipeline.store import Store
 from tests.conftest import free_port
 
@@ -19,6 +20,8 @@ pytestmark = pytest.mark.kafka
 
 
 def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(tmp_path: Path) -> None:
+    """The README's `make up` runs the whole system: archive, detection (the demo's scans are listed
+    within a minute of the data arriving, with no other command), and the web page."""
     web_port = free_port()
     env = {
         **os.environ,
@@ -64,6 +67,20 @@ def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(tmp_
             time.sleep(1)
         assert rows > 20_000, "".join(output) + (tmp_path / "var" / "logs" / "worker.log").read_text()[-3000:]
         assert store.sites() == ["demo"]
+        # The demo plants a fast vertical scan and a slow descending diagonal: the detector
+        # that `up` runs finds both with no other command.
+        scans = ScanStore(tmp_path / "store" / "scans")
+        kinds: set[str] = set()
+        scans_deadline = time.monotonic() + 90
+        while time.monotonic() < scans_deadline:
+            kinds = set(scans.read()["kind"].to_pylist())
+            if {"vertical", "slow"} <= kinds:
+                break
+            time.sleep(1)
+        assert {"vertical", "slow"} <= kinds, (
+            kinds,
+            (tmp_path / "var" / "logs" / "detector.log").read_text()[-3000:],
+        )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)
