@@ -61,8 +61,10 @@ class Layout:
     log10 over ``style.Y_RANGE``, larger ports higher up.
     """
 
-    width_px: int = 1200
-    height_px: int = 700
+    # Full HD: a dense day needs the width (one column is ~50 s of the day) and the
+    # height (the log axis spends rows evenly on decades of ports).
+    width_px: int = 1920
+    height_px: int = 1080
     left: int = 64
     right: int = 110
     top: int = 44
@@ -163,19 +165,24 @@ def draw_dots(
 ) -> None:
     """Paint DOT_SIZE-square dots in place, clipped to the plot area.
 
-    Where dots overlap, the series earliest in the legend is on top (TCP/IPv4
-    over the rarer ones), whatever the order of the rows: each pixel keeps the
-    lowest series index of the dots covering it.
+    Where dots overlap, the series drawn last by ``style.draw_order`` is on top
+    (the rarest of the day), as on the web page, whatever the order of the rows:
+    each pixel keeps the dot of the highest drawing rank covering it.
     """
     if len(series) == 0:
         return
+    counts = np.bincount(series, minlength=len(style.SERIES))
+    order = style.draw_order({name: int(counts[i]) for i, name in enumerate(style.SERIES)})
+    # rank 0 = drawn last = on top; a pixel keeps the minimum rank over its dots.
+    top_first = order[::-1]
+    rank_of = np.array([top_first.index(name) for name in style.SERIES], dtype=np.int8)
     half = style.DOT_SIZE // 2
     pad = style.DOT_SIZE
     h, w = layout.plot_height + 2 * pad, layout.plot_width + 2 * pad
     empty = np.int8(len(style.SERIES))
     centre = np.full(h * w, empty, dtype=np.int8)
     flat = (y - layout.top + pad) * w + (x - layout.left + pad)
-    np.minimum.at(centre, flat, series)
+    np.minimum.at(centre, flat, rank_of[series])
     grid = centre.reshape(h, w)
     # Grow each centre into its square: the minimum over the square's offsets.
     covered = grid.copy()
@@ -185,7 +192,7 @@ def draw_dots(
                 shifted = np.roll(grid, (dy, dx), axis=(0, 1))
                 np.minimum(covered, shifted, out=covered)
     inner = covered[pad : pad + layout.plot_height, pad : pad + layout.plot_width]
-    lut = np.array([_rgb(style.COLOURS[name]) for name in style.SERIES], dtype=np.uint8)
+    lut = np.array([_rgb(style.COLOURS[name]) for name in top_first], dtype=np.uint8)
     hit = inner < empty
     plot = img[layout.top : layout.top + layout.plot_height, layout.left : layout.left + layout.plot_width]
     plot[hit] = lut[inner[hit]]
@@ -225,9 +232,9 @@ def draw_frame(image: Image.Image, layout: Layout, title: str) -> None:
 
 
 def render_table(
-    table: pa.Table, date: dt.date, layout: Layout, title: str
+    table: pa.Table, date: dt.date, layout: Layout, title: str, scans: pa.Table | None = None
 ) -> tuple[Image.Image, npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The day's image; also each event's dot centre, for the image map."""
+    """The day's image, with the day's scans outlined; also each event's dot centre, for the image map."""
     img = np.zeros((layout.height_px, layout.width_px, 3), dtype=np.uint8)
     img[:, :] = _rgb(style.BACKGROUND)
     image = Image.fromarray(img, "RGB")
@@ -236,7 +243,56 @@ def render_table(
     canvas = np.array(image)
     x, y, series = pixels(table, date, layout)
     draw_dots(canvas, x, y, series, layout)
-    return Image.fromarray(canvas, "RGB"), x, y
+    image = Image.fromarray(canvas, "RGB")
+    if scans is not None and scans.num_rows:
+        draw_scans(image, scans_boxes(scans, date, layout))
+    return image, x, y
+
+
+@dataclass(frozen=True)
+class ScanBox:
+    """A detected scan's outline on the image: its time span x port range, clipped to the day."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom (inclusive pixels)
+    kind: str
+    title: str
+
+
+def scans_boxes(scans: pa.Table, date: dt.date, layout: Layout) -> list[ScanBox]:
+    """Outlines of the scans (``SCAN_SCHEMA`` rows) that overlap the day, as the page draws them."""
+    start = day_start(date)
+    boxes = []
+    for row in scans.to_pylist():
+        if row["last_ts"] < start or row["first_ts"] >= start + dt.timedelta(days=1):
+            continue
+        first_us = max(0, (row["first_ts"] - start) // dt.timedelta(microseconds=1))
+        last_us = min(DAY_US - 1, (row["last_ts"] - start) // dt.timedelta(microseconds=1))
+        cols = layout.x_px(np.array([first_us, last_us], dtype=np.int64)).tolist()
+        low = row["port_min"] or style.NO_PORT_Y
+        high = row["port_max"] or style.NO_PORT_Y
+        # As on the page: a one-port scan widens to a thin band around its port.
+        rows = layout.y_px(np.array([high * 1.1, low * 0.9], dtype=np.float64)).tolist()
+        pad = style.DOT_SIZE
+        box = (cols[0] - pad, rows[0] - pad, cols[1] + pad, rows[1] + pad)
+        ports = f"port {low}" if low == high else f"ports {low}-{high}"
+        title = (
+            f"{row['kind']} scan from {', '.join(row['sources'][:3])}"
+            f"{' and others' if len(row['sources']) > 3 else ''}: {row['distinct_ports']} ports "
+            f"({ports}), {row['distinct_targets']} targets, {row['packets']} packets, "
+            f"{row['first_ts']:%H:%M:%S}-{row['last_ts']:%H:%M:%S} UTC"
+        )
+        boxes.append(ScanBox(box, row["kind"], title))
+    return boxes
+
+
+def draw_scans(image: Image.Image, boxes: list[ScanBox]) -> None:
+    """Outline each scan in its kind's colour (``style.SCAN_STYLES``), over the dots."""
+    draw = ImageDraw.Draw(image)
+    for b in boxes:
+        colour, dash = style.SCAN_STYLES.get(b.kind, style.SCAN_DEFAULT_STYLE)
+        # Pillow draws no dashes: a dashed kind gets a thin outline, a solid one a
+        # double line, so the two cyan kinds (vertical, slow) stay apart.
+        draw.rectangle(b.box, outline=_rgb(colour), width=2 if dash == "solid" else 1)
 
 
 def title_for(date: dt.date, sites: list[str] | None, dataset: str | None, events: int) -> str:
@@ -255,18 +311,60 @@ def render_day(
     dataset: str | None = None,
     layout: Layout | None = None,
     html_out: Path | None = None,
+    scans_root: Path | None = None,
+    today: dt.date | None = None,
 ) -> Rendered:
-    """Render one UTC day of ``store`` to the PNG ``out`` (and optionally an image-map page)."""
+    """Render one UTC day of ``store`` to the PNG ``out`` (and optionally an image-map page).
+
+    ``scans_root`` is the scan dataset whose scans are outlined (default
+    ``<store>/scans``; absent: no outlines). ``today`` bounds the next-day link
+    of the page (default: today, UTC): there is no page for a day to come.
+    """
     layout = layout or Layout()
     table = read_day(store, date, sites, MAP_COLUMNS if html_out else READ_COLUMNS)
     title = title_for(date, sites, dataset, table.num_rows)
-    image, x, y = render_table(table, date, layout, title)
+    scans = day_scans(scans_root or store.root / "scans", date, sites)
+    image, x, y = render_table(table, date, layout, title, scans)
     _write_atomically(out, lambda f: image.save(f, format="PNG"))
     if html_out is None:
         return Rendered(table.num_rows, out)
-    page, areas, left_out = image_map(table, x, y, out.name, layout, title)
+    links = neighbour_links(html_out.name, date, today or dt.datetime.now(dt.UTC).date())
+    boxes = scans_boxes(scans, date, layout)
+    page, areas, left_out = image_map(table, x, y, out.name, layout, title, boxes, links)
     _write_atomically(html_out, lambda f: f.write(page.encode("utf-8")))
     return Rendered(table.num_rows, out, html_out, areas, left_out)
+
+
+def day_scans(root: Path, date: dt.date, sites: list[str] | None) -> pa.Table:
+    """The scans that overlap the day, of the drawn sites: what the page outlines for that day."""
+    from pipeline.detect.scanstore import ScanStore
+
+    start = day_start(date)
+    # A scan that ended on the day or later and began before its end overlaps it.
+    scans = ScanStore(root).read(since=start, by="last_ts")
+    scans = scans.filter(pc.less(scans.column("first_ts"), pa.scalar(start + dt.timedelta(days=1), TS_TYPE)))
+    if sites:
+        scans = scans.filter(pc.is_in(scans.column("site"), value_set=pa.array(sites, pa.string())))
+    return scans
+
+
+def neighbour_links(name: str, date: dt.date, today: dt.date) -> dict[str, str]:
+    """Previous/next day links of a page, as the original's: its own file name with the other date.
+
+    Pages are written one a day by cron under names holding their date
+    (``fireplot-2026-12-07.html``); a name without the date has no neighbours
+    it could name, so it gets no links. The next day is linked only once it
+    has begun (its page may be written later; a link to a day to come is not).
+    """
+    iso = date.isoformat()
+    if iso not in name:
+        return {}
+    links = {}
+    if date > FIRST_DAY:
+        links["previous day"] = name.replace(iso, (date - dt.timedelta(days=1)).isoformat())
+    if date < min(today, LAST_DAY):
+        links["next day"] = name.replace(iso, (date + dt.timedelta(days=1)).isoformat())
+    return links
 
 
 def image_map(
@@ -276,13 +374,17 @@ def image_map(
     png_name: str,
     layout: Layout,
     title: str,
+    scans: list[ScanBox] | None = None,
+    links: dict[str, str] | None = None,
 ) -> tuple[str, int, int]:
-    """An HTML page showing the PNG with one hover area per occupied dot cell.
+    """An HTML page showing the PNG with one hover area per occupied dot cell and per scan.
 
     A cell is one dot's square; its title lists how many events it holds and
     one of them: time, source, port, protocol, site, sensor and prefix.
     Every one of those is attacker-influenced text and goes through
-    html.escape. Returns the page, the number of areas and of cells left out.
+    html.escape. Dot areas come first, so a dot inside a scan's box keeps its
+    own title. ``links`` (label -> href) are the previous/next day links.
+    Returns the page, the number of areas and of cells left out.
     """
     cell = style.DOT_SIZE
     key = (y // cell) * (layout.width_px // cell + 1) + x // cell
@@ -304,11 +406,16 @@ def image_map(
         )
         coords = f"{cx - half},{cy - half},{cx - half + cell - 1},{cy - half + cell - 1}"
         areas.append(f'<area shape="rect" coords="{coords}" title="{html.escape(text)}" alt="">')
+    for b in scans or []:
+        coords = ",".join(map(str, b.box))
+        areas.append(f'<area shape="rect" coords="{coords}" title="{html.escape(b.title)}" alt="">')
     note = f"<p>{left_out:,} quieter dot cells have no hover title.</p>" if left_out else ""
+    nav = " | ".join(f'<a href="{html.escape(href)}">{label}</a>' for label, href in (links or {}).items())
+    nav_html = f'<p style="font-family:sans-serif">{nav}</p>' if nav else ""
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title></head>"
-        f'<body style="background:{style.BACKGROUND};color:{style.FOREGROUND}">'
+        f'<body style="background:{style.BACKGROUND};color:{style.FOREGROUND}">{nav_html}'
         f'<img src="{html.escape(png_name)}" usemap="#dots" width="{layout.width_px}" '
         f'height="{layout.height_px}" alt="{html.escape(title)}">'
         f'<map name="dots">\n' + "\n".join(areas) + f"\n</map>{note}</body></html>\n"

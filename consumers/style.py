@@ -64,6 +64,20 @@ COLOURS: Final[dict[str, str]] = {
 }
 SERIES: Final[tuple[str, ...]] = tuple(COLOURS)
 
+
+def draw_order(counts: dict[str, int]) -> list[str]:
+    """Series from bottom to top: the most common drawn first, the rarest last, on top.
+
+    One rule for the page and the PNG, so the same day looks the same in both.
+    Rarest on top because a firewall plot is read for the unusual: a lone
+    IPv6 probe among thousands of IPv4 ones must not vanish under them. The
+    cost, that a dense band is tinted by its rarer series, is answered by the
+    legend, which gives every series its count. Ties keep legend order.
+    """
+    legend = {name: i for i, name in enumerate(SERIES)}
+    return sorted(SERIES, key=lambda name: (-counts.get(name, 0), legend[name]))
+
+
 # Loggers name protocols differently (netfilter "ICMPv6", pf "ipv6-icmp", some
 # only the IANA number), so each series accepts every spelling we have seen.
 _TCP: Final = pa.array(["TCP", "6"])

@@ -229,9 +229,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--site", action="append", help="site to draw; repeat for several (default all)")
     render.add_argument("--dataset", help="a replayed or rebuilt dataset instead of the live archive")
     render.add_argument("--out", type=Path, required=True, help="PNG file to write (atomically)")
-    render.add_argument("--html", type=Path, help="also write an HTML page: the PNG with hover titles")
-    render.add_argument("--width-px", type=int, default=1200)
-    render.add_argument("--height-px", type=int, default=700)
+    render.add_argument(
+        "--html",
+        type=Path,
+        help="also write an HTML page: the PNG with hover titles on dots and scans, and previous/next "
+        "day links when the file name holds the date (e.g. fireplot-2026-12-07.html)",
+    )
+    render.add_argument("--width-px", type=int, default=1920)
+    render.add_argument("--height-px", type=int, default=1080)
     render.add_argument(
         "--store",
         help="store directory or object-store URI, e.g. s3://bucket/fireplot (default [worker] store_dir)",
@@ -803,8 +808,17 @@ def _cmd_render(cfg: Config, args: argparse.Namespace) -> int:
         print(f"fireplot render: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
+    # [detect] scans_dir names the live archive's scan dataset; a replayed dataset keeps its own.
+    scans_root = Path(cfg.detect.scans_dir) if cfg.detect.scans_dir and not args.dataset else None
     done = render_day(
-        store, date, args.out, sites=args.site, dataset=args.dataset, layout=layout, html_out=args.html
+        store,
+        date,
+        args.out,
+        sites=args.site,
+        dataset=args.dataset,
+        layout=layout,
+        html_out=args.html,
+        scans_root=scans_root,
     )
     summary = {
         "date": date.isoformat(),

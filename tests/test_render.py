@@ -254,3 +254,69 @@ def test_series_lookup_agrees_with_style_encode_on_every_spelling() -> None:
     expected = [style.SERIES.index(s) for s in style.encode(table).column("series").to_pylist()]
     assert series_index(table).tolist() == expected
     assert len(set(expected)) == len(style.SERIES)
+
+
+class TestDrawOrderAndDailyPage:
+    """One draw order for the page and the PNG (style.draw_order), scan outlines, day links."""
+
+    @pytest.mark.parametrize(("tcp4", "tcp6", "on_top"), [(5, 1, "#ff0000"), (1, 5, "#00ff00")])
+    def test_the_rarer_series_is_on_top_whatever_the_legend_order(
+        self, tmp_path: Path, tcp4: int, tcp6: int, on_top: str
+    ) -> None:
+        """Dots of TCP/IPv4 and TCP/IPv6 on one spot: the series with fewer events that day shows."""
+        store = Store(tmp_path / "store")
+        rows = [event(10, "TCP", 4, 22, i) for i in range(tcp4)]
+        rows += [event(10, "TCP", 6, 22, 100 + i) for i in range(tcp6)]
+        write(store, rows)
+        out = tmp_path / "day.png"
+        render_day(store, DAY, out)
+        layout = Layout()
+        assert dot(Image.open(out), expected_x(layout, 10), expected_y(layout, 22)) == {rgb(on_top)}
+
+    def test_draw_order_is_most_common_first_ties_in_legend_order(self) -> None:
+        order = style.draw_order({style.Series.TCP6: 10, style.Series.TCP4: 3, style.Series.UDP4: 3})
+        assert order[:3] == [style.Series.TCP6, style.Series.TCP4, style.Series.UDP4]
+        assert order[-1] == style.Series.OTHER and sorted(order) == sorted(style.SERIES)
+
+    def test_default_size_is_full_hd(self) -> None:
+        assert (Layout().width_px, Layout().height_px) == (1920, 1080)
+
+    def test_scans_are_outlined_and_titled_in_the_page(self, store: Store, tmp_path: Path) -> None:
+        """A scan of the day gets its kind's outline in the PNG and an escaped hover title in the page."""
+        from pipeline.detect.engine import SCAN_SCHEMA
+        from pipeline.detect.scanstore import ScanStore
+
+        start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+        scan = {f.name: None for f in SCAN_SCHEMA}
+        scan.update(
+            scan_id="s1", kind="vertical", site="a", sources=[HOSTILE], sites=["a"],
+            first_ts=start + dt.timedelta(hours=8), last_ts=start + dt.timedelta(hours=10),
+            detected_at=start + dt.timedelta(hours=10), port_min=100, port_max=1000,
+            distinct_ports=900, distinct_targets=1, packets=900, score=1.0, lower_bound=False,
+            status="closed", epoch_start=start,
+        )  # fmt: skip
+        epoch_us = int(start.timestamp()) * 1_000_000
+        ScanStore(store.root / "scans").replace(
+            "vertical", epoch_us, pa.Table.from_pylist([scan], SCAN_SCHEMA)
+        )
+        out, page = tmp_path / f"fireplot-{DAY}.png", tmp_path / f"fireplot-{DAY}.html"
+        render_day(store, DAY, out, html_out=page, today=DAY + dt.timedelta(days=3))
+        layout, img = Layout(), Image.open(out)
+        colour = rgb(style.SCAN_STYLES["vertical"][0])
+        # the box's left edge runs down at 08:00 between the rows of ports 1000 and 100
+        x = expected_x(layout, 8) - style.DOT_SIZE
+        column = {img.getpixel((x, yy)) for yy in range(expected_y(layout, 1000), expected_y(layout, 100))}
+        assert column == {colour}
+        text = page.read_text(encoding="utf-8")
+        assert HOSTILE not in text and html.escape(f"vertical scan from {HOSTILE}") in text
+        prev_day, next_day = DAY - dt.timedelta(days=1), DAY + dt.timedelta(days=1)
+        assert f'<a href="fireplot-{prev_day}.html">previous day</a>' in text
+        assert f'<a href="fireplot-{next_day}.html">next day</a>' in text
+
+    def test_today_links_back_but_not_forward_and_undated_names_get_no_links(self) -> None:
+        from consumers.render import neighbour_links
+
+        assert neighbour_links(f"p-{DAY}.html", DAY, DAY) == {
+            "previous day": f"p-{DAY - dt.timedelta(days=1)}.html"
+        }
+        assert neighbour_links("latest.html", DAY, DAY + dt.timedelta(days=9)) == {}
