@@ -6,9 +6,11 @@ event times as record timestamps would let time-based retention delete a
 replay topic's segments as soon as they roll). The replay topic is created
 with ``retention.ms=-1`` for the same reason (``pipeline.datasets``).
 
-The store is read one hour partition at a time, so memory stays bounded by
-the largest hour, and a state file records how far Kafka acknowledged the
-run: Ctrl-C and run again continues where it stopped. An hour cut
+The store is read one hour partition at a time, the next hour read and
+sorted on another thread while this one is encoded and sent (pyarrow's
+reading, sorting and zstd release the GIL, so the two overlap on two
+cores), so memory stays bounded by the two largest hours, and a state file
+records how far Kafka acknowledged the run: Ctrl-C and run again continues where it stopped. An hour cut
 short resumes after the events Kafka acknowledged (see ``ReplayState``).
 """
 
@@ -20,6 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -110,6 +113,26 @@ def hours(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, d
         t = nxt
 
 
+def _sorted_hours(
+    store: Store, begin: dt.datetime, end: dt.datetime, sites: list[str] | None
+) -> Iterator[tuple[dt.datetime, dt.datetime, pa.Table]]:
+    """Each hour's events in the replay's total order; the next hour is read while this one is sent."""
+
+    def read(span: tuple[dt.datetime, dt.datetime]) -> pa.Table:
+        # A total order (ties on ts broken by identity) so "the first k events
+        # of this hour" means the same events on every run.
+        return store.read(span[0], span[1], sites=sites).sort_by(ORDER)
+
+    spans = list(hours(begin, end))
+    with ThreadPoolExecutor(1, thread_name_prefix="replay-read") as pool:
+        pending: Future[pa.Table] | None = pool.submit(read, spans[0]) if spans else None
+        for i, span in enumerate(spans):
+            assert pending is not None
+            table = pending.result()
+            pending = pool.submit(read, spans[i + 1]) if i + 1 < len(spans) else None
+            yield span[0], span[1], table
+
+
 def _steps(table: pa.Table, step_us: int | None) -> Iterator[tuple[int, pa.Table]]:
     """Consecutive slices of a ts-sorted table: one per pacing step of event time, or
     (unpaced) of MAX_BATCH_EVENTS rows, so each Kafka record carries a real batch."""
@@ -146,10 +169,7 @@ def replay(
     step_us = int(PACE_STEP_S * speed * 1e6) if speed else None
     begin = state.done_until or start
     saved = time.monotonic()
-    for h_start, h_end in hours(begin, end):
-        # A total order (ties on ts broken by identity) so "the first k events
-        # of this hour" means the same events on every run.
-        table = store.read(h_start, h_end, sites=sites).sort_by(ORDER)
+    for h_start, h_end, table in _sorted_hours(store, begin, end, sites):
         if state.hour == h_start and state.rows_into_hour:
             table = table.slice(state.rows_into_hour)
         for ts_us, part in _steps(table, step_us):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import datasets, rollup
 from pipeline.store import Store
@@ -86,6 +87,22 @@ def test_replay_into_a_dataset_reproduces_the_archive_and_a_rerun_adds_nothing(
     _wait(Store(datasets.root(system.store_dir, "r1")), archived.num_rows, worker, timeout_s=5)
 
 
+def _wait_for_records(bootstrap: str, topic: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> None:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"replay exited early: {proc.communicate()[1]}"
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in parts]
+            if tps and sum(consumer.end_offsets(tps).values()) > 0:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"no record reached {topic} in {timeout_s} s")
+    finally:
+        consumer.close()
+
+
 def test_interrupted_replay_resumes_where_kafka_acknowledged_without_duplicates(
     system: System, tmp_path: Path
 ) -> None:
@@ -99,9 +116,12 @@ def test_interrupted_replay_resumes_where_kafka_acknowledged_without_duplicates(
         text=True,
         start_new_session=True,
     )
-    time.sleep(3)
+    # Interrupt once records are on the topic (the run is then under way, whatever the
+    # machine's load did to the process's start), well before the 6 s run ends.
+    _wait_for_records(system.bootstrap, datasets.replay_topic("r2"), proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    assert err.strip(), "replay printed no summary"
     first = json.loads(err.strip().splitlines()[-1])
     assert first["complete"] is False
     assert 0 < int(first["events_sent"]) < archived.num_rows  # type: ignore[call-overload]
