@@ -16,7 +16,7 @@ import pytest
 from pipeline import datasets, rollup
 from pipeline.store import Store
 from producers.demo import Demo, write_lines
-from tests.conftest import System, free_port
+from tests.support.system import System, free_port
 
 pytestmark = pytest.mark.kafka
 

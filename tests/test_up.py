@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.store import Store
-from tests.conftest import free_port
+from tests.support.system import free_port
 
 pytestmark = pytest.mark.kafka
 
