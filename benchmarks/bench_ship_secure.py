@@ -25,7 +25,7 @@ from pipeline import wire
 from pipeline.broker import LocalKafka, SecureListener, ensure_topics
 from pipeline.config import KafkaConfig
 from producers.demo import Demo, write_lines
-from tests.test_kafka_secure import KEYSTORE_PASSWORD, PASSWORD, USER, make_pki
+from tests.support.tls import KEYSTORE_PASSWORD, PASSWORD, USER, make_pki
 
 
 def main() -> None:

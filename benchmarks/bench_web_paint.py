@@ -27,7 +27,7 @@ import pyarrow as pa
 from consumers import style
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.store import OffsetRange, Store
-from tests import browser
+from tests.support import browser
 
 BUSY = dt.date(2026, 11, 2)
 EMPTY = dt.date(2026, 11, 3)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,29 +21,11 @@ from kafka import KafkaProducer
 
 from pipeline import wire
 from pipeline.broker import LocalKafka, ensure_topics
-from tests.conftest import System, free_port
-from tests.test_archive_store import RAW_LINE, T0, events
+from tests.support.events import RAW_LINE, T0, events
+from tests.support.system import System, assert_exact, free_port, ids, kill
+from tests.support.topics import produce
 
 pytestmark = pytest.mark.kafka
-
-
-def produce(bootstrap: str, topic: str, table: pa.Table, per_record: int = 500, hosts: int = 4) -> int:
-    """Publish events as the shipper does (one Arrow batch per record, key site/host); records sent."""
-    ensure_topics(bootstrap, {topic: 4}, wire.TOPIC_CONFIGS)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=wire.MAX_REQUEST_BYTES)
-    n = 0
-    for i, start in enumerate(range(0, table.num_rows, per_record)):
-        part = table.slice(start, per_record)
-        producer.send(
-            topic,
-            key=wire.record_key("a", f"fw{i % hosts}"),
-            value=wire.encode(part),
-            headers=list(wire.HEADERS),
-        )
-        n += 1
-    producer.flush(timeout=60)
-    producer.close()
-    return n
 
 
 def workload(n: int, sources: int = 4) -> pa.Table:
@@ -54,46 +34,6 @@ def workload(n: int, sources: int = 4) -> pa.Table:
     return pa.concat_tables(
         [events(per, start=T0, span_s=30 * 3600, source=f"a:file{s}", seed=s) for s in range(sources)]
     )
-
-
-def _ids(table: pa.Table) -> list[tuple[str, int]]:
-    return list(zip(table["source_id"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
-
-
-def start_worker(system: System, name: str, **env: str) -> subprocess.Popen[bytes]:
-    out = open(system.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-    proc = subprocess.Popen(
-        system.command("worker"),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        env={**os.environ, **env},
-    )
-    out.close()
-    system.procs.append(proc)
-    return proc
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
-def assert_exact(system: System, expected: pa.Table, timeout_s: float = 180) -> pa.Table:
-    table = system.wait_for_rows(expected.num_rows, timeout_s=timeout_s)
-    got = _ids(table)
-    assert len(got) == len(set(got)), "duplicates in the store"
-    assert set(got) == set(_ids(expected))
-    return table
-
-
-@pytest.fixture
-def raw_system(system: System) -> System:
-    system.configure("kafka", raw_topic=f"{system.topic}-raw")
-    # a killed worker's partitions move on after this, not faust's default minute
-    system.configure("worker", session_timeout_s=6.0)
-    return system
 
 
 def test_kill9_at_random_points_leaves_exactly_the_input(raw_system: System) -> None:
@@ -107,7 +47,7 @@ def test_kill9_at_random_points_leaves_exactly_the_input(raw_system: System) -> 
     produce(system.bootstrap, system.topic, expected, per_record=400)
     kills = 0
     deadline = time.monotonic() + budget_s
-    proc = start_worker(system, "worker")
+    proc = system.start_worker("worker")
     system.worker = proc
     while kills < kills_wanted and time.monotonic() < deadline:
         # Half the kills wait for progress (mid-stream flushes), half strike at a random
@@ -124,7 +64,7 @@ def test_kill9_at_random_points_leaves_exactly_the_input(raw_system: System) -> 
         assert proc.poll() is None, system.worker_log()
         kill(proc)
         kills += 1
-        proc = start_worker(system, "worker")
+        proc = system.start_worker("worker")
         system.worker = proc
     assert kills >= min(3, kills_wanted), f"only {kills} kills before the worker finished"
     assert_exact(system, expected)
@@ -146,7 +86,7 @@ def test_shipper_resend_leaves_no_duplicate_and_metrics_count_it(raw_system: Sys
     system.configure("worker", web_port=port)
     expected = workload(8000)
     produce(system.bootstrap, system.topic, expected)
-    system.worker = start_worker(system, "worker")
+    system.worker = system.start_worker("worker")
     system.wait_for_rows(expected.num_rows)
     # the shipper crashed before saving its position and sends a part again (same keys, new offsets)
     produce(system.bootstrap, system.topic, expected.slice(2000, 3000))
@@ -177,12 +117,12 @@ def test_two_workers_share_partitions_through_rebalances(raw_system: System) -> 
     expected = workload(60_000)
     first, second = expected.slice(0, 30_000), expected.slice(30_000)
     produce(system.bootstrap, system.topic, first, per_record=300)
-    a = start_worker(system, "worker-a")
+    a = system.start_worker("worker-a")
     system.worker = a
     deadline = time.monotonic() + 90
     while system.rows() < 3000 and time.monotonic() < deadline:
         time.sleep(0.05)
-    b = start_worker(system, "worker-b", FIREPLOT_WORKER__WEB_PORT=str(free_port()))
+    b = system.start_worker("worker-b", FIREPLOT_WORKER__WEB_PORT=str(free_port()))
     produce(system.bootstrap, system.topic, second, per_record=300)
     while system.rows() < 35_000 and time.monotonic() < deadline:
         assert a.poll() is None and b.poll() is None
@@ -201,7 +141,7 @@ def test_compaction_then_kill9_keeps_the_store_exact(raw_system: System) -> None
     system.configure("worker", flush_max_records=4, flush_interval_s=0.3)
     expected = workload(40_000)
     produce(system.bootstrap, system.topic, expected.slice(0, 20_000), per_record=250)
-    system.worker = start_worker(system, "worker")
+    system.worker = system.start_worker("worker")
     deadline = time.monotonic() + 90
     while system.rows() < 5000 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -212,7 +152,7 @@ def test_compaction_then_kill9_keeps_the_store_exact(raw_system: System) -> None
     time.sleep(1.0)
     system.kill_worker()
     system.run("compact", "--older-than-s", "0")
-    system.worker = start_worker(system, "worker")
+    system.worker = system.start_worker("worker")
     table = assert_exact(system, expected)
     assert any(p.name.startswith("compacted-") for p in system.store.events_root.rglob("*.parquet"))
     assert system.run("rollup").returncode == 0
@@ -236,11 +176,11 @@ def test_raw_lines_topic_plain_json_and_garbage(raw_system: System) -> None:
         producer.send(raw_topic, key=b"site-r", value=bad)
     producer.flush(timeout=60)
     producer.close()
-    system.worker = start_worker(system, "worker")
+    system.worker = system.start_worker("worker")
     table = system.wait_for_rows(30)
     assert sorted(set(table["site"].to_pylist())) == ["edge-9", "site-r"]
     assert table.filter(pa.compute.equal(table["site"], "edge-9"))["dst_port"].to_pylist() == [443] * 10
-    assert len(set(_ids(table))) == 30
+    assert len(set(ids(table))) == 30
     dead_file = system.store_dir / "_dead_letters" / f"{raw_topic}.jsonl"
     deadline = time.monotonic() + 30
     while not dead_file.exists() and time.monotonic() < deadline:
@@ -259,7 +199,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, own_broker: LocalKafka) -> No
     try:
         expected = workload(40_000)
         produce(bootstrap, system.topic, expected.slice(0, 20_000), per_record=250)
-        system.worker = start_worker(system, "worker")
+        system.worker = system.start_worker("worker")
         deadline = time.monotonic() + 90
         while system.rows() < 4000 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -288,7 +228,7 @@ def test_late_and_future_events_through_kafka(raw_system: System) -> None:
     future = events(30, start=now + dt.timedelta(hours=2), span_s=60, source="a:future")
     current = events(20, start=now, span_s=60, source="a:now")
     produce(system.bootstrap, system.topic, pa.concat_tables([current, late, future]), per_record=25)
-    system.worker = start_worker(system, "worker")
+    system.worker = system.start_worker("worker")
     system.wait_for_rows(100)
     for t, n in ((now - dt.timedelta(days=2), 50), (now + dt.timedelta(hours=2), 30), (now, 20)):
         d = partition_dir(system.store_dir, "a", t.date(), t.hour)

@@ -15,73 +15,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import compact, rollup, wire
-from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
+from pipeline import compact, rollup
 from pipeline.store import Store, parse_file_name, partition_dir
 from pipeline.worker import ArchiveSink, RawLines, Record, raw_parser
-
-T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
-RAW_LINE = (
-    "2026-11-27T10:{m:02d}:00+00:00 fw1 kernel: DROP IN=eth0 OUT= MAC= SRC=198.51.100.{i} "
-    "DST=203.0.113.5 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 DF PROTO=TCP SPT=40000 DPT={p} "
-    "WINDOW=1024 RES=0x00 SYN URGP=0"
-)
-
-
-def events(
-    n: int,
-    start: dt.datetime = T0,
-    span_s: float = 3 * 3600,
-    source: str = "s:1",
-    first: int = 0,
-    site: str = "a",
-    seed: int = 0,
-) -> pa.Table:
-    rng = np.random.default_rng(seed)
-    t0 = int(start.timestamp() * 1e6)
-    ts = np.sort(t0 + rng.integers(0, int(span_s * 1e6), n))
-    return pa.table(
-        {
-            "ts": pa.array(ts, pa.timestamp("us", tz="UTC")),
-            "site": pa.array([site] * n),
-            "host": pa.array(["fw"] * n),
-            "src_ip": pa.array([f"198.51.100.{i % 50}" for i in range(n)]),
-            "dst_ip": pa.array([f"203.0.113.{i % 7}" for i in range(n)]),
-            "src_port": pa.array(rng.integers(1024, 65535, n).astype(np.int32)),
-            "dst_port": pa.array((np.arange(n) % 20 + 20).astype(np.int32)),
-            "proto": pa.array(["TCP"] * n),
-            "ip_version": pa.array(np.full(n, 4, np.int8)),
-            "action": pa.array(["drop"] * n),
-            "in_if": pa.array(["eth0"] * n),
-            "out_if": pa.nulls(n, pa.string()),
-            "tcp_flags": pa.array(["SYN"] * n),
-            "prefix": pa.nulls(n, pa.string()),
-            "count": pa.array(np.ones(n, np.int32)),
-            "source_id": pa.array([source] * n),
-            "source_offset": pa.array(first + np.arange(n, dtype=np.int64) * 100),
-            "schema_version": pa.array(np.full(n, SCHEMA_VERSION, np.int8)),
-        },
-        schema=EVENT_SCHEMA,
-    )
-
-
-def records(
-    table: pa.Table, topic: str = "ev", partition: int = 0, first_offset: int = 0, per_record: int = 100
-) -> list[Record]:
-    return [
-        Record(topic, partition, first_offset + i, wire.encode(table.slice(s, per_record)))
-        for i, s in enumerate(range(0, table.num_rows, per_record))
-    ]
-
-
-def ids(table: pa.Table) -> list[tuple[str, int]]:
-    return list(zip(table["source_id"].to_pylist(), table["source_offset"].to_pylist(), strict=True))
+from tests.support.events import RAW_LINE, T0, events, records
+from tests.support.system import ids
 
 
 def sink(tmp_path: Path, **kw: object) -> ArchiveSink:

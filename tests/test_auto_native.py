@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.parsers import ParseContext, ParseResult, auto, netfilter, winfw
-from tests.golden import mutations, outcome, read_lines
+from tests.support.golden import mutations, outcome, read_lines
 
 ROOT = Path(__file__).parent / "parsers"
 CTX = ParseContext(

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.broker import BrokerError, LocalKafka
 from pipeline.config import KafkaConfig
-from tests.conftest import free_port
+from tests.support.system import free_port
 
 
 def test_missing_java_or_maven_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import OffsetRange, Store
-from tests.test_detect_kinds import T0, mixed
+from tests.support.scans import T0, mixed
 
 
 def test_detect_replay_then_scans_lists_them_by_site_and_kind(tmp_path: Path) -> None:

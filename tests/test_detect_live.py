@@ -28,7 +28,8 @@ from pipeline.config import DetectConfig
 from pipeline.detect.runner import Evaluator, alert_hooks, replay, scan_json, table_source
 from pipeline.detect.scanstore import ScanStore
 from producers.demo import Packet, write_lines
-from tests.conftest import System
+from tests.support.events import row, table
+from tests.support.system import System
 
 
 class Webhook:
@@ -240,14 +241,13 @@ def test_webhook_that_fails_is_counted_and_detection_goes_on(tmp_path: Path) -> 
 
 
 def store_events(t0: dt.datetime, n: int, first_offset: int, src: str = "203.0.113.20") -> pa.Table:
-    from pipeline.event import EVENT_SCHEMA
-
-    rows = [{"ts": t0 + dt.timedelta(seconds=7 * i), "site": "a", "src_ip": src, "dst_ip": "192.0.2.1",
-             "dst_port": 1000 + i, "prefix": "DROP ", "count": 1, "host": "fw", "proto": "TCP",
-             "ip_version": 4, "action": "drop", "in_if": None, "out_if": None, "tcp_flags": "SYN",
-             "src_port": 40000, "source_id": "t", "source_offset": first_offset + i, "schema_version": 1}
-            for i in range(n)]
-    return pa.Table.from_pylist(rows, EVENT_SCHEMA)
+    return table(
+        [
+            row(t0 + dt.timedelta(seconds=7 * i), first_offset + i, src_ip=src, src_port=40000,
+                dst_port=1000 + i, prefix="DROP ", host="fw", in_if=None, source_id="t")
+            for i in range(n)
+        ]
+    )
 
 
 def test_live_file_cache_reads_what_the_store_reads_across_new_files_and_compaction(tmp_path: Path) -> None:

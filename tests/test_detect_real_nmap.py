@@ -25,8 +25,8 @@ import pytest
 from pipeline.config import DetectConfig
 from pipeline.detect.runner import Evaluator, replay, table_source
 from pipeline.detect.scanstore import ScanStore
-from tests import netlab
-from tests.test_real_firewall import parse_file
+from tests.support import netlab
+from tests.support.golden import parse_file
 
 CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("T5-random-syn-v4", ("-sS", "-T5", "-p", "1-200"), netlab.FW_V4, "vertical", 200),

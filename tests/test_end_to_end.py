@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pytest
 
 from producers.demo import Demo, Packet, write_lines
-from tests.conftest import System
+from tests.support.system import System
 
 pytestmark = pytest.mark.kafka
 

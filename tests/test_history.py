@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pipeline import datasets, rollup
 from pipeline.store import Store
 from producers.demo import Demo, write_lines
-from tests.conftest import System, free_port
+from tests.support.system import System, free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -33,7 +33,7 @@ from pipeline.config import ConfigError, KafkaConfig
 from pipeline.wire import MAX_REQUEST_BYTES
 from pipeline.worker import PatternTopics
 from producers.demo import Demo, write_lines
-from tests.conftest import JAR_CACHE, System, free_port
+from tests.support.system import JAR_CACHE, System, free_port
 
 END = dt.datetime(2026, 11, 27, 18, 30, tzinfo=dt.UTC)
 BROKER_HEAP_MB = 320

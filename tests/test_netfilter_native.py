@@ -28,8 +28,10 @@ from hypothesis import strategies as st
 from benchmarks.bench_parse import generate
 from pipeline.parsers import ParseContext, ParseResult, auto, netfilter
 from pipeline.parsers.syslog import MONTHS
-from tests.golden import mutations, outcome, read_lines
-from tests.test_parse_netfilter import FIXTURES, SCENARIOS, context
+from tests.support.golden import NETFILTER_FIXTURES as FIXTURES
+from tests.support.golden import NETFILTER_SCENARIOS as SCENARIOS
+from tests.support.golden import mutations, outcome, read_lines
+from tests.support.golden import netfilter_context as context
 
 OSLO = ZoneInfo("Europe/Oslo")
 

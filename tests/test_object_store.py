@@ -30,7 +30,7 @@ from pipeline.event import FIELD_NAMES
 from pipeline.rollup import ROLLUPS_DIR
 from pipeline.store import Store, partition_dir
 from pipeline.upload import MANIFESTS_DIR, Uploader
-from tests.s3 import OLDER_THAN_S, REGION, S3, LocalStore
+from tests.support.s3 import OLDER_THAN_S, REGION, S3, LocalStore
 
 
 def _sorted(table: pa.Table) -> pa.Table:

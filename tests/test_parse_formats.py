@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from pipeline.event import EVENT_SCHEMA, conform
 from pipeline.parsers import FORMATS, ParseContext, ParseResult, auto, get, winfw
-from tests.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
+from tests.support.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
 
 ROOT = Path(__file__).parent / "parsers"
 PARSED = ("ulogd_json", "journald", "filterlog", "pf", "asa", "winfw", "vpc", "mikrotik", "auto")

@@ -9,11 +9,8 @@ the diff before committing it: the goldens are the specification.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
-from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
@@ -23,21 +20,10 @@ from hypothesis import strategies as st
 from pipeline.event import EVENT_SCHEMA, conform
 from pipeline.parsers import ParseContext, ParseResult, get, netfilter
 from pipeline.parsers.netfilter import normalise_addresses, parse
-from tests.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
-
-FIXTURES = Path(__file__).parent / "parsers" / "netfilter"
-SCENARIOS = sorted(path.stem for path in FIXTURES.glob("*.log"))
-
-REFERENCE_TIME = dt.datetime(2024, 6, 15, 12, 0, tzinfo=dt.UTC)
-# What a scenario's shipper would know beyond the lines themselves.
-CONTEXTS: dict[str, dict[str, object]] = {
-    "new_year_rollover": {"reference_time": dt.datetime(2025, 1, 1, 0, 30, tzinfo=dt.UTC)},
-    "timezone": {
-        "tz": ZoneInfo("Europe/Oslo"),
-        "reference_time": dt.datetime(2024, 11, 1, tzinfo=dt.UTC),
-    },
-    "hostless_header": {"host": "fw-lab-9"},
-}
+from tests.support.golden import NETFILTER_FIXTURES as FIXTURES
+from tests.support.golden import NETFILTER_SCENARIOS as SCENARIOS
+from tests.support.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
+from tests.support.golden import netfilter_context as context
 
 KERNEL_LINE = (
     "Mar  3 04:11:27 gw kernel: [ 8812.004211] DROP IN=eth0 OUT= "
@@ -48,16 +34,6 @@ KERNEL_LINE = (
 
 # The LOG format's own syntax: keys, separators and digits are where parsers break.
 PATCHES = ["=", " ", "[", "]", ":", "0", "IN=", " SRC=", " PROTO="]
-
-
-def context(scenario: str) -> ParseContext:
-    settings_: dict[str, object] = {
-        "site": "lab",
-        "source_id": f"{scenario}.log",
-        "reference_time": REFERENCE_TIME,
-    }
-    settings_.update(CONTEXTS.get(scenario, {}))
-    return ParseContext(**settings_)  # type: ignore[arg-type]
 
 
 def sample(text: str, ctx: ParseContext | None = None) -> ParseResult:

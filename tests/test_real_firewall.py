@@ -22,15 +22,14 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 import pytest
 
-from pipeline.parsers import ParseContext, ParseResult
+from pipeline.parsers import ParseResult
 from pipeline.store import Store
-from producers.lines import to_batch
-from tests import netlab
+from tests.support import netlab
+from tests.support.golden import parse_file
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "ulogd"
 NMAP_FLAGS = {"S": "SYN"}  # nmap --packet-trace flag letters -> netfilter LOG flag words
@@ -48,17 +47,6 @@ class PipelineSystem(Protocol):
 
 def _ip(s: str) -> str:
     return str(ipaddress.ip_address(s))
-
-
-def parse_file(path: Path, *, site: str, reference_time: dt.datetime | None = None) -> tuple[
-        ParseResult, pa.Int64Array]:
-    """Parse a whole log file the way the shipper cuts it: complete lines + byte offsets."""
-    from pipeline.parsers.netfilter import parse
-
-    batch = to_batch(path.read_bytes(), 0)
-    ctx = ParseContext(site=site, source_id=f"netlab:{path.name}", tz=ZoneInfo("UTC"),
-                       reference_time=reference_time or dt.datetime.now(dt.UTC))
-    return parse(batch.lines, batch.offsets, ctx), batch.offsets
 
 
 def _reasons(result: ParseResult) -> str:

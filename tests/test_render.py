@@ -24,8 +24,9 @@ from PIL import Image
 from consumers import style
 from consumers.render import Layout, render_day, series_index
 from pipeline import datasets
-from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
+from tests.support.events import row
 
 DAY = dt.date(2026, 3, 14)
 TOPIC = "fireplot.events"
@@ -40,26 +41,16 @@ def rgb(colour: str) -> tuple[int, int, int]:
 def event(
     hour: float, proto: str, ip_version: int, dst_port: int | None, n: int, **kw: Any
 ) -> dict[str, Any]:
-    return {
-        "ts": dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=hour),
-        "site": kw.get("site", "a"),
-        "host": kw.get("host", "fw1"),
+    ts = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC) + dt.timedelta(hours=hour)
+    fields = {
         "src_ip": "198.51.100.7" if ip_version == 4 else "2001:db8::7",
         "dst_ip": "192.0.2.1" if ip_version == 4 else "2001:db8::1",
         "src_port": None if dst_port is None else 40000,
-        "dst_port": dst_port,
-        "proto": proto,
-        "ip_version": ip_version,
-        "action": "drop",
-        "in_if": "eth0",
-        "out_if": None,
         "tcp_flags": None,
-        "prefix": kw.get("prefix", "drop"),
-        "count": 1,
+        "prefix": "drop",
         "source_id": "a:log",
-        "source_offset": n,
-        "schema_version": SCHEMA_VERSION,
-    }
+    } | kw
+    return row(ts, n, proto=proto, ip_version=ip_version, dst_port=dst_port, **fields)
 
 
 def write(store: Store, rows: list[dict[str, Any]], partition: int = 0) -> None:

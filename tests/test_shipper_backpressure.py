@@ -14,10 +14,9 @@ import numpy as np
 
 from pipeline.broker import LocalKafka
 from producers.registry import Registry
-from tests.conftest import System, free_port
-from tests.test_shipper_kill import write_probe_lines
-from tests.test_shipper_metrics import scrape, wait_metric
-from tests.test_shipper_rotation import wait_events
+from tests.support.lines import write_probe_lines
+from tests.support.metrics import scrape, wait_metric
+from tests.support.system import System, free_port, wait_events
 
 BATCH_LINES = 500  # ~64 KB per Kafka record
 SPOOL_MAX_BYTES = 400_000  # a handful of records

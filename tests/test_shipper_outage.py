@@ -15,9 +15,8 @@ import numpy as np
 
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
-from tests.conftest import System, local_broker
-from tests.test_shipper_kill import registry_offsets, write_probe_lines
-from tests.test_shipper_rotation import wait_events
+from tests.support.lines import write_probe_lines
+from tests.support.system import System, local_broker, registry_offsets, wait_events
 
 OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "60"))  # the issue: Kafka stopped for 60 s
 

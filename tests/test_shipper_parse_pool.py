@@ -32,16 +32,10 @@ from pipeline.filters import EdgeFilter
 from pipeline.parsers import ParseContext
 from producers.lines import read_batches
 from producers.parse_pool import ParsePool, ParsePoolError, ParseThread
-from tests import test_shipper_kill as kill_test
-from tests import test_shipper_rotation as rotation_test
-from tests.conftest import System
-from tests.test_shipper_dead_letters import (
-    check_letters,
-    read_dead_letters,
-    use_own_dead_letter_topic,
-    write_mixed,
-)
-from tests.test_shipper_kill import registry_offsets, write_probe_lines
+from tests.support.lines import write_mixed, write_probe_lines
+from tests.support.shipper import follow_across_rotation, kill_shipper_repeatedly
+from tests.support.system import System, registry_offsets
+from tests.support.topics import check_letters, read_dead_letters, use_own_dead_letter_topic
 
 
 def parse_children(pid: int) -> list[int]:
@@ -126,13 +120,15 @@ def test_file_through_parse_pool_delivers_exactly_the_input_in_order_per_source(
 
 
 def test_kill9_with_parse_pool_resumes_and_store_holds_exactly_the_input(
-    system: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    system: System, tmp_path: Path
 ) -> None:
     """The kill test's checks (registry never ahead of Kafka; store = input), a few kills, pool on."""
-    monkeypatch.setattr(kill_test, "KILLS", int(os.environ.get("FIREPLOT_TEST_POOL_KILLS", "4")))
-    monkeypatch.setattr(kill_test, "LINES", int(os.environ.get("FIREPLOT_TEST_POOL_KILL_LINES", "200000")))
     system.configure("shipper", parse_processes=1, batch_lines=4096)
-    kill_test.test_kill9_at_random_points_loses_nothing(system, tmp_path)
+    kills = int(os.environ.get("FIREPLOT_TEST_POOL_KILLS", "4"))
+    lines = int(os.environ.get("FIREPLOT_TEST_POOL_KILL_LINES", "200000"))
+    kill_shipper_repeatedly(
+        system, tmp_path, kills, lines, seed=int(os.environ.get("FIREPLOT_TEST_SEED", "7"))
+    )
 
 
 @pytest.mark.parametrize("style", ["rename_then_gzip", "copytruncate", "truncate_rewrite"])
@@ -141,7 +137,7 @@ def test_follow_across_rotation_with_parse_pool_loses_nothing(
 ) -> None:
     """The rotation test's checks, pool on: each poll's batches are published before the file moves."""
     system.configure("shipper", parse_processes=1)
-    rotation_test.test_follow_across_rotation_loses_nothing(system, tmp_path, style)
+    follow_across_rotation(system, tmp_path, style)
 
 
 def test_parse_child_killed_mid_file_is_replaced_and_no_batch_is_lost_or_skipped(

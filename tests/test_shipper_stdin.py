@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.conftest import System
-from tests.test_shipper_kill import write_probe_lines
+from tests.support.lines import write_probe_lines
+from tests.support.system import System
 
 N = 30_000
 

@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import System, free_port
+from tests.support.system import System, free_port
 
 BODY = (
     "DROP IN=eth0 OUT= MAC=00:16:3e:5e:6c:00:00:16:3e:aa:bb:cc:08:00 SRC=198.18.0.{i} "

@@ -12,7 +12,8 @@ import pytest
 
 from pipeline.store import PARQUET_WRITE_OPTIONS, OffsetRange, Store, parse_file_name
 from pipeline.worker import ArchiveSink, Record
-from tests.test_archive_store import events, ids, records
+from tests.support.events import events, records
+from tests.support.system import ids
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 

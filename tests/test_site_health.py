@@ -19,40 +19,31 @@ import pytest
 
 from consumers.web.health import SOURCE_NAME, attach, table_data
 from pipeline.config import Config, ConfigError, HealthConfig, WebConfig, WorkerConfig, load
-from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
 from pipeline.health import HealthMonitor, metrics_text, read_snapshot, write_snapshot
 from pipeline.store import OffsetRange, Store
 from pipeline.worker import ArchiveSink, Record
 from producers.demo import Demo, write_lines
-from tests.conftest import System, free_port
+from tests.support.events import row, table
+from tests.support.system import System, free_port
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 30, tzinfo=dt.UTC)
 
 
 def _events(times: list[dt.datetime], site: str) -> pa.Table:
-    n = len(times)
-    return pa.table(
-        {
-            "ts": pa.array(times, EVENT_SCHEMA.field("ts").type),
-            "site": [site] * n,
-            "host": ["fw"] * n,
-            "src_ip": ["198.51.100.7"] * n,
-            "dst_ip": ["203.0.113.1"] * n,
-            "src_port": [40000] * n,
-            "dst_port": [22] * n,
-            "proto": ["TCP"] * n,
-            "ip_version": [4] * n,
-            "action": ["drop"] * n,
-            "in_if": ["eth0"] * n,
-            "out_if": [None] * n,
-            "tcp_flags": ["SYN"] * n,
-            "prefix": [None] * n,
-            "count": [1] * n,
-            "source_id": [f"{site}:fw.log:0"] * n,
-            "source_offset": list(range(n)),
-            "schema_version": [SCHEMA_VERSION] * n,
-        },
-        schema=EVENT_SCHEMA,
+    return table(
+        [
+            row(
+                t,
+                i,
+                site=site,
+                host="fw",
+                src_ip="198.51.100.7",
+                dst_ip="203.0.113.1",
+                src_port=40000,
+                source_id=f"{site}:fw.log:0",
+            )
+            for i, t in enumerate(times)
+        ]
     )
 
 

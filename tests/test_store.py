@@ -8,36 +8,27 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
+from pipeline.event import EVENT_SCHEMA
 from pipeline.store import OffsetRange, Store, parse_file_name
+from tests.support.events import row, table
 
 
 def _events(times: list[dt.datetime], site: str = "s1", first_offset: int = 0) -> pa.Table:
-    return pa.Table.from_pylist(
+    return table(
         [
-            {
-                "ts": t,
-                "site": site,
-                "host": "fw",
-                "src_ip": "198.51.100.1",
-                "dst_ip": "203.0.113.1",
-                "src_port": 1000,
-                "dst_port": 22 + i,
-                "proto": "TCP",
-                "ip_version": 4,
-                "action": "drop",
-                "in_if": "eth0",
-                "out_if": None,
-                "tcp_flags": "SYN",
-                "prefix": None,
-                "count": 1,
-                "source_id": "src",
-                "source_offset": first_offset + i,
-                "schema_version": SCHEMA_VERSION,
-            }
+            row(
+                t,
+                first_offset + i,
+                site=site,
+                host="fw",
+                src_ip="198.51.100.1",
+                dst_ip="203.0.113.1",
+                src_port=1000,
+                dst_port=22 + i,
+                source_id="src",
+            )
             for i, t in enumerate(times)
-        ],
-        schema=EVENT_SCHEMA,
+        ]
     )
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.detect.scanstore import ScanStore
 from pipeline.store import Store
-from tests.conftest import free_port
+from tests.support.system import free_port
 
 pytestmark = pytest.mark.kafka
 

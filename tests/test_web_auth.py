@@ -29,11 +29,12 @@ from consumers.web import auth
 from consumers.web.view import utc_today
 from pipeline import datasets
 from pipeline.config import ConfigError, WebConfig
-from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
-from tests import browser
-from tests.browser import wait_for
-from tests.conftest import free_port
+from tests.support import browser
+from tests.support.browser import wait_for
+from tests.support.events import row
+from tests.support.system import free_port
 
 TOPIC = "fireplot.events"
 # Only ever checked, never bound: the server must refuse it before binding.
@@ -43,26 +44,16 @@ BOB_PASSWORD = "bob-sees-everything"  # noqa: S105
 
 
 def event(ts: dt.datetime, site: str, port: int, n: int) -> dict[str, Any]:
-    return {
-        "ts": ts,
-        "site": site,
-        "host": f"fw-{site}",
-        "src_ip": f"198.51.100.{n % 250}",
-        "dst_ip": "192.0.2.1",
-        "src_port": 40000,
-        "dst_port": port,
-        "proto": "TCP",
-        "ip_version": 4,
-        "action": "drop",
-        "in_if": "eth0",
-        "out_if": None,
-        "tcp_flags": "SYN",
-        "prefix": "drop",
-        "count": 1,
-        "source_id": f"{site}:log",
-        "source_offset": n,
-        "schema_version": SCHEMA_VERSION,
-    }
+    return row(
+        ts,
+        n,
+        site=site,
+        host=f"fw-{site}",
+        src_port=40000,
+        dst_port=port,
+        prefix="drop",
+        source_id=f"{site}:log",
+    )
 
 
 def day_events(day: dt.date, site: str, count: int, port: int) -> pa.Table:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,11 @@ from consumers.web.view import DayFeed, utc_today
 from pipeline import datasets
 from pipeline.detect.engine import SCAN_SCHEMA, US
 from pipeline.detect.scanstore import ScanStore
-from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
-from tests import browser
-from tests.browser import wait_for
+from tests.support import browser
+from tests.support.browser import JS_DEEP, click, open_page, summary, wait_for, wait_for_source
+from tests.support.events import row
 
 SCREENSHOT = Path("/tmp/fireplot-web.png")
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
@@ -51,28 +52,8 @@ class Events:
 def event(
     ts: dt.datetime, proto: str, ip_version: int, dst_port: int | None, n: int, **kw: Any
 ) -> dict[str, Any]:
-    src = f"198.51.100.{n % 250}" if ip_version == 4 else f"2001:db8::{n:x}"
-    dst = "192.0.2.1" if ip_version == 4 else "2001:db8:ffff::1"
-    return {
-        "ts": ts,
-        "site": kw.get("site", "alpha"),
-        "host": kw.get("host", "fw1"),
-        "src_ip": src,
-        "dst_ip": dst,
-        "src_port": None if dst_port is None else 40000 + n % 20000,
-        "dst_port": dst_port,
-        "proto": proto,
-        "ip_version": ip_version,
-        "action": "drop",
-        "in_if": "eth0",
-        "out_if": None,
-        "tcp_flags": "SYN" if proto == "TCP" else None,
-        "prefix": kw.get("prefix", "fw-drop"),
-        "count": 1,
-        "source_id": kw.get("source_id", "alpha:log"),
-        "source_offset": n * 100,
-        "schema_version": SCHEMA_VERSION,
-    }
+    fields = {"site": "alpha", "prefix": "fw-drop", "source_id": "alpha:log", "source_offset": n * 100} | kw
+    return row(ts, n, proto=proto, ip_version=ip_version, dst_port=dst_port, **fields)
 
 
 def today_events(day: dt.date) -> pa.Table:
@@ -178,61 +159,6 @@ def driver(site: Site) -> Iterator[Any]:
 
 # ---- reading the page ------------------------------------------------------------
 
-# Bokeh 3.9: documents live in Bokeh.documents; views are found by model through Bokeh.index.
-JS_SOURCE = """
-const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
-const src = doc && doc.get_model_by_name("events");
-if (!src) return null;
-const out = {};
-for (const [k, v] of Object.entries(src.data)) out[k] = Array.from(v);
-return out;
-"""
-# Every element below the document, including inside Bokeh's shadow roots.
-JS_DEEP = """
-function* walk(root) {
-  for (const el of root.querySelectorAll("*")) {
-    yield el;
-    if (el.shadowRoot) yield* walk(el.shadowRoot);
-  }
-}
-"""
-
-
-def source(driver: Any) -> dict[str, list[Any]] | None:
-    data: dict[str, list[Any]] | None = driver.execute_script(JS_SOURCE)
-    return data
-
-
-def wait_for_source(
-    driver: Any, what: str, ready: Callable[[dict[str, list[Any]]], bool], timeout: float = 15.0
-) -> dict[str, list[Any]]:
-    def check() -> dict[str, list[Any]] | None:
-        data = source(driver)
-        return data if data is not None and ready(data) else None
-
-    return wait_for(what, check, timeout)
-
-
-def summary(driver: Any) -> str:
-    text: str = driver.execute_script('return Bokeh.documents[0].get_model_by_name("summary").text')
-    return text
-
-
-def open_page(driver: Any, url: str) -> dict[str, list[Any]]:
-    """Load the page and wait until its data has arrived (the summary leaves "loading")."""
-    driver.get(url)
-    wait_for(
-        "the page's data",
-        lambda: driver.execute_script(
-            "const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];"
-            'const s = d && d.get_model_by_name("summary");'
-            'return s && s.text.includes(" events")'
-        ),
-    )
-    data = source(driver)
-    assert data is not None
-    return data
-
 
 def ports(table: pa.Table) -> list[str]:
     return sorted("none" if p is None else str(p) for p in table.column("dst_port").to_pylist())
@@ -260,16 +186,6 @@ def mark_page(driver: Any) -> None:
 
 def page_not_reloaded(driver: Any) -> bool:
     return bool(driver.execute_script("return window.__fireplot_marker === 'still here'"))
-
-
-def click(driver: Any, model_name: str) -> None:
-    """A real mouse click on a Bokeh button, found through its view (it lives in a shadow root)."""
-    button = driver.execute_script(
-        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]);"
-        "return Bokeh.index.find_one(m).button_el",
-        model_name,
-    )
-    button.click()
 
 
 # ---- the tests -----------------------------------------------------------------

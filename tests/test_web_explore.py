@@ -30,10 +30,11 @@ from pipeline import rollup
 from pipeline.config import DetectConfig
 from pipeline.detect.runner import Evaluator, replay, store_source
 from pipeline.detect.scanstore import ScanStore
-from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
-from tests import browser
-from tests.test_web_browser import JS_DEEP, click, open_page, source, wait_for, wait_for_source
+from tests.support import browser
+from tests.support.browser import JS_DEEP, click, open_page, source, wait_for, wait_for_source
+from tests.support.events import row
 
 TOPIC = "fireplot.events"
 DAY = dt.date(2026, 10, 15)
@@ -61,15 +62,8 @@ class Builder:
 
     def event(self, ts: dt.datetime, src: str, dst: str, port: int, **kw: Any) -> dict[str, Any]:
         self.offset += 100
-        proto = kw.get("proto", "TCP")
-        return {
-            "ts": ts, "site": kw.get("site", "alpha"), "host": kw.get("host", "fw1"),
-            "src_ip": src, "dst_ip": dst, "src_port": 40000 + self.offset % 20000, "dst_port": port,
-            "proto": proto, "ip_version": 4, "action": kw.get("action", "drop"), "in_if": "eth0",
-            "out_if": None, "tcp_flags": "SYN" if proto == "TCP" else None,
-            "prefix": kw.get("prefix", "fw-drop"), "count": 1, "source_id": "alpha:log",
-            "source_offset": self.offset, "schema_version": SCHEMA_VERSION,
-        }  # fmt: skip
+        fields = {"site": "alpha", "prefix": "fw-drop", "source_id": "alpha:log"} | kw
+        return row(ts, self.offset, src_ip=src, dst_ip=dst, dst_port=port, **fields)
 
     def noise(self, day: dt.date, n: int, rng: random.Random) -> list[dict[str, Any]]:
         return [

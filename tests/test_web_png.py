@@ -24,9 +24,9 @@ import pytest
 from consumers import style
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
-from tests import browser
-from tests.browser import wait_for
-from tests.test_web_browser import click, event, open_page
+from tests.support import browser
+from tests.support.browser import click, open_page, wait_for
+from tests.support.events import row
 
 TOPIC: Final = "fireplot.events"
 DAY: Final = dt.date(2026, 10, 20)
@@ -100,7 +100,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     store = Store(root / "store")
     start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
     rows = [
-        event(start + dt.timedelta(hours=h, minutes=m), proto, v, port, n)
+        row(start + dt.timedelta(hours=h, minutes=m), n, proto=proto, ip_version=v, dst_port=port)
         for n, (h, m, proto, v, port) in enumerate(DOTS)
     ]
     store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))

@@ -24,7 +24,7 @@ from pipeline import rollup
 from pipeline.compact import compact
 from pipeline.store import Store
 from pipeline.upload import Uploader
-from tests.s3 import OLDER_THAN_S, S3, LocalStore
+from tests.support.s3 import OLDER_THAN_S, S3, LocalStore
 
 MAX_POINTS = 2000
 HOURS = {"hq": (3, 11, 22), "lab": (5,)}

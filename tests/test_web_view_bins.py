@@ -21,8 +21,9 @@ from consumers import style
 from consumers.web.rangeview import RANGE_BUCKETS, RangeFeed
 from consumers.web.view import BUCKETS, Bucket, DayFeed, Filters, ScreenBins
 from pipeline import rollup
-from pipeline.event import SCHEMA_VERSION, conform
+from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
+from tests.support import events as factory
 
 DAY = dt.date(2026, 3, 14)
 START = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
@@ -34,26 +35,14 @@ KINDS: list[tuple[str, int, int | None]] = [
 
 
 def event(ts: dt.datetime, proto: str, version: int, port: int | None, n: int, **kw: Any) -> dict[str, Any]:
-    return {
-        "ts": ts,
-        "site": kw.get("site", "alpha"),
-        "host": "fw1",
-        "src_ip": kw.get("src", f"198.51.100.{n % 97}" if version == 4 else f"2001:db8::{n % 89:x}"),
-        "dst_ip": "192.0.2.1" if version == 4 else "2001:db8:ffff::1",
-        "src_port": None if port is None else 40000 + n % 20000,
-        "dst_port": port,
-        "proto": proto,
-        "ip_version": version,
-        "action": kw.get("action", "drop"),
-        "in_if": "eth0",
-        "out_if": None,
-        "tcp_flags": None,
-        "prefix": "fw-drop",
-        "count": 1,
-        "source_id": kw.get("source_id", "alpha:log"),
-        "source_offset": n * 100,
-        "schema_version": SCHEMA_VERSION,
-    }
+    fields: dict[str, Any] = {"site": "alpha", "tcp_flags": None, "prefix": "fw-drop"}
+    fields["source_id"] = "alpha:log"
+    if "src" in kw:
+        kw["src_ip"] = kw.pop("src")
+    else:
+        fields["src_ip"] = f"198.51.100.{n % 97}" if version == 4 else f"2001:db8::{n % 89:x}"
+    fields |= {"source_offset": n * 100} | kw
+    return factory.row(ts, n, proto=proto, ip_version=version, dst_port=port, **fields)
 
 
 def busy_day(store: Store, n: int, seed: int, start: dt.datetime = START, hours: int = 24) -> None:

@@ -113,7 +113,7 @@ def web_server(
     import time
     import urllib.request
 
-    from tests.conftest import free_port
+    from tests.support.system import free_port
 
     port = free_port()
     full = {k: v for k, v in os.environ.items() if not k.startswith("FIREPLOT_")}
@@ -153,3 +153,69 @@ def web_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# Bokeh 3.9: documents live in Bokeh.documents; views are found by model through Bokeh.index.
+JS_SOURCE = """
+const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
+const src = doc && doc.get_model_by_name("events");
+if (!src) return null;
+const out = {};
+for (const [k, v] of Object.entries(src.data)) out[k] = Array.from(v);
+return out;
+"""
+# Every element below the document, including inside Bokeh's shadow roots.
+JS_DEEP = """
+function* walk(root) {
+  for (const el of root.querySelectorAll("*")) {
+    yield el;
+    if (el.shadowRoot) yield* walk(el.shadowRoot);
+  }
+}
+"""
+
+
+def source(driver: Any) -> dict[str, list[Any]] | None:
+    data: dict[str, list[Any]] | None = driver.execute_script(JS_SOURCE)
+    return data
+
+
+def wait_for_source(
+    driver: Any, what: str, ready: Callable[[dict[str, list[Any]]], bool], timeout: float = 15.0
+) -> dict[str, list[Any]]:
+    def check() -> dict[str, list[Any]] | None:
+        data = source(driver)
+        return data if data is not None and ready(data) else None
+
+    return wait_for(what, check, timeout)
+
+
+def summary(driver: Any) -> str:
+    text: str = driver.execute_script('return Bokeh.documents[0].get_model_by_name("summary").text')
+    return text
+
+
+def open_page(driver: Any, url: str) -> dict[str, list[Any]]:
+    """Load the page and wait until its data has arrived (the summary leaves "loading")."""
+    driver.get(url)
+    wait_for(
+        "the page's data",
+        lambda: driver.execute_script(
+            "const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];"
+            'const s = d && d.get_model_by_name("summary");'
+            'return s && s.text.includes(" events")'
+        ),
+    )
+    data = source(driver)
+    assert data is not None
+    return data
+
+
+def click(driver: Any, model_name: str) -> None:
+    """A real mouse click on a Bokeh button, found through its view (it lives in a shadow root)."""
+    button = driver.execute_script(
+        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]);"
+        "return Bokeh.index.find_one(m).button_el",
+        model_name,
+    )
+    button.click()

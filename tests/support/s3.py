@@ -2,24 +2,19 @@
 
 moto implements the S3 REST API over HTTP; pyarrow's S3FileSystem (the AWS C++
 SDK) talks to it exactly as to AWS or MinIO, via ``endpoint_override``. Test
-modules get the ``s3`` fixture from tests/conftest.py, which imports it.
+modules get the ``s3`` fixture (a running server) from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.fs as pafs
-import pytest
 
-from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
 from pipeline.store import OffsetRange, Store, partition_dir
+from tests.support.events import hour_events
 
 REGION = "us-east-1"
 # Closed = ended more than this long ago (the [worker] compact_older_than_s default).
@@ -61,54 +56,6 @@ class S3:
                 with self.fs.open_input_stream(info.path) as fh:
                     out[info.path[len(base) + 1 :]] = fh.read()
         return out
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3]:
-    # Imported here: only the sessions that run an S3 test pay for loading moto.
-    from moto.server import ThreadedMotoServer
-
-    saved = {k: os.environ.get(k) for k in S3_ENV}
-    os.environ.update(S3_ENV)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield S3(server.get_host_and_port()[1])
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def hour_events(hour_start: dt.datetime, n: int, site: str, first_offset: int, seed: int) -> pa.Table:
-    """n events spread over one hour, random enough that Parquet cannot shrink them to nothing."""
-    rng = np.random.default_rng(seed)
-    us = int(hour_start.timestamp() * 1_000_000) + rng.integers(0, 3_600_000_000, n)
-    src = rng.integers(0, 2**32, n, dtype=np.uint64)
-    cols = {
-        "ts": pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-        "site": pa.array([site] * n),
-        "host": pa.array(["fw1"] * n),
-        "src_ip": pa.array([f"{a >> 24}.{(a >> 16) & 255}.{(a >> 8) & 255}.{a & 255}" for a in src.tolist()]),
-        "dst_ip": pa.array(["203.0.113.7"] * n),
-        "src_port": pa.array(rng.integers(1024, 65536, n), pa.int32()),
-        "dst_port": pa.array(rng.integers(1, 65536, n), pa.int32()),
-        "proto": pa.array(["TCP"] * n),
-        "ip_version": pa.array(np.full(n, 4), pa.int8()),
-        "action": pa.array(["drop"] * n),
-        "in_if": pa.array(["eth0"] * n),
-        "out_if": pa.nulls(n, pa.string()),
-        "tcp_flags": pa.array(["SYN"] * n),
-        "prefix": pa.nulls(n, pa.string()),
-        "count": pa.array(np.ones(n, dtype=np.int32), pa.int32()),
-        "source_id": pa.array([f"{site}:fw1"] * n),
-        "source_offset": pa.array(np.arange(first_offset, first_offset + n), pa.int64()),
-        "schema_version": pa.array(np.full(n, SCHEMA_VERSION), pa.int8()),
-    }
-    return pa.table(cols, schema=EVENT_SCHEMA)
 
 
 class LocalStore:

@@ -8,16 +8,19 @@ input line, in order, the event it made or ``{"source_offset", "reject"}``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 from hypothesis import strategies as st
 
 from pipeline.event import rows
-from pipeline.parsers import ParseResult
+from pipeline.parsers import ParseContext, ParseResult
+from producers.lines import to_batch
 
 REGENERATE = os.environ.get("FIREPLOT_REGEN_GOLDEN") == "1"
 
@@ -77,3 +80,45 @@ def mutations(draw: st.DrawFn, line: str, patches: Sequence[str]) -> str:
     if kind == "repeat":
         return line[:end] + line[cut:end] + line[end:]
     return line[:cut] + draw(st.sampled_from(list(patches))) + line[end:]
+
+
+def parse_file(
+    path: Path, *, site: str, reference_time: dt.datetime | None = None
+) -> tuple[ParseResult, pa.Int64Array]:
+    """Parse a whole log file the way the shipper cuts it: complete lines + byte offsets."""
+    from pipeline.parsers.netfilter import parse
+
+    batch = to_batch(path.read_bytes(), 0)
+    ctx = ParseContext(
+        site=site,
+        source_id=f"netlab:{path.name}",
+        tz=ZoneInfo("UTC"),
+        reference_time=reference_time or dt.datetime.now(dt.UTC),
+    )
+    return parse(batch.lines, batch.offsets, ctx), batch.offsets
+
+
+# The netfilter parser's golden scenarios (tests/parsers/netfilter): Python and native parser tests.
+NETFILTER_FIXTURES = Path(__file__).resolve().parents[1] / "parsers" / "netfilter"
+NETFILTER_SCENARIOS = sorted(path.stem for path in NETFILTER_FIXTURES.glob("*.log"))
+
+REFERENCE_TIME = dt.datetime(2024, 6, 15, 12, 0, tzinfo=dt.UTC)
+# What a netfilter scenario's shipper would know beyond the lines themselves.
+CONTEXTS: dict[str, dict[str, object]] = {
+    "new_year_rollover": {"reference_time": dt.datetime(2025, 1, 1, 0, 30, tzinfo=dt.UTC)},
+    "timezone": {
+        "tz": ZoneInfo("Europe/Oslo"),
+        "reference_time": dt.datetime(2024, 11, 1, tzinfo=dt.UTC),
+    },
+    "hostless_header": {"host": "fw-lab-9"},
+}
+
+
+def netfilter_context(scenario: str) -> ParseContext:
+    settings_: dict[str, object] = {
+        "site": "lab",
+        "source_id": f"{scenario}.log",
+        "reference_time": REFERENCE_TIME,
+    }
+    settings_.update(CONTEXTS.get(scenario, {}))
+    return ParseContext(**settings_)  # type: ignore[arg-type]

@@ -34,7 +34,7 @@ neighbour solicitation. Without ``--min-rate`` a 1024-port scan of filtered
 ports takes ~26 s (nmap waits out its RTT timeout per small window); with
 ``--min-rate 5000`` it takes ~0.4 s and loses nothing.
 
-Run ``python tests/netlab.py --capture DIR`` to record a small golden capture
+Run ``python -m tests.support.netlab --capture DIR`` to record a small golden capture
 (LOGEMU text, ulogd JSON, nmap commands) for the parser tests.
 """
 
@@ -681,7 +681,7 @@ def _write_fixture(out: Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] != "--capture":
-        sys.exit("usage: python tests/netlab.py --capture DIR")
+        sys.exit("usage: python -m tests.support.netlab --capture DIR")
     reason = unavailable_reason()
     if reason:
         sys.exit(f"netlab unavailable: {reason}")
