@@ -19,7 +19,7 @@ cannot be told from another writer's file in progress).
 
 Writers that commit many files at once (the store's flush) or swap whole
 directories (compaction) keep their own sequence of these steps and use
-``fsync_dir`` from here.
+``fsync_dir`` and ``make_dirs`` from here.
 """
 
 from __future__ import annotations
@@ -43,6 +43,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents so that they survive power loss.
+
+    A file fsynced into a directory whose own entry was never fsynced can
+    vanish with it: each directory created here is made durable in its parent."""
+    missing: list[Path] = []
+    d = directory
+    while not d.is_dir():
+        missing.append(d)
+        d = d.parent
+    if not missing:
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    for d in reversed(missing):
+        fsync_dir(d.parent)
+
+
 def _create_temp(path: Path) -> tuple[Path, BinaryIO]:
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
@@ -58,10 +75,10 @@ def _create_temp(path: Path) -> tuple[Path, BinaryIO]:
 def replacing(path: str | Path) -> Iterator[BinaryIO]:
     """A binary file whose content replaces ``path`` durably when the block ends without error.
 
-    The parent directory is created if missing. An exception in the block
-    removes the temporary file and leaves ``path`` as it was."""
+    Missing parent directories are created (``make_dirs``). An exception in
+    the block removes the temporary file and leaves ``path`` as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     tmp, fh = _create_temp(path)
     try:
         with fh:

@@ -460,7 +460,7 @@ class Store:
         if not part.num_rows:
             return None
         final = partition_dir(self.root, site, date, hour) / rng.file_name()
-        final.parent.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(final.parent)  # a new hour directory must outlive power loss too
         tmp = final.with_name(f".{final.name}.tmp")
         pq.write_table(part.drop_columns(["site"]).cast(FILE_SCHEMA), tmp, **PARQUET_WRITE_OPTIONS)
         with open(tmp, "rb") as fh:

@@ -204,6 +204,27 @@ class TestDurability:
         assert renamed == str(path)
         assert dir_fd == str(tmp_path)
 
+    def test_new_directories_are_fsynced_into_their_parents(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A first write into missing directories makes each new directory's entry durable too."""
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        durable.write_bytes(tmp_path / "a" / "b" / "f", b"x")
+        first = list(synced)
+        synced.clear()
+        durable.write_bytes(tmp_path / "a" / "b" / "g", b"y")
+        monkeypatch.undo()
+        assert first[:2] == [str(tmp_path), str(tmp_path / "a")]  # a in tmp_path, then b in a
+        assert first[3:] == [str(tmp_path / "a" / "b")] and Path(first[2]).name.startswith(".f.")
+        assert len(synced) == 2  # existing directories: the file and its directory only
+
     def test_fsync_dir_accepts_directories_only(self, tmp_path: Path) -> None:
         """fsync_dir of a directory works; of a regular file it raises rather than pretending."""
         durable.fsync_dir(tmp_path)
