@@ -18,12 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +29,7 @@ import pyarrow.compute as pc
 from PIL import Image, ImageDraw, ImageFont
 
 from consumers import style
+from pipeline import durable
 from pipeline.event import TS_TYPE
 from pipeline.store import Store
 
@@ -325,13 +323,15 @@ def render_day(
     title = title_for(date, sites, dataset, table.num_rows)
     scans = day_scans(scans_root or store.root / "scans", date, sites)
     image, x, y = render_table(table, date, layout, title, scans)
-    _write_atomically(out, lambda f: image.save(f, format="PNG"))
+    # A cron job's mail attachment or a web server's static file must never be half an image.
+    with durable.replacing(out) as fh:
+        image.save(fh, format="PNG")
     if html_out is None:
         return Rendered(table.num_rows, out)
     links = neighbour_links(html_out.name, date, today or dt.datetime.now(dt.UTC).date())
     boxes = scans_boxes(scans, date, layout)
     page, areas, left_out = image_map(table, x, y, out.name, layout, title, boxes, links)
-    _write_atomically(html_out, lambda f: f.write(page.encode("utf-8")))
+    durable.write_text(html_out, page)
     return Rendered(table.num_rows, out, html_out, areas, left_out)
 
 
@@ -421,20 +421,6 @@ def image_map(
         f'<map name="dots">\n' + "\n".join(areas) + f"\n</map>{note}</body></html>\n"
     )
     return page, len(areas), left_out
-
-
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    # A cron job's mail attachment or a web server's static file must never be
-    # half an image: write beside it, then rename over it.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def parse_date(text: str, today: dt.date) -> dt.date:

@@ -50,14 +50,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import durable
 from pipeline.config import Config
-from pipeline.rollup import rollup_hour
+from pipeline.rollup import rollup_hour, update
 from pipeline.store import (
     FILE_SCHEMA,
     PARQUET_WRITE_OPTIONS,
     Store,
-    _atomic_write_bytes,
-    _fsync_dir,
+    closed_hours,
     file_lock,
     hour_lock_path,
     parse_file_name,
@@ -96,7 +96,12 @@ class CompactionReport:
         return dict(self.__dict__)
 
 
-def _journal_path(store: Store, site: str, date: dt.date, hour: int) -> Path:
+def journal_path(store: Store, site: str, date: dt.date, hour: int) -> Path:
+    """Where a compaction of this partition-hour keeps its journal while it runs.
+
+    The file exists from before the merge is written until the swap is done or
+    undone: a reader that must not see the hour change under it (an upload)
+    leaves the hour alone while it exists."""
     return store.root / JOURNAL_DIR / f"site={site}" / f"{date.isoformat()}T{hour:02d}.json"
 
 
@@ -118,13 +123,18 @@ def recover(store: Store) -> int:
         staging = _staging(directory)
         if staging.exists():
             shutil.rmtree(staging)
-            _fsync_dir(staging.parent)
+            durable.fsync_dir(staging.parent)
         journal.unlink()
         log.warning("cleaned up an interrupted compaction of %s", directory)
     return len(journals)
 
 
-def _committed_inputs(store: Store, directory: Path) -> list[Path]:
+def committed_inputs(store: Store, directory: Path) -> list[Path]:
+    """The files of a partition-hour directory its partitions' manifests have committed, sorted.
+
+    Earlier compactions' outputs count as committed; a file beyond its
+    manifest (a flush cut short) or with a name that is no offset range is
+    left out, so what is returned cannot be removed by a worker's recovery."""
     inputs = []
     committed: dict[tuple[str, int], int] = {}
     for path in sorted(directory.glob("*.parquet")):
@@ -145,13 +155,13 @@ def _committed_inputs(store: Store, directory: Path) -> list[Path]:
 def compact_hour(store: Store, site: str, date: dt.date, hour: int) -> tuple[int, int, int]:
     """Merge one partition-hour's committed files; (files merged, events written, duplicates dropped)."""
     directory = partition_dir(store.root, site, date, hour)
-    inputs = _committed_inputs(store, directory)
+    inputs = committed_inputs(store, directory)
     if len(inputs) < 2:
         return 0, 0, 0
     names = sorted(p.name for p in inputs)
     output = COMPACTED_PREFIX + hashlib.sha256("\n".join(names).encode()).hexdigest()[:20] + ".parquet"
-    journal = _journal_path(store, site, date, hour)
-    _atomic_write_bytes(
+    journal = journal_path(store, site, date, hour)
+    durable.write_bytes(
         journal, json.dumps({"directory": str(directory), "inputs": names, "output": output}).encode()
     )
     staging = _staging(directory)
@@ -160,6 +170,9 @@ def compact_hour(store: Store, site: str, date: dt.date, hour: int) -> tuple[int
     staging.mkdir()
     table = pa.concat_tables([pq.read_table(p, schema=FILE_SCHEMA) for p in inputs])
     merged = unique_ids(table).sort_by([("ts", "ascending")])
+    # Not durable.replacing: the merged file replaces no file but a whole
+    # directory (the exchange below), so it is fsynced in the staging
+    # directory here and the directories are fsynced around the exchange.
     pq.write_table(merged, staging / output, **PARQUET_WRITE_OPTIONS)  # as the sink writes them
     with open(staging / output, "rb") as fh:
         os.fsync(fh.fileno())
@@ -176,28 +189,12 @@ def compact_hour(store: Store, site: str, date: dt.date, hour: int) -> tuple[int
             # the worker's recovery may have removed a leftover meanwhile
             with contextlib.suppress(FileNotFoundError):
                 os.link(directory / name, staging / name)
-        _fsync_dir(staging)
+        durable.fsync_dir(staging)
         exchange(staging, directory)
-        _fsync_dir(directory.parent)
+        durable.fsync_dir(directory.parent)
     shutil.rmtree(staging)
     journal.unlink()
     return len(inputs), merged.num_rows, table.num_rows - merged.num_rows
-
-
-def closed_hours(store: Store, older_than_s: float, now: dt.datetime) -> list[tuple[str, dt.date, int]]:
-    """Partition-hours whose end lies more than older_than_s before now."""
-    out: list[tuple[str, dt.date, int]] = []
-    if not store.events_root.exists():
-        return out
-    for site_dir in sorted(store.events_root.glob("site=*")):
-        for date_dir in sorted(site_dir.glob("date=*")):
-            date = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
-            for hour_dir in sorted(date_dir.glob("hour=*")):
-                hour = int(hour_dir.name.removeprefix("hour="))
-                end = dt.datetime.combine(date, dt.time(hour), dt.UTC) + dt.timedelta(hours=1)
-                if (now - end).total_seconds() > older_than_s:
-                    out.append((site_dir.name.removeprefix("site="), date, hour))
-    return out
 
 
 def expire(
@@ -231,6 +228,8 @@ def expire(
             if rolled_up is not None:
                 rolled_up(site, date, hour)
         hidden = date_dir.with_name(".expired-" + date_dir.name)
+        # A directory rename, not a file write (so not pipeline.durable), and
+        # not fsynced: undone by power loss, the date is only expired again.
         os.replace(date_dir, hidden)  # vanishes from readers in one step
         shutil.rmtree(hidden)
         gone.append(str(date_dir.relative_to(store.events_root)))
@@ -256,8 +255,6 @@ def compact(
 
 def maintain(cfg: Config) -> None:
     """The worker's periodic round: compaction, retention, then rollups of closed hours."""
-    from pipeline.rollup import update
-
     store = Store(cfg.worker.store_dir)
     report = compact(store, cfg.worker.compact_older_than_s, cfg.worker.retention_days_events)
     rolled = update(store, closed_before_s=cfg.worker.compact_older_than_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import ssl
 import tomllib
 import types
 import typing
@@ -65,7 +66,8 @@ class KafkaConfig:
         "topic of rejected lines (JSON: source_id, offset, reason, line); empty: local file only",
         "fireplot.dead-letters",
     )
-    # Client security (pipeline.kafka_security turns these into client settings).
+    # Client security: checked by check_kafka_security, turned into client settings by
+    # pipeline.kafka_security.
     security_protocol: str = doc(
         "how clients talk to Kafka: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (TLS + SASL)",
         "PLAINTEXT",
@@ -447,9 +449,89 @@ def _check(section: str, obj: Any) -> None:
         except ValueError as exc:
             raise ConfigError(f"[enrich] networks: {exc}") from None
     if section == "kafka":
-        from pipeline.kafka_security import check  # imports this module: load it late
+        check_kafka_security(obj)
 
-        check(obj)
+
+# -- [kafka] client security ------------------------------------------------------------------
+# Validated here like every other key; pipeline.kafka_security turns the
+# checked keys into client settings with the TLS context built below.
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+def uses_tls(cfg: KafkaConfig) -> bool:
+    """Whether clients speak TLS to the brokers (SSL, SASL_SSL)."""
+    return cfg.security_protocol in ("SSL", "SASL_SSL")
+
+
+def uses_sasl(cfg: KafkaConfig) -> bool:
+    """Whether clients log in with SASL (SASL_PLAINTEXT, SASL_SSL)."""
+    return cfg.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+def check_kafka_security(cfg: KafkaConfig) -> None:
+    """Raise ConfigError naming the key when the [kafka] security settings cannot work."""
+    if cfg.security_protocol not in PROTOCOLS:
+        raise ConfigError(
+            f"[kafka] security_protocol: {cfg.security_protocol!r} is not one of {', '.join(PROTOCOLS)}"
+        )
+    if cfg.security_protocol != "PLAINTEXT" and not cfg.bootstrap:
+        raise ConfigError(
+            f"[kafka] security_protocol {cfg.security_protocol} needs [kafka] bootstrap: the local broker of "
+            "`fireplot kafka up` speaks PLAINTEXT only"
+        )
+    if uses_sasl(cfg):
+        if cfg.sasl_mechanism not in MECHANISMS:
+            raise ConfigError(
+                f"[kafka] sasl_mechanism: {cfg.sasl_mechanism!r} is not one of {', '.join(MECHANISMS)}"
+            )
+        if not cfg.sasl_username:
+            raise ConfigError(f"[kafka] sasl_username: required with {cfg.security_protocol}")
+        if not cfg.sasl_password:
+            raise ConfigError(
+                f"[kafka] sasl_password: required with security_protocol {cfg.security_protocol} "
+                "(set FIREPLOT_KAFKA__SASL_PASSWORD)"
+            )
+    elif cfg.sasl_username or cfg.sasl_password:
+        raise ConfigError(
+            f"[kafka] sasl_username/sasl_password are set but security_protocol is {cfg.security_protocol}, "
+            "which sends no credentials: use SASL_SSL"
+        )
+    tls_keys = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    if not uses_tls(cfg):
+        stray = [k for k in tls_keys if getattr(cfg, k)]
+        if stray:
+            raise ConfigError(
+                f"[kafka] {', '.join(stray)}: set but security_protocol is {cfg.security_protocol} (no TLS): "
+                "use SSL or SASL_SSL"
+            )
+        return
+    for key in tls_keys:
+        path = getattr(cfg, key)
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"[kafka] {key}: no such file: {path}")
+    if bool(cfg.ssl_certfile) != bool(cfg.ssl_keyfile):
+        raise ConfigError("[kafka] ssl_certfile and ssl_keyfile: give both (TLS client auth) or neither")
+    ssl_context(cfg)  # a CA or key file that is not PEM fails here, at validate time
+
+
+def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
+    """The TLS context clients use, or None without TLS. Certificates are always verified."""
+    if not uses_tls(cfg):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if cfg.ssl_cafile:
+            ctx.load_verify_locations(cafile=cfg.ssl_cafile)
+        if cfg.ssl_certfile:
+            ctx.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile)
+    except (ssl.SSLError, OSError) as exc:
+        which = "ssl_cafile" if not cfg.ssl_certfile else "ssl_cafile/ssl_certfile/ssl_keyfile"
+        raise ConfigError(f"[kafka] {which}: cannot load: {exc}") from None
+    ctx.check_hostname = cfg.ssl_check_hostname
+    return ctx
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

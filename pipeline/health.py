@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.json as pajson
 
+from pipeline import durable
 from pipeline.config import Config, HealthConfig, KafkaConfig
 from pipeline.store import EVENTS_DIR, FILE_SCHEMA, parse_file_name
 
@@ -616,12 +617,9 @@ def metrics_text(report: HealthReport, now: dt.datetime | None = None) -> str:
 def write_snapshot(store_root: str | Path, report: HealthReport) -> Path:
     """The report as JSON under the store, for readers without Kafka (the web UI); atomic replace."""
     path = Path(store_root) / SNAPSHOT_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = report.as_dict(report.computed_at)
     data["interval_s"] = report.config.interval_s
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)
+    durable.write_text(path, json.dumps(data))
     return path
 
 

@@ -2,11 +2,14 @@
 
 ``[kafka]`` names the protocol (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), the
 SASL mechanism and credentials, and the CA that signed the brokers'
-certificates. This module is the one place that turns those keys into client
-settings: keyword arguments for kafka-python's KafkaProducer, KafkaConsumer
-and KafkaAdminClient, and broker credentials for the faust worker. Both get
-an ``ssl.SSLContext`` built by ``ssl_context``, so the shipper, the worker and
-the tools verify a broker exactly the same way (certificates always checked).
+certificates. ``pipeline.config`` checks those keys, as it checks every key,
+and builds the ``ssl.SSLContext`` (``ssl_context``; loading it is part of the
+check, so a CA file that is not PEM fails at load time). This module is the
+one place that turns the checked keys into client settings: keyword
+arguments for kafka-python's KafkaProducer, KafkaConsumer and
+KafkaAdminClient, and broker credentials for the faust worker. Both get that
+one context, so the shipper, the worker and the tools verify a broker exactly
+the same way (certificates always checked).
 
 The password never appears in logs, reprs or ``fireplot validate`` output;
 ``redacted`` is what to print instead of a KafkaConfig. kafka-python logs why
@@ -19,94 +22,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 import ssl
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from pipeline.config import ConfigError, KafkaConfig
+from pipeline.config import KafkaConfig, check_kafka_security, ssl_context, uses_sasl
 
-PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 REDACTED = "<redacted>"
-
-
-def uses_tls(cfg: KafkaConfig) -> bool:
-    return cfg.security_protocol in ("SSL", "SASL_SSL")
-
-
-def uses_sasl(cfg: KafkaConfig) -> bool:
-    return cfg.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL")
-
-
-def check(cfg: KafkaConfig) -> None:
-    """Raise ConfigError naming the key when the security settings cannot work."""
-    if cfg.security_protocol not in PROTOCOLS:
-        raise ConfigError(
-            f"[kafka] security_protocol: {cfg.security_protocol!r} is not one of {', '.join(PROTOCOLS)}"
-        )
-    if cfg.security_protocol != "PLAINTEXT" and not cfg.bootstrap:
-        raise ConfigError(
-            f"[kafka] security_protocol {cfg.security_protocol} needs [kafka] bootstrap: the local broker of "
-            "`fireplot kafka up` speaks PLAINTEXT only"
-        )
-    if uses_sasl(cfg):
-        if cfg.sasl_mechanism not in MECHANISMS:
-            raise ConfigError(
-                f"[kafka] sasl_mechanism: {cfg.sasl_mechanism!r} is not one of {', '.join(MECHANISMS)}"
-            )
-        if not cfg.sasl_username:
-            raise ConfigError(f"[kafka] sasl_username: required with {cfg.security_protocol}")
-        if not cfg.sasl_password:
-            raise ConfigError(
-                f"[kafka] sasl_password: required with security_protocol {cfg.security_protocol} "
-                "(set FIREPLOT_KAFKA__SASL_PASSWORD)"
-            )
-    elif cfg.sasl_username or cfg.sasl_password:
-        raise ConfigError(
-            f"[kafka] sasl_username/sasl_password are set but security_protocol is {cfg.security_protocol}, "
-            "which sends no credentials: use SASL_SSL"
-        )
-    tls_keys = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
-    if not uses_tls(cfg):
-        stray = [k for k in tls_keys if getattr(cfg, k)]
-        if stray:
-            raise ConfigError(
-                f"[kafka] {', '.join(stray)}: set but security_protocol is {cfg.security_protocol} (no TLS): "
-                "use SSL or SASL_SSL"
-            )
-        return
-    for key in tls_keys:
-        path = getattr(cfg, key)
-        if path and not os.path.isfile(path):
-            raise ConfigError(f"[kafka] {key}: no such file: {path}")
-    if bool(cfg.ssl_certfile) != bool(cfg.ssl_keyfile):
-        raise ConfigError("[kafka] ssl_certfile and ssl_keyfile: give both (TLS client auth) or neither")
-    ssl_context(cfg)  # a CA or key file that is not PEM fails here, at validate time
-
-
-def ssl_context(cfg: KafkaConfig) -> ssl.SSLContext | None:
-    """The TLS context clients use, or None without TLS. Certificates are always verified."""
-    if not uses_tls(cfg):
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        if cfg.ssl_cafile:
-            ctx.load_verify_locations(cafile=cfg.ssl_cafile)
-        if cfg.ssl_certfile:
-            ctx.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile)
-    except (ssl.SSLError, OSError) as exc:
-        which = "ssl_cafile" if not cfg.ssl_certfile else "ssl_cafile/ssl_certfile/ssl_keyfile"
-        raise ConfigError(f"[kafka] {which}: cannot load: {exc}") from None
-    ctx.check_hostname = cfg.ssl_check_hostname
-    return ctx
 
 
 def client_kwargs(cfg: KafkaConfig) -> dict[str, Any]:
     """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
-    check(cfg)
+    check_kafka_security(cfg)
     kwargs: dict[str, Any] = {"security_protocol": cfg.security_protocol}
     ctx = ssl_context(cfg)
     if ctx is not None:
@@ -124,7 +52,7 @@ def faust_credentials(cfg: KafkaConfig) -> Any:
     """``broker_credentials`` for faust.App (None for PLAINTEXT)."""
     import faust
 
-    check(cfg)
+    check_kafka_security(cfg)
     ctx = ssl_context(cfg)
     if uses_sasl(cfg):
         # With a context faust speaks SASL_SSL, without one SASL_PLAINTEXT.

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -28,7 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.store import FILE_SCHEMA, Store, _fsync_dir, file_lock, hour_lock_path, partition_dir
+from pipeline import durable
+from pipeline.store import FILE_SCHEMA, Store, closed_hours, file_lock, hour_lock_path, partition_dir
 
 ROLLUPS_DIR = "rollups"
 DIGEST_KEY = b"fireplot.rollup.inputs"
@@ -104,15 +104,9 @@ def rollup_hour(store: Store, site: str, date: dt.date, hour: int) -> bool:
     # A compacted hour has no duplicate ids; a fresh one may only until
     # compaction, and the store's flush dedupe already keeps ids unique.
     for name, table in compute(events).items():
-        path = rollup_path(store, name, site, date, hour)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         table = table.replace_schema_metadata({DIGEST_KEY: digest.encode()})
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        with durable.replacing(rollup_path(store, name, site, date, hour)) as fh:
+            pq.write_table(table, fh, compression="zstd")
     return True
 
 
@@ -120,8 +114,6 @@ def update(
     store: Store, closed_before_s: float = 0.0, date: dt.date | None = None, now: dt.datetime | None = None
 ) -> int:
     """Roll up every closed hour (of one date, if given) whose events changed; hours written."""
-    from pipeline.compact import closed_hours
-
     now = now or dt.datetime.now(dt.UTC)
     written = 0
     for site, d, hour in closed_hours(store, closed_before_s, now):

@@ -64,6 +64,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline import durable
 from pipeline.event import EVENT_SCHEMA, FIELD_NAMES
 
 EVENTS_DIR = "events"
@@ -121,6 +122,23 @@ def parse_file_name(name: str) -> OffsetRange | None:
 
 def partition_dir(root: Path, site: str, date: dt.date, hour: int) -> Path:
     return root / EVENTS_DIR / f"site={site}" / f"date={date.isoformat()}" / f"hour={hour:02d}"
+
+
+def closed_hours(store: Store, older_than_s: float, now: dt.datetime) -> list[tuple[str, dt.date, int]]:
+    """Partition-hours whose end lies more than older_than_s before now: the hours compaction,
+    rollups and uploads work through."""
+    out: list[tuple[str, dt.date, int]] = []
+    if not store.events_root.exists():
+        return out
+    for site_dir in sorted(store.events_root.glob("site=*")):
+        for date_dir in sorted(site_dir.glob("date=*")):
+            date = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
+            for hour_dir in sorted(date_dir.glob("hour=*")):
+                hour = int(hour_dir.name.removeprefix("hour="))
+                end = dt.datetime.combine(date, dt.time(hour), dt.UTC) + dt.timedelta(hours=1)
+                if (now - end).total_seconds() > older_than_s:
+                    out.append((site_dir.name.removeprefix("site="), date, hour))
+    return out
 
 
 @contextlib.contextmanager
@@ -208,25 +226,6 @@ def candidate_mask(table: pa.Table, high_water: dict[str, int]) -> pa.Array:
     pos = pc.index_in(table.column("source_id"), value_set=keys)
     mark = pc.take(marks, pos)  # null where the source is new
     return pc.fill_null(pc.less_equal(table.column("source_offset"), mark), False)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def split_by_partition(table: pa.Table) -> Iterator[tuple[str, dt.date, int, pa.Table]]:
@@ -418,9 +417,14 @@ class Store:
                 done = future.result()
                 if done is not None:
                     staged[i].append(done)
+            # Not durable.write_bytes per file: every file of the flush is
+            # fsynced (in parallel) before any is renamed, and each directory
+            # is fsynced once, however many files went into it.
             for tmp, final, _, _ in (x for files in staged for x in files):
                 os.replace(tmp, final)
-            list(_pool().map(_fsync_dir, {final.parent for files in staged for _, final, _, _ in files}))
+            list(
+                _pool().map(durable.fsync_dir, {final.parent for files in staged for _, final, _, _ in files})
+            )
             # Every file is durable under its final name: now each manifest (step 3).
             marks = [self._high_water_after(state, table) for _, _, state, table in taken]
             list(_pool().map(self.commit_offsets, [rng for rng, _, _, _ in taken], marks))
@@ -456,7 +460,7 @@ class Store:
         if not part.num_rows:
             return None
         final = partition_dir(self.root, site, date, hour) / rng.file_name()
-        final.parent.mkdir(parents=True, exist_ok=True)
+        durable.make_dirs(final.parent)  # a new hour directory must outlive power loss too
         tmp = final.with_name(f".{final.name}.tmp")
         pq.write_table(part.drop_columns(["site"]).cast(FILE_SCHEMA), tmp, **PARQUET_WRITE_OPTIONS)
         with open(tmp, "rb") as fh:
@@ -474,7 +478,7 @@ class Store:
             "last_offset": rng.last,
             "high_water": high_water,
         }
-        _atomic_write_bytes(self.manifest_path(rng.topic, rng.partition), json.dumps(manifest).encode())
+        durable.write_bytes(self.manifest_path(rng.topic, rng.partition), json.dumps(manifest).encode())
 
     # ---- reading ---------------------------------------------------------
 

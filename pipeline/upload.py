@@ -69,9 +69,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.compact import _committed_inputs, _journal_path, closed_hours, expire
+from pipeline.compact import committed_inputs, expire, journal_path
 from pipeline.rollup import DIGEST_KEY, NAMES, ROLLUPS_DIR, names_digest, rollup_path
-from pipeline.store import EVENTS_DIR, Store, file_lock, hour_lock_path, is_uri, partition_dir
+from pipeline.store import EVENTS_DIR, Store, closed_hours, file_lock, hour_lock_path, is_uri, partition_dir
 
 log = logging.getLogger("fireplot.upload")
 
@@ -163,15 +163,15 @@ class Uploader:
 
     def _open_committed(self, site: str, date: dt.date, hour: int) -> tuple[str, list[BinaryIO], Rollups]:
         """('ok' | 'compacting', open committed files and rollups) of one hour, consistent with compaction."""
-        if _journal_path(self.store, site, date, hour).exists():
+        if journal_path(self.store, site, date, hour).exists():
             return "compacting", [], {}
         directory = partition_dir(self.store.root, site, date, hour)
         with file_lock(hour_lock_path(self.store.root, site, date, hour), shared=True):
-            if _journal_path(self.store, site, date, hour).exists():
+            if journal_path(self.store, site, date, hour).exists():
                 return "compacting", [], {}
             return (
                 "ok",
-                [open(p, "rb") for p in _committed_inputs(self.store, directory)],
+                [open(p, "rb") for p in committed_inputs(self.store, directory)],
                 self._open_rollups(site, date, hour),
             )
 
@@ -274,7 +274,7 @@ class Uploader:
         total = sum(
             p.stat().st_size
             for s, d, h in hours
-            for p in _committed_inputs(self.store, partition_dir(self.store.root, s, d, h))
+            for p in committed_inputs(self.store, partition_dir(self.store.root, s, d, h))
         )
         done = 0
         lock = threading.Lock()

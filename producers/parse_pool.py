@@ -1,8 +1,10 @@
 """Parse line batches beside the shipper's main thread while it reads and publishes.
 
-`ParseThread` (``[shipper] parse_thread``, the default) parses and edge-filters
-in one thread of the same process; the rest of this module is `ParsePool`,
-the same in child processes, for which the notes below hold.
+Two `BatchParser`s, both answering with a `ParsedBatch`: `ParseThread`
+(``[shipper] parse_thread``, the default) parses and edge-filters in one
+thread of the same process; `ParsePool` parses in child processes and leaves
+the edge filter to the caller, which its answers say (``filtered`` is None).
+The rest of this module is `ParsePool`, for which the notes below hold.
 
 Parsing is most of the shipper's own time, and it is pure: lines in, events
 and rejects out. A few child processes (``[shipper] parse_processes``) parse
@@ -44,6 +46,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from typing import Protocol
 
 import pyarrow as pa
 
@@ -61,6 +64,42 @@ MAX_RESTARTS_WITHOUT_PROGRESS = 2
 
 class ParsePoolError(RuntimeError):
     """A parse process kept dying, or could not be started."""
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """One submitted batch, parsed: its events and rejects, and the edge filter's outcome if it ran.
+
+    ``filtered`` is None when the parser did not edge-filter (`ParsePool`):
+    the caller filters ``parsed.events`` itself."""
+
+    parsed: ParseResult
+    filtered: FilterResult | None
+
+
+class BatchParser(Protocol):
+    """Parses submitted batches beside the caller; ``result()`` answers them in submission order."""
+
+    @property
+    def pending(self) -> int:
+        """Batches submitted and not yet taken by ``result()``."""
+        ...
+
+    def start(self) -> None:
+        """Start the parser's threads or processes (``submit`` also does, when needed)."""
+        ...
+
+    def submit(self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> None:
+        """Hand over one batch; batches of one source are parsed in the order submitted."""
+        ...
+
+    def result(self) -> ParsedBatch:
+        """The oldest submission's result; waits for it and raises what parsing raised."""
+        ...
+
+    def close(self) -> None:
+        """Stop; batches not yet answered are dropped (they were never acknowledged)."""
+        ...
 
 
 @dataclass
@@ -172,8 +211,8 @@ class ParsePool:
         self._pending.append(req)
         self._child(i).send(req)
 
-    def result(self) -> ParseResult:
-        """The oldest submission's result; waits for it."""
+    def result(self) -> ParsedBatch:
+        """The oldest submission's result, not edge-filtered; waits for it."""
         if not self._pending:
             raise RuntimeError("no batch submitted")
         req = self._pending[0]
@@ -188,7 +227,7 @@ class ParsePool:
             self._deaths_without_progress = 0
             if status == "ok":
                 assert isinstance(value, ParseResult)
-                return value
+                return ParsedBatch(value, filtered=None)
             if isinstance(value, BaseException):
                 raise value
             raise RuntimeError(f"parser failed in a parse process:\n{value}")
@@ -239,7 +278,7 @@ class ParseThread:
         self.parse = parsers.get(fmt)
         self.edge_filter = edge_filter
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: deque[Future[tuple[ParseResult, FilterResult]]] = deque()
+        self._pending: deque[Future[ParsedBatch]] = deque()
 
     @property
     def pending(self) -> int:
@@ -249,19 +288,17 @@ class ParseThread:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="fireplot-parse")
 
-    def _work(
-        self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext
-    ) -> tuple[ParseResult, FilterResult]:
+    def _work(self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParsedBatch:
         result = self.parse(lines, offsets, ctx)
-        return result, self.edge_filter(result.events)
+        return ParsedBatch(result, self.edge_filter(result.events))
 
     def submit(self, lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> None:
         self.start()
         assert self._executor is not None
         self._pending.append(self._executor.submit(self._work, lines, offsets, ctx))
 
-    def result(self) -> tuple[ParseResult, FilterResult]:
-        """The oldest submission's result and filtered events; waits, and raises what the parser raised."""
+    def result(self) -> ParsedBatch:
+        """The oldest submission's result, edge-filtered; waits, and raises what the parser raised."""
         if not self._pending:
             raise RuntimeError("no batch submitted")
         return self._pending.popleft().result()

@@ -11,18 +11,19 @@ compression (a rotated ``fw.log.1.gz`` is the same source as the ``fw.log``
 it was), and device/inode are kept beside it so a truncated-and-rewritten
 file with an unchanged first line can be told apart (a new generation).
 
-The file is versioned JSON written atomically (temp file, fsync, rename,
-directory fsync), so a crash leaves either the old or the new registry.
+The file is versioned JSON written with ``pipeline.durable`` (temp file, fsync,
+rename, directory fsync), so a crash leaves either the old or the new registry.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from pipeline import durable
 
 log = logging.getLogger("fireplot.shipper.registry")
 
@@ -44,24 +45,6 @@ class Entry:
     ino: int = 0
     path: str = ""  # last path seen: informative only, never used for identity
     updated: float = 0.0
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)  # the rename itself must survive power loss
-    finally:
-        os.close(dfd)
 
 
 class Registry:
@@ -122,6 +105,6 @@ class Registry:
         if not self._dirty:
             return
         data = {"version": VERSION, "sources": [asdict(e) for e in self.entries.values()]}
-        write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
+        durable.write_bytes(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
         self._dirty = False
         self._saved_at = time.monotonic()

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import wire
+from pipeline import durable, wire
 from pipeline.progress import ProgressLine
 from pipeline.store import Store
 from producers.publisher import Publisher
@@ -91,18 +90,13 @@ class ReplayState:
         self.save()
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         data = {
             "run": self.run,
             "done_until": self.done_until.isoformat() if self.done_until else None,
             "hour": self.hour.isoformat() if self.hour else None,
             "rows_into_hour": self.rows_into_hour,
         }
-        tmp.write_text(json.dumps(data))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        durable.write_text(self.path, json.dumps(data))
 
 
 def hours(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:

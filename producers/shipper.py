@@ -45,7 +45,7 @@ from pipeline.event import EVENT_SCHEMA
 from pipeline.filters import EdgeFilter, FilterResult
 from pipeline.parsers import ParseContext, Reject
 from producers.lines import LineBatch, fingerprint, read_batches
-from producers.parse_pool import ParsePool, ParseThread
+from producers.parse_pool import BatchParser, ParsePool, ParseThread
 from producers.publisher import Publisher
 from producers.registry import Registry
 
@@ -183,7 +183,7 @@ class Shipper:
         # being parsed and one waiting per parser, so no parser idles while
         # this thread publishes; more only costs memory.
         self._ahead = 2 * self.parse_processes if self.parse_processes else 2 * cfg.shipper.parse_thread
-        self._pool: ParsePool | ParseThread | None = None
+        self._pool: BatchParser | None = None
         self._parsing: deque[_Parsing] = deque()
 
     # -- one batch -----------------------------------------------------------------------------
@@ -274,18 +274,15 @@ class Shipper:
             return
         pool = self._pool
         assert pool is not None
-        if isinstance(pool, ParseThread):
-            result, filtered = pool.result()
-            self._publish(item.lines, item.source_id, result, item.on_ack, filtered)
-        else:
-            self._publish(item.lines, item.source_id, pool.result(), item.on_ack)
+        batch = pool.result()
+        self._publish(item.lines, item.source_id, batch.parsed, item.on_ack, batch.filtered)
 
     def flush_parsed(self) -> None:
         """Publish every batch still in the parse pool, in order."""
         while self._parsing:
             self._publish_next()
 
-    def _start_pool(self) -> ParsePool | ParseThread:
+    def _start_pool(self) -> BatchParser:
         if self._pool is None:
             self._pool = (
                 ParsePool(self.fmt, self.parse_processes)

@@ -35,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline import durable
 from pipeline.config import Config
 from producers.lines import LineBatch, to_batch
-from producers.registry import write_atomic
 from producers.shipper import Shipper
 
 log = logging.getLogger("fireplot.receiver")
@@ -74,7 +74,7 @@ class OffsetCounter:
 
     def _reserve(self) -> None:
         self._limit = self._next + self.block
-        write_atomic(self.path, json.dumps({"version": 1, "next_offset": self._limit}).encode())
+        durable.write_bytes(self.path, json.dumps({"version": 1, "next_offset": self._limit}).encode())
 
     def take(self, n: int) -> int:
         """The first of ``n`` fresh consecutive offsets."""

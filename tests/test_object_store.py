@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from pipeline import rollup
-from pipeline.compact import _journal_path, compact
+from pipeline.compact import compact, journal_path
 from pipeline.event import FIELD_NAMES
 from pipeline.rollup import ROLLUPS_DIR
 from pipeline.store import Store, partition_dir
@@ -133,7 +133,7 @@ def test_hour_with_an_interrupted_compaction_is_left_alone(s3: S3, tmp_path: Pat
     local = LocalStore(tmp_path / "store")
     start = _hour(now, 3)
     local.add("hq", start, 1000, flushes=1)
-    journal = _journal_path(local.store, "hq", start.date(), start.hour)
+    journal = journal_path(local.store, "hq", start.date(), start.hour)
     journal.parent.mkdir(parents=True)
     directory = partition_dir(local.store.root, "hq", start.date(), start.hour)
     # What compact_hour writes first, before it merges anything.

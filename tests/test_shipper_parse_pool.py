@@ -227,10 +227,13 @@ def test_pool_child_killed_between_submit_and_result_answers_every_batch_in_orde
         first = pool.result()
         for pid in pool.pids():
             os.kill(pid, signal.SIGKILL)
-        got = [first.events] + [pool.result().events for _ in batches[1:]]
+        answers = [first] + [pool.result() for _ in batches[1:]]
         assert pool.restarts == 1 and pool.pending == 0
     finally:
         pool.close()
+    # The pool does not edge-filter: each answer says so, and the shipper filters.
+    assert [a.filtered for a in answers] == [None] * len(batches)
+    got = [a.parsed.events for a in answers]
     assert [t.column("source_offset").to_pylist() for t in got] == [
         t.column("source_offset").to_pylist() for t in expected
     ]
@@ -279,7 +282,9 @@ def test_parse_thread_answers_in_order_and_raises_what_the_parser_raised(tmp_pat
     thread.submit(pa.array(["a", "b"]), pa.array([0]), ctx)  # offsets missing: the parser raises
     got: list[int] = []
     for b in batches:
-        result, filtered = thread.result()
+        answer = thread.result()
+        result, filtered = answer.parsed, answer.filtered
+        assert filtered is not None  # the thread edge-filters
         assert result.events.column("source_offset").to_pylist() == b.offsets.to_pylist()
         got += filtered.kept.column("source_offset").to_pylist()
     assert np.array_equal(np.asarray(got), offsets)

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from pipeline.broker import KAFKA_VERSION, BrokerError, _pid_alive
+from pipeline.broker import KAFKA_VERSION, BrokerError, pid_alive
 from pipeline.wire import MAX_REQUEST_BYTES
 
 MAIN_CLASS = "org.apache.kafka.connect.mirror.MirrorMaker"
@@ -252,7 +252,7 @@ class MirrorMaker:
             pid = int(self.pid_file.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def start(self) -> int:
         """Start MirrorMaker (installing its jars first if needed); return its pid."""
@@ -318,7 +318,7 @@ class MirrorMaker:
         if self._proc is not None:
             return self._proc.wait()
         pid = self.pid()
-        while pid is not None and _pid_alive(pid):
+        while pid is not None and pid_alive(pid):
             time.sleep(0.5)
         return 0
 
@@ -332,11 +332,11 @@ class MirrorMaker:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             if self._proc is not None:
                 self._proc.poll()
             time.sleep(0.2)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self._proc is not None:

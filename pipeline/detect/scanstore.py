@@ -1,14 +1,13 @@
 """The scan dataset: ``<scans_dir>/date=<epoch date>/<kind>+<epoch start us>.parquet``.
 
 One file per (kind, epoch) holds every scan of that epoch; an evaluation of the
-epoch rewrites it whole (temp file, fsync, rename), so writing is idempotent and
+epoch rewrites it whole (``pipeline.durable``), so writing is idempotent and
 a reader never sees half a file. Open scans are rewritten until they close.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline import durable
 from pipeline.detect.engine import SCAN_SCHEMA, US
 
 
@@ -50,12 +50,8 @@ class ScanStore:
             path.unlink(missing_ok=True)
             return []
         scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(scans, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with durable.replacing(path) as fh:
+            pq.write_table(scans, fh, compression="zstd")
         return new
 
     def read(
