@@ -14,18 +14,13 @@ import sys
 from pathlib import Path
 
 from fireplot.cli.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from fireplot.cli.options import Commands, add_store, iso_datetime
+from fireplot.cli.options import Commands, add_store, command, iso_datetime
 from fireplot.stopping import StopFlag
 from pipeline.config import Config, with_overrides
 
 
 def register(sub: Commands) -> None:
-    worker = sub.add_parser(
-        "worker",
-        help="run the archive worker (Kafka -> Parquet)",
-        description="Consume the events topic and write hive-partitioned Parquet "
-        "(site/date/hour, event time UTC) into the store, exactly once.",
-    )
+    worker = command(sub, "worker", _worker, "run the archive worker (Kafka -> Parquet)")
     add_store(worker)
     worker.add_argument("--web-port", type=int, help="metrics/health port (default [worker] web_port)")
     worker.add_argument(
@@ -33,17 +28,8 @@ def register(sub: Commands) -> None:
         help="archive the replay topic of this dataset (fireplot.replay.NAME) into "
         "<store>/datasets/NAME instead of the live events topic into the live archive",
     )
-    worker.set_defaults(handler=_worker)
 
-    replay = sub.add_parser(
-        "replay",
-        help="replay archived events in event-time order to a replay topic",
-        description="Read archived events from Parquet in event-time order and publish them to "
-        "fireplot.replay.NAME (kept until deleted), with their original event times, paced at N "
-        "times real time. A worker started with `fireplot worker --dataset NAME` archives them into "
-        "a separate dataset the web UI can show (?dataset=NAME). Ctrl-C and run again resumes "
-        "after the last event Kafka acknowledged.",
-    )
+    replay = command(sub, "replay", _replay, "replay archived events in event-time order to a replay topic")
     replay.add_argument("--from", dest="start", type=iso_datetime, required=True, help="ISO 8601 start")
     replay.add_argument("--to", dest="end", type=iso_datetime, required=True, help="ISO 8601 end (exclusive)")
     replay.add_argument("--site", action="append", help="only this site (repeatable)")
@@ -52,23 +38,18 @@ def register(sub: Commands) -> None:
     pace.add_argument("--max", action="store_true", help="as fast as Kafka takes it")
     replay.add_argument("--into", required=True, help="dataset name to replay into")
     add_store(replay, "store to read")
-    replay.set_defaults(handler=_replay)
 
-    rebuild = sub.add_parser(
-        "rebuild",
-        help="rebuild a dataset from the events topic, from the offsets for a time",
-        description="Re-read the events topic from the first record published at or after --since "
-        "up to its current end, into a fresh dataset (<store>/datasets/NAME) with the worker's "
-        "exactly-once layout: e.g. after a parser fix. Uses no consumer group, so live processing "
-        "is not disturbed. Running it again continues after what the dataset already holds.",
+    rebuild = command(
+        sub, "rebuild", _rebuild, "rebuild a dataset from the events topic, from the offsets for a time"
     )
     rebuild.add_argument("--since", type=iso_datetime, required=True, help="ISO 8601 publish time")
     rebuild.add_argument("--into", required=True, help="dataset name to build")
     add_store(rebuild)
-    rebuild.set_defaults(handler=_rebuild)
 
 
 def _worker(cfg: Config, args: argparse.Namespace) -> int:
+    """Consume the events topic and write hive-partitioned Parquet (site/date/hour, event
+    time UTC) into the store, exactly once."""
     from pipeline.store import is_uri
     from pipeline.worker import run
 
@@ -102,6 +83,11 @@ def _worker(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _rebuild(cfg: Config, args: argparse.Namespace) -> int:
+    """Re-read the events topic from the first record published at or after --since up to
+    its current end, into a fresh dataset (<store>/datasets/NAME) with the worker's
+    exactly-once layout: e.g. after a parser fix. Uses no consumer group, so live
+    processing is not disturbed. Running it again continues after what the dataset
+    already holds."""
     from pipeline import datasets
     from pipeline.kafka_security import client_kwargs
     from pipeline.rebuild import RebuildProgress, rebuild
@@ -130,6 +116,11 @@ def _rebuild(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _replay(cfg: Config, args: argparse.Namespace) -> int:
+    """Read archived events from Parquet in event-time order and publish them to
+    fireplot.replay.NAME (kept until deleted), with their original event times, paced at
+    N times real time. A worker started with `fireplot worker --dataset NAME` archives
+    them into a separate dataset the web UI can show (?dataset=NAME). Ctrl-C and run
+    again resumes after the last event Kafka acknowledged."""
     from pipeline import datasets
     from pipeline.broker import ensure_topics
     from pipeline.kafka_security import client_kwargs

@@ -8,31 +8,28 @@ import json
 import sys
 
 from fireplot.cli.exits import EXIT_OK, EXIT_SILENT
-from fireplot.cli.options import Commands, add_store
+from fireplot.cli.options import Commands, add_store, command
 from pipeline.config import Config, describe, with_overrides
 
 
 def register(sub: Commands) -> None:
-    health = sub.add_parser(
-        "health",
-        help="per-site health: last event, rate, rejects, consumer lag, silent sites",
-        description="Per-site health from the store, the dead letters and the worker's consumer group "
-        "([health] keys set when a site counts as silent). Exit 4 when any site is silent, so cron "
-        "and monitoring can act on it; 0 otherwise.",
+    health = command(
+        sub, "health", _health, "per-site health: last event, rate, rejects, consumer lag, silent sites"
     )
     health.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     health.add_argument(
         "--no-kafka", action="store_true", help="store only: no consumer lag, no shipper rejects"
     )
     add_store(health)
-    health.set_defaults(handler=_health)
 
-    val = sub.add_parser("validate", help="check a config file and print the effective configuration")
+    val = command(sub, "validate", _validate, "check a config file and print the effective configuration")
     val.add_argument("--print-defaults", action="store_true", help="print every key with its default and doc")
-    val.set_defaults(handler=_validate)
 
 
 def _health(cfg: Config, args: argparse.Namespace) -> int:
+    """Per-site health from the store, the dead letters and the worker's consumer group
+    ([health] keys set when a site counts as silent). Exit 4 when any site is silent, so
+    cron and monitoring can act on it; 0 otherwise."""
     from pipeline.health import HealthMonitor, table_text
 
     cfg = with_overrides(cfg, "worker", store_dir=args.store)

@@ -8,18 +8,17 @@ import sys
 from pathlib import Path
 
 from fireplot.cli.exits import EXIT_OK
-from fireplot.cli.options import Commands, iso_datetime
+from fireplot.cli.options import Commands, command, iso_datetime
 from pipeline.config import Config
 
 
 def register(sub: Commands) -> None:
-    demo = sub.add_parser("demo", help="write a realistic demo day of netfilter log lines")
+    demo = command(sub, "demo", _demo, "write a realistic demo day of netfilter log lines")
     demo.add_argument("--out", type=Path, required=True)
     demo.add_argument("--end", type=iso_datetime, help="end of the demo window (default now, UTC)")
     demo.add_argument("--hours", type=float, default=24.0)
     demo.add_argument("--per-hour", type=float, default=1500.0, help="background packets per hour")
     demo.add_argument("--seed", type=int, default=1)
-    demo.set_defaults(handler=_demo)
 
 
 def _demo(cfg: Config, args: argparse.Namespace) -> int:

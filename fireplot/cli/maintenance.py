@@ -7,48 +7,38 @@ import json
 import sys
 
 from fireplot.cli.exits import EXIT_OK, EXIT_USAGE
-from fireplot.cli.options import Commands, add_store, iso_date
+from fireplot.cli.options import Commands, add_store, command, iso_date
 from pipeline.config import Config, with_overrides
 
 
 def register(sub: Commands) -> None:
-    comp = sub.add_parser(
+    comp = command(
+        sub,
         "compact",
-        help="merge closed hours' small files into one per partition-hour; apply retention",
-        description="Merge each closed hour's flush files into one Parquet file (atomic swap, "
-        "readers unaffected), recover interrupted compactions, delete event dates older than "
-        "[worker] retention_days_events. Prints a JSON report.",
+        _compact,
+        "merge closed hours' small files into one per partition-hour; apply retention",
     )
     _add_older_than(comp, "compact")
     add_store(comp)
-    comp.set_defaults(handler=_compact)
 
-    roll = sub.add_parser(
-        "rollup",
-        help="compute per-minute port and per-hour source rollups of closed hours",
-        description="(Re)compute the rollups of every closed hour whose events changed "
-        "(idempotent). Prints how many hours were written.",
+    roll = command(
+        sub, "rollup", _rollup, "compute per-minute port and per-hour source rollups of closed hours"
     )
     roll.add_argument("--date", type=iso_date, help="only hours of this event date (YYYY-MM-DD)")
     add_store(roll)
-    roll.set_defaults(handler=_rollup)
 
     st = sub.add_parser("store", help="manage the store: copy closed hours to object storage")
     st_sub = st.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    sync = st_sub.add_parser(
+    sync = command(
+        st_sub,
         "sync",
-        help="upload closed, compacted hours to an object store (S3, GCS, Azure, HDFS URI)",
-        description="Copy every closed hour (compacted to one file) of the local store to a "
-        "pyarrow filesystem URI with the same hive layout, e.g. "
-        "s3://bucket/fireplot?region=eu-west-1 (credentials from AWS_* variables or ~/.aws). "
-        "Idempotent and resumable: hours already there are skipped, one cut short is redone. "
-        "Prints a JSON report; exit 1 on an upload error.",
+        _store_sync,
+        "upload closed, compacted hours to an object store (S3, GCS, Azure, HDFS URI)",
     )
     sync.add_argument("--to", dest="uri", help="destination URI (default [worker] upload_uri)")
     _add_older_than(sync, "upload")
     add_store(sync, "local store directory")
     sync.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
-    sync.set_defaults(handler=_store_sync)
 
 
 def _add_older_than(parser: argparse.ArgumentParser, verb: str) -> None:
@@ -61,6 +51,9 @@ def _add_older_than(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def _compact(cfg: Config, args: argparse.Namespace) -> int:
+    """Merge each closed hour's flush files into one Parquet file (atomic swap, readers
+    unaffected), recover interrupted compactions, delete event dates older than [worker]
+    retention_days_events. Prints a JSON report."""
     from pipeline.compact import compact
     from pipeline.store import Store
 
@@ -72,6 +65,8 @@ def _compact(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _rollup(cfg: Config, args: argparse.Namespace) -> int:
+    """(Re)compute the rollups of every closed hour whose events changed (idempotent).
+    Prints how many hours were written."""
     from pipeline.rollup import update
     from pipeline.store import Store
 
@@ -82,6 +77,11 @@ def _rollup(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _store_sync(cfg: Config, args: argparse.Namespace) -> int:
+    """Copy every closed hour (compacted to one file) of the local store to a pyarrow
+    filesystem URI with the same hive layout, e.g. s3://bucket/fireplot?region=eu-west-1
+    (credentials from AWS_* variables or ~/.aws). Idempotent and resumable: hours
+    already there are skipped, one cut short is redone. Prints a JSON report; exit 1
+    on an upload error."""
     from pipeline.progress import ProgressLine
     from pipeline.store import Store
     from pipeline.upload import Uploader, UploadReport

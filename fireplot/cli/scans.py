@@ -11,26 +11,19 @@ import sys
 from pathlib import Path
 
 from fireplot.cli.exits import EXIT_OK, EXIT_USAGE
-from fireplot.cli.options import Commands, add_store, iso_datetime
+from fireplot.cli.options import Commands, add_store, command, iso_datetime
 from fireplot.stopping import StopFlag
 from pipeline.config import Config
 
 
 def register(sub: Commands) -> None:
-    det = sub.add_parser(
-        "detect",
-        help="detect scans in the store (replay a range, or --follow live)",
-        description="Evaluate the scan detectors ([detect] thresholds) in event time over the "
-        "store and write the scan dataset (<store>/scans). Replay and --follow write the same "
-        "records; --follow re-evaluates up to the watermark (newest event - lateness_s).",
-    )
+    det = command(sub, "detect", _detect, "detect scans in the store (replay a range, or --follow live)")
     det.add_argument("--since", type=iso_datetime, help="start (ISO 8601; default: 24 h before --until)")
     det.add_argument("--until", type=iso_datetime, help="end (ISO 8601; default: now)")
     det.add_argument("--follow", action="store_true", help="keep detecting as events arrive")
     add_store(det)
-    det.set_defaults(handler=_detect)
 
-    scans = sub.add_parser("scans", help="list detected scans as JSON lines")
+    scans = command(sub, "scans", _scans, "list detected scans as JSON lines")
     scans.add_argument("--since", type=iso_datetime, required=True, help="scans active at or after this time")
     scans.add_argument("--until", type=iso_datetime, help="and before this time")
     scans.add_argument("--site", help="only scans seen at this site")
@@ -38,10 +31,12 @@ def register(sub: Commands) -> None:
         "--kind", help="only this kind (vertical, horizontal, slow, hammer, coordinated, cross_site)"
     )
     add_store(scans)
-    scans.set_defaults(handler=_scans)
 
 
 def _detect(cfg: Config, args: argparse.Namespace) -> int:
+    """Evaluate the scan detectors ([detect] thresholds) in event time over the store and
+    write the scan dataset (<store>/scans). Replay and --follow write the same records;
+    --follow re-evaluates up to the watermark (newest event - lateness_s)."""
     from pipeline.detect.runner import evaluator_for, follow, replay
 
     ev, store = evaluator_for(cfg, args.store)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fireplot.cli.exits import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, quick_exit
-from fireplot.cli.options import Commands
+from fireplot.cli.options import Commands, command
 from fireplot.stopping import StopFlag
 from pipeline.config import Config, with_overrides
 from pipeline.parsers import FORMATS
@@ -30,12 +30,7 @@ log = logging.getLogger("fireplot")
 
 
 def register(sub: Commands) -> None:
-    parse = sub.add_parser(
-        "parse",
-        help="parse log files and print events as JSON lines",
-        description="Parse firewall log lines and print one JSON event per line "
-        "on stdout; rejected lines and reasons go to stderr.",
-    )
+    parse = command(sub, "parse", _parse, "parse log files and print events as JSON lines")
     parse.add_argument("files", nargs="+", type=Path)
     parse.add_argument(
         "--format", default="auto", choices=FORMATS, help="log format (default auto: detected per line)"
@@ -46,15 +41,8 @@ def register(sub: Commands) -> None:
         action="store_true",
         help="print only counts (events, rejects by reason); exit 3 if any line was rejected",
     )
-    parse.set_defaults(handler=_parse)
 
-    ship = sub.add_parser(
-        "ship",
-        help="parse log files and publish the events to Kafka",
-        description="Parse, filter (inside networks, late TCP, port 0: counted) and "
-        "publish events to the events topic. Rejected lines are kept in "
-        "[shipper] dead_letter_dir with their reasons.",
-    )
+    ship = command(sub, "ship", _ship, "parse log files and publish the events to Kafka")
     _add_publishing(ship, reads_files=True)
     ship.add_argument("files", nargs="+", type=Path, help="files, globs (quoted) or - for stdin")
     ship.add_argument(
@@ -63,31 +51,20 @@ def register(sub: Commands) -> None:
         help="keep shipping what is appended, across rotation (rename, copytruncate, truncate); "
         "globs are re-read, so new and rotated files are picked up",
     )
-    ship.set_defaults(handler=_ship)
 
-    backfill = sub.add_parser(
-        "backfill",
-        help="load old logs (any format, rotated names, .gz) with a progress bar",
-        description="Ship files that no longer grow (e.g. a year of rotated logs, gzip or not) "
-        "with a progress bar. Uses the read-position registry: files already shipped are "
-        "skipped, so running it again adds nothing; Ctrl-C and run again resumes.",
+    backfill = command(
+        sub, "backfill", _backfill, "load old logs (any format, rotated names, .gz) with a progress bar"
     )
     _add_publishing(backfill, reads_files=True)
     backfill.add_argument("files", nargs="+", type=Path, help="files or globs (quoted)")
-    backfill.set_defaults(handler=_ship)
 
-    recv = sub.add_parser(
-        "receive",
-        help="receive syslog (UDP/TCP) from appliances and publish the events to Kafka",
-        description="A syslog receiver (RFC 3164 and 5424; TCP octet-counted or newline "
-        "framing) for firewalls that can only send syslog. Received lines take "
-        "the same parse/filter/publish path as `ship`.",
+    recv = command(
+        sub, "receive", _receive, "receive syslog (UDP/TCP) from appliances and publish the events to Kafka"
     )
     recv.add_argument("--udp", type=int, help="UDP port to listen on")
     recv.add_argument("--tcp", type=int, help="TCP port to listen on")
     recv.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     _add_publishing(recv, reads_files=False)
-    recv.set_defaults(handler=_receive)
 
 
 def _add_publishing(parser: argparse.ArgumentParser, *, reads_files: bool) -> None:
@@ -102,6 +79,8 @@ def _add_publishing(parser: argparse.ArgumentParser, *, reads_files: bool) -> No
 
 
 def _parse(cfg: Config, args: argparse.Namespace) -> int:
+    """Parse firewall log lines and print one JSON event per line on stdout; rejected lines
+    and reasons go to stderr."""
     from zoneinfo import ZoneInfo
 
     from pipeline import parsers
@@ -215,6 +194,20 @@ def _shipping_parts(
 
 
 def _ship(cfg: Config, args: argparse.Namespace) -> int:
+    """Parse, filter (inside networks, late TCP, port 0: counted) and publish events to the
+    events topic. Rejected lines are kept in [shipper] dead_letter_dir with their reasons."""
+    return _ship_files(cfg, args, follow=args.follow, backfill=False)
+
+
+def _backfill(cfg: Config, args: argparse.Namespace) -> int:
+    """Ship files that no longer grow (e.g. a year of rotated logs, gzip or not) with a
+    progress bar. Uses the read-position registry: files already shipped are skipped, so
+    running it again adds nothing; Ctrl-C and run again resumes."""
+    return _ship_files(cfg, args, follow=False, backfill=True)
+
+
+def _ship_files(cfg: Config, args: argparse.Namespace, *, follow: bool, backfill: bool) -> int:
+    """Ship ``args.files``, following them as they grow or (a backfill) with a progress bar."""
     from producers.publisher import Stopped
     from producers.shipper import Shipper
 
@@ -224,17 +217,16 @@ def _ship(cfg: Config, args: argparse.Namespace) -> int:
     stopping = StopFlag(signal.SIGTERM)
     publisher, registry, metrics = _shipping_parts(cfg, stopping)
     progress = None
-    if args.command == "backfill":
+    if backfill:
         from producers.backfill import BackfillProgress
         from producers.shipper import expand_paths
 
-        args.follow = False
         progress = BackfillProgress(expand_paths(args.files))
     shipper = Shipper(
         cfg, publisher, fmt=args.format, host=args.host, registry=registry, metrics=metrics, progress=progress
     )
     try:
-        stats = shipper.ship_paths(args.files, follow=args.follow, stop=stopping)
+        stats = shipper.ship_paths(args.files, follow=follow, stop=stopping)
     except (KeyboardInterrupt, Stopped):
         stopping.set = True
         stats = shipper.stats
@@ -260,6 +252,9 @@ def _ship(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _receive(cfg: Config, args: argparse.Namespace) -> int:
+    """A syslog receiver (RFC 3164 and 5424; TCP octet-counted or newline framing) for
+    firewalls that can only send syslog. Received lines take the same parse/filter/publish
+    path as `ship`."""
     from producers.publisher import Stopped
     from producers.shipper import Shipper
     from producers.syslog_receiver import Receiver

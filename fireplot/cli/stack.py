@@ -13,32 +13,18 @@ import sys
 from pathlib import Path
 
 from fireplot.cli.exits import EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from fireplot.cli.options import Commands
+from fireplot.cli.options import Commands, command
 from fireplot.stopping import StopFlag
 from pipeline.config import Config, with_overrides
 
 
 def register(sub: Commands) -> None:
-    up = sub.add_parser(
-        "up",
-        help="run everything locally with demo data and print the URL",
-        description="Start the local Kafka broker, the worker, the web server and a "
-        "demo shipper feeding a realistic day of blocked packets (plus a "
-        "live trickle). Ctrl-C stops everything cleanly.",
-    )
+    up = command(sub, "up", _up, "run everything locally with demo data and print the URL")
     up.add_argument("--no-demo", action="store_true", help="start the services without demo data")
     up.add_argument("--port", type=int, help="web port (default [web] port, 5006)")
     up.add_argument("--seed", type=int, default=1, help="demo random seed")
-    up.set_defaults(handler=_up)
 
-    k = sub.add_parser(
-        "kafka",
-        help="manage the local Apache Kafka broker (no Docker)",
-        description="Install (via Maven), start, stop or inspect the single-node KRaft "
-        "broker bound to 127.0.0.1. Ignored when [kafka] bootstrap names "
-        "another cluster. `mirror` runs MirrorMaker 2 in the foreground, copying each "
-        "--site cluster's topics into the --centre cluster as <site>.<topic>.",
-    )
+    k = command(sub, "kafka", _kafka, "manage the local Apache Kafka broker (no Docker)")
     k.add_argument("action", choices=["install", "up", "down", "status", "mirror"])
     k.add_argument(
         "--site",
@@ -49,10 +35,11 @@ def register(sub: Commands) -> None:
         "arrive there as NAME.<events topic>",
     )
     k.add_argument("--centre", metavar="BOOTSTRAP", help="mirror: the central cluster")
-    k.set_defaults(handler=_kafka)
 
 
 def _up(cfg: Config, args: argparse.Namespace) -> int:
+    """Start the local Kafka broker, the worker, the web server and a demo shipper feeding
+    a realistic day of blocked packets (plus a live trickle). Ctrl-C stops everything cleanly."""
     from fireplot.up import run_all
 
     cfg = with_overrides(cfg, "web", port=args.port)
@@ -60,6 +47,10 @@ def _up(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _kafka(cfg: Config, args: argparse.Namespace) -> int:
+    """Install (via Maven), start, stop or inspect the single-node KRaft broker bound to
+    127.0.0.1. Ignored when [kafka] bootstrap names another cluster. `mirror` runs
+    MirrorMaker 2 in the foreground, copying each --site cluster's topics into the
+    --centre cluster as <site>.<topic>."""
     from pipeline.broker import LocalKafka
 
     broker = LocalKafka(cfg.kafka)

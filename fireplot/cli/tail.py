@@ -7,12 +7,12 @@ import json
 import sys
 
 from fireplot.cli.exits import EXIT_OK
-from fireplot.cli.options import Commands
+from fireplot.cli.options import Commands, command
 from pipeline.config import Config
 
 
 def register(sub: Commands) -> None:
-    tail = sub.add_parser("tail", help="print events from the events topic as JSON lines")
+    tail = command(sub, "tail", _tail, "print events from the events topic as JSON lines")
     tail.add_argument("--from-beginning", action="store_true")
     tail.add_argument("--max", type=int, help="stop after this many events")
     tail.add_argument(
@@ -21,7 +21,6 @@ def register(sub: Commands) -> None:
         default=None,
         help="stop when no event arrives for this long (default: run until Ctrl-C)",
     )
-    tail.set_defaults(handler=_tail)
 
 
 def _tail(cfg: Config, args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from fireplot.cli.exits import EXIT_OK, EXIT_USAGE
-from fireplot.cli.options import Commands, add_store, iso_date
+from fireplot.cli.options import Commands, add_store, command, iso_date
 from pipeline.config import Config, with_overrides
 
 # serve and render read an uploaded copy as well as the local store.
@@ -17,23 +17,13 @@ _STORE_OR_URI = "store directory or object-store URI, e.g. s3://bucket/fireplot"
 
 
 def register(sub: Commands) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="run the web UI (Bokeh server)",
-        description="Serve the fireplot of a day from the store on http://127.0.0.1:5006 (configurable).",
-    )
+    serve = command(sub, "serve", _serve, "run the web UI (Bokeh server)")
     serve.add_argument("--date", type=iso_date, help="day to open (UTC, default today)")
     serve.add_argument("--port", type=int)
     serve.add_argument("--address")
     add_store(serve, _STORE_OR_URI)
-    serve.set_defaults(handler=_serve)
 
-    render = sub.add_parser(
-        "render",
-        help="draw one UTC day as a PNG (for cron and e-mail)",
-        description="Draw one UTC day of the store as a PNG with the web page's axis and colours, "
-        "without a browser. Exit 2 on a bad --date, an unknown --site or --dataset.",
-    )
+    render = command(sub, "render", _render, "draw one UTC day as a PNG (for cron and e-mail)")
     render.add_argument("--date", required=True, help="YYYY-MM-DD, today or yesterday (UTC)")
     render.add_argument("--site", action="append", help="site to draw; repeat for several (default all)")
     render.add_argument("--dataset", help="a replayed or rebuilt dataset instead of the live archive")
@@ -42,22 +32,20 @@ def register(sub: Commands) -> None:
     render.add_argument("--width-px", type=int, default=1200)
     render.add_argument("--height-px", type=int, default=700)
     add_store(render, _STORE_OR_URI)
-    render.set_defaults(handler=_render)
 
-    cred = sub.add_parser(
+    cred = command(
+        sub,
         "web-credential",
-        help="make a [web] users or tokens entry (only its hash goes into the config)",
-        description="Print a JSON object whose `entry` goes into [web] users or [web] tokens. --user "
-        "asks for the password (or reads one line from stdin when it is not a terminal); --token "
-        "makes a random token and prints it once, as `token`: hand it over, it is not stored.",
+        _web_credential,
+        "make a [web] users or tokens entry (only its hash goes into the config)",
     )
     who = cred.add_mutually_exclusive_group(required=True)
     who.add_argument("--user", metavar="NAME", help="a user who signs in with a password")
     who.add_argument("--token", metavar="NAME", help="a named access token")
-    cred.set_defaults(handler=_web_credential)
 
 
 def _serve(cfg: Config, args: argparse.Namespace) -> int:
+    """Serve the fireplot of a day from the store on http://127.0.0.1:5006 (configurable)."""
     from consumers.web.server import serve
 
     cfg = with_overrides(cfg, "web", port=args.port, address=args.address)
@@ -67,6 +55,8 @@ def _serve(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _render(cfg: Config, args: argparse.Namespace) -> int:
+    """Draw one UTC day of the store as a PNG with the web page's axis and colours, without
+    a browser. Exit 2 on a bad --date, an unknown --site or --dataset."""
     import time
 
     from consumers.render import Layout, check_sites, parse_date, render_day
@@ -96,6 +86,9 @@ def _render(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _web_credential(cfg: Config, args: argparse.Namespace) -> int:
+    """Print a JSON object whose `entry` goes into [web] users or [web] tokens. --user asks
+    for the password (or reads one line from stdin when it is not a terminal); --token
+    makes a random token and prints it once, as `token`: hand it over, it is not stored."""
     from consumers.web import auth
 
     try:
