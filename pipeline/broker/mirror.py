@@ -21,7 +21,8 @@ as its first copy and the store's per-partition dedupe drops it
 (``pipeline.store``).
 
 Everything of one MirrorMaker lives under its home: ``mm2.properties``,
-``logs/server.log``, ``logs/stdout.log``, ``mirrormaker.pid``.
+``logs/server.log``, ``logs/stdout.log``, ``mirrormaker.pid``. ``supervise``
+runs one in the foreground (``fireplot kafka mirror``).
 """
 
 from __future__ import annotations
