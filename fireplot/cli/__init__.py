@@ -1,13 +1,9 @@
 """fireplot: plot every packet your firewalls block.
 
-Exit codes: 0 success; 1 runtime failure (Kafka unreachable, a write failed);
-2 bad usage or configuration; 3 input had rejected lines (``parse --check``);
-4 a site is silent (``health``).
-
 One module per command group, each holding its commands' arguments beside the
-functions that run them (``register`` adds them to the parser and names the
-handler); this module puts them together and gives every command the
-configuration and the error handling they share.
+functions that run them (its ``register`` adds them with ``options.command``);
+this module puts them together and gives every command the configuration and
+the error handling they share. The exit codes are in ``exits.py``.
 """
 
 from __future__ import annotations
