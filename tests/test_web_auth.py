@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import os
 import re
 import secrets
@@ -371,68 +370,13 @@ class TestConfig:
         assert auth.safe_next(target) == expected
 
 
-def web_credential(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fireplot", "web-credential", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+def test_the_password_policy_counts_characters() -> None:
+    """A new password entry needs eight characters, whatever they are; seven are refused."""
+    entry = auth.password_entry("zoë", "ü" * 8)
 
-
-class TestNewEntries:
-    """`fireplot web-credential` makes entries the server accepts, under auth's name and password rules."""
-
-    def test_a_user_entry_accepts_its_password_and_no_other(self) -> None:
-        """--user reads the password from stdin; only its hash is printed, and it verifies."""
-        rv = web_credential("--user", "alice", stdin="eight ch\r\n")
-
-        assert rv.returncode == 0, rv.stderr
-        out = json.loads(rv.stdout)
-        credentials = auth.Credentials.from_config(WebConfig(users=(out["entry"],)))
-        assert (out["name"], "eight ch" in rv.stdout) == ("alice", False)
-        assert credentials.check_password("alice", "eight ch")
-        assert not credentials.check_password("alice", "eight c")
-
-    def test_a_token_entry_knows_the_token_printed_once(self) -> None:
-        """--token prints a random token beside an entry holding only its hash."""
-        rv = web_credential("--token", "ci")
-
-        assert rv.returncode == 0, rv.stderr
-        out = json.loads(rv.stdout)
-        credentials = auth.Credentials.from_config(WebConfig(tokens=(out["entry"],)))
-        assert out["token"] not in out["entry"]
-        assert credentials.token_name(out["token"]) == "ci"
-        assert credentials.token_name(auth.new_token()) is None
-
-    @pytest.mark.parametrize(
-        ("args", "stdin", "message"),
-        [
-            (("--user", "bob"), "seven c\n", "a password needs at least 8 characters"),
-            (("--user", "bob"), "", "a password needs at least 8 characters"),
-            (("--user", "a:b"), "long enough\n", "a name must be non-empty without ':': 'a:b'"),
-            (("--user", " "), "long enough\n", "a name must be non-empty without ':': ' '"),
-            (("--token", "ops:x"), "", "a name must be non-empty without ':': 'ops:x'"),
-        ],
-    )
-    def test_a_bad_name_or_short_password_is_a_usage_error(
-        self, args: tuple[str, ...], stdin: str, message: str
-    ) -> None:
-        """Exit 2 with the rule that was broken, and no entry printed."""
-        rv = web_credential(*args, stdin=stdin)
-
-        assert (rv.returncode, rv.stdout) == (2, "")
-        assert f"fireplot web-credential: {message}\n" == rv.stderr
-
-    def test_the_password_policy_counts_characters(self) -> None:
-        """Eight characters are enough whatever they are; seven are not."""
-        entry = auth.password_entry("zoë", "ü" * 8)
-
-        assert entry.startswith("zoë:pbkdf2_sha256$")
-        with pytest.raises(ValueError, match="at least 8 characters"):
-            auth.password_entry("zoë", "ü" * 7)
+    assert entry.startswith("zoë:pbkdf2_sha256$")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        auth.password_entry("zoë", "ü" * 7)
 
 
 def test_site_scoped_store_never_returns_other_sites(tmp_path: Path) -> None:
