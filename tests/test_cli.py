@@ -8,12 +8,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from consumers.web import auth
+from pipeline.config import WebConfig
+
 FIXTURES = Path(__file__).parent / "parsers" / "netfilter"
 
 
-def fireplot(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def fireplot(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "fireplot", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         check=False,
@@ -114,3 +122,47 @@ def test_demo_writes_parseable_lines(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stdout
     report = json.loads(check.stdout)
     assert report["events"] == out.read_text().count("\n") > 1000
+
+
+def test_web_credential_user_entry_accepts_its_password_and_no_other() -> None:
+    """--user reads the password from stdin; only its hash is printed, and the server accepts it."""
+    rv = fireplot("web-credential", "--user", "alice", stdin="eight ch\r\n")
+
+    assert rv.returncode == 0, rv.stderr
+    out = json.loads(rv.stdout)
+    credentials = auth.Credentials.from_config(WebConfig(users=(out["entry"],)))
+    assert (out["name"], "eight ch" in rv.stdout) == ("alice", False)
+    assert credentials.check_password("alice", "eight ch")
+    assert not credentials.check_password("alice", "eight c")
+
+
+def test_web_credential_token_entry_knows_the_token_printed_once() -> None:
+    """--token prints a random token beside an entry that holds only its hash."""
+    rv = fireplot("web-credential", "--token", "ci")
+
+    assert rv.returncode == 0, rv.stderr
+    out = json.loads(rv.stdout)
+    credentials = auth.Credentials.from_config(WebConfig(tokens=(out["entry"],)))
+    assert out["token"] not in out["entry"]
+    assert credentials.token_name(out["token"]) == "ci"
+    assert credentials.token_name(auth.new_token()) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (("--user", "bob"), "seven c\n", "a password needs at least 8 characters"),
+        (("--user", "bob"), "", "a password needs at least 8 characters"),
+        (("--user", "a:b"), "long enough\n", "a name must be non-empty without ':': 'a:b'"),
+        (("--user", " "), "long enough\n", "a name must be non-empty without ':': ' '"),
+        (("--token", "ops:x"), "", "a name must be non-empty without ':': 'ops:x'"),
+    ],
+)
+def test_web_credential_bad_name_or_short_password_is_a_usage_error(
+    args: tuple[str, ...], stdin: str, message: str
+) -> None:
+    """Exit 2 with the rule that was broken, and no entry printed."""
+    rv = fireplot("web-credential", *args, stdin=stdin)
+
+    assert (rv.returncode, rv.stdout) == (2, "")
+    assert rv.stderr == f"fireplot web-credential: {message}\n"

@@ -361,6 +361,15 @@ class TestConfig:
         assert auth.safe_next(target) == expected
 
 
+def test_the_password_policy_counts_characters() -> None:
+    """A new password entry needs eight characters, whatever they are; seven are refused."""
+    entry = auth.password_entry("zoë", "ü" * 8)
+
+    assert entry.startswith("zoë:pbkdf2_sha256$")
+    with pytest.raises(ValueError, match="at least 8 characters"):
+        auth.password_entry("zoë", "ü" * 7)
+
+
 def test_site_scoped_store_never_returns_other_sites(tmp_path: Path) -> None:
     """Every read of the scoped store, whatever sites it asks for, holds only the allowed ones."""
     store = Store(tmp_path / "store")

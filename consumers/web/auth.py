@@ -62,6 +62,7 @@ PBKDF2_ITERATIONS: Final = 600_000
 SCOPE_USER: Final = "fireplot_user"
 SCOPE_SITES: Final = "fireplot_sites"
 MIN_SECRET_CHARS: Final = 32
+MIN_PASSWORD_CHARS: Final = 8  # for new ``users`` entries (``fireplot web-credential``)
 FAILED_SIGN_IN_DELAY_S: Final = 1.0
 
 
@@ -82,6 +83,27 @@ def hash_token(token: str) -> str:
 
 def new_token() -> str:
     return secrets.token_urlsafe(32)
+
+
+def check_entry_name(name: str) -> str:
+    """A ``users`` or ``tokens`` entry's name: not blank, and without the ':' that ends it."""
+    if ":" in name or not name.strip():
+        raise ValueError(f"a name must be non-empty without ':': {name!r}")
+    return name
+
+
+def password_entry(name: str, password: str) -> str:
+    """A new ``users`` entry, ``<name>:<hash>``; raises ValueError for a password too short to keep."""
+    check_entry_name(name)
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise ValueError(f"a password needs at least {MIN_PASSWORD_CHARS} characters")
+    return f"{name}:{hash_password(password)}"
+
+
+def token_entry(name: str) -> tuple[str, str]:
+    """A new ``tokens`` entry and its token: hand the token over once, only its hash is kept."""
+    token = new_token()
+    return f"{check_entry_name(name)}:{hash_token(token)}", token
 
 
 @dataclass(frozen=True)

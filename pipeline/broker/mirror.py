@@ -21,7 +21,8 @@ as its first copy and the store's per-partition dedupe drops it
 (``pipeline.store``).
 
 Everything of one MirrorMaker lives under its home: ``mm2.properties``,
-``logs/server.log``, ``logs/stdout.log``, ``mirrormaker.pid``.
+``logs/server.log``, ``logs/stdout.log``, ``mirrormaker.pid``. ``supervise``
+runs one in the foreground (``fireplot kafka mirror``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -344,3 +345,30 @@ class MirrorMaker:
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
         return True
+
+
+def supervise(
+    runner: MirrorMaker,
+    stop: Callable[[], bool],
+    *,
+    on_started: Callable[[], None] | None = None,
+    poll_s: float = 0.5,
+) -> str | None:
+    """Run ``runner`` in the foreground until ``stop()`` says so or it ends; it is stopped in every case.
+
+    Returns the failure of a task that died, else None. A dead task ends the run
+    too: MirrorMaker keeps running without it and would copy nothing more until
+    restarted, which is the caller's (or its service manager's) to do.
+    """
+    runner.start()
+    try:
+        runner.wait_started()
+        if on_started is not None:
+            on_started()
+        while not stop() and runner.pid() is not None:
+            if failed := runner.failure():
+                return failed
+            time.sleep(poll_s)
+        return None
+    finally:
+        runner.stop()
