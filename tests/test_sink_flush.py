@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.archive.decoders import Record
+from pipeline.archive.sink import ArchiveSink
 from pipeline.store import PARQUET_WRITE_OPTIONS, OffsetRange, Store, parse_file_name
-from pipeline.worker import ArchiveSink, Record
 from tests.test_archive_store import events, ids, records
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
