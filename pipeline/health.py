@@ -540,6 +540,36 @@ def _with_rejects(s: SiteHealth, shipper: int, worker: int) -> SiteHealth:
 # ---- outputs: Prometheus, snapshot, table --------------------------------------------
 
 
+# Per-site gauges: (name, help, the site's value at `now` with `silent_gap_factor`; None = no sample).
+_SITE_GAUGES: Final[tuple[tuple[str, str, Callable[[SiteHealth, dt.datetime, float], float | None]], ...]] = (
+    (
+        "site_last_event_age_seconds",
+        "seconds since the site's newest stored event (event time)",
+        lambda s, now, factor: s.age_s(now),
+    ),
+    (
+        "site_last_arrival_age_seconds",
+        "seconds since the site's newest flush file was written (arrival)",
+        lambda s, now, factor: s.arrival_age_s(now),
+    ),
+    (
+        "site_usual_gap_seconds",
+        "the site's usual gap between active minutes (percentile, floored)",
+        lambda s, now, factor: s.usual_gap_s,
+    ),
+    (
+        "site_silent",
+        "1 when the time since the last event exceeds silent_gap_factor x the usual gap",
+        lambda s, now, factor: 1.0 if s.silent(now, factor) else 0.0,
+    ),
+    (
+        "site_events_per_second",
+        "events per second over [health] rate_window_s",
+        lambda s, now, factor: s.events_per_min / 60.0,
+    ),
+)
+
+
 class SiteHealthCollector(Collector):
     """Prometheus collector over a health report: ages and silence evaluated at scrape time.
 
@@ -555,41 +585,13 @@ class SiteHealthCollector(Collector):
         if report is None:
             return
         now = self.now or dt.datetime.now(dt.UTC)
-        factor = report.config.silent_gap_factor
-
-        def per_site(name: str, help_: str, fn: Callable[[SiteHealth], float | None]) -> Metric:
-            family = GaugeMetricFamily(f"fireplot_{name}", help_, labels=["site"])
+        for name, help_, value in _SITE_GAUGES:
+            gauge = GaugeMetricFamily(f"fireplot_{name}", help_, labels=["site"])
             for s in report.sites:
-                value = fn(s)
-                if value is not None:
-                    family.add_metric([s.site], value)
-            return family
-
-        yield per_site(
-            "site_last_event_age_seconds",
-            "seconds since the site's newest stored event (event time)",
-            lambda s: s.age_s(now),
-        )
-        yield per_site(
-            "site_last_arrival_age_seconds",
-            "seconds since the site's newest flush file was written (arrival)",
-            lambda s: s.arrival_age_s(now),
-        )
-        yield per_site(
-            "site_usual_gap_seconds",
-            "the site's usual gap between active minutes (percentile, floored)",
-            lambda s: s.usual_gap_s,
-        )
-        yield per_site(
-            "site_silent",
-            "1 when the time since the last event exceeds silent_gap_factor x the usual gap",
-            lambda s: 1.0 if s.silent(now, factor) else 0.0,
-        )
-        yield per_site(
-            "site_events_per_second",
-            "events per second over [health] rate_window_s",
-            lambda s: s.events_per_min / 60.0,
-        )
+                v = value(s, now, report.config.silent_gap_factor)
+                if v is not None:
+                    gauge.add_metric([s.site], v)
+            yield gauge
         rejects = CounterMetricFamily(
             "fireplot_site_rejects_total",
             "dead letters by site and stage (shipper: dead-letter topic, worker: store dead letters)",
