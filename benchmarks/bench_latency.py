@@ -132,7 +132,7 @@ def main() -> None:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                     raise SystemExit("the live path did not start (worker or shipper exited)")
                 time.sleep(0.2)
-            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=5) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/ready", timeout=5) as r:
                 r.read()
             watcher = KafkaWatcher(bootstrap, topic, kafka_seen)
             watcher.start()

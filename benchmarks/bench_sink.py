@@ -7,7 +7,7 @@ file per partition-hour with the store's own Parquet settings
 and no offset bookkeeping. Three rates for each side, in the same run:
 
 - from process start until every event is visible (group join and start-up count);
-- from the moment it holds its partitions (the worker's /health lists them;
+- from the moment it holds its partitions (the worker's /ready lists them;
   the reference drops a marker file);
 - steady state: rows written between the file that brings the store to 10 %
   of the events and the last file, over the time between their modification
@@ -209,11 +209,11 @@ def wait_rows(
 
 
 def worker_ready(port: int) -> Callable[[], bool]:
-    """The worker's /health lists assigned partitions once it has joined the group."""
+    """The worker's /ready lists assigned partitions once it has joined the group."""
 
     def check() -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as resp:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as resp:
                 return bool(json.loads(resp.read()).get("assigned_partitions"))
         except (OSError, ValueError):
             return False

@@ -165,7 +165,7 @@ class WorkerConfig:
     )
     flush_interval_s: float = doc("longest time events wait before a flush", 0.5)
     raw_flush_max_records: int = doc("raw-topic records (usually one line each) per Parquet flush", 20000)
-    web_port: int = doc("faust's own web server (metrics, health), on 127.0.0.1", 6066)
+    web_port: int = doc("faust's own web server (/metrics, /ready), on 127.0.0.1", 6066)
     check_all_ids: bool = doc(
         "check every event against the stored ids of its hour (replays into the live archive); "
         "off: only events at or below their source's high-water mark are checked",

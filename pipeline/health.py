@@ -38,6 +38,7 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +49,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.json as pajson
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from pipeline import durable
 from pipeline.config import Config, HealthConfig, KafkaConfig
@@ -57,7 +61,7 @@ log = logging.getLogger("fireplot.health")
 
 SNAPSHOT_PATH: Final = Path("_health") / "sites.json"
 WORKER_DEAD_LETTERS: Final = "_dead_letters"
-# Site names as the worker accepts them (pipeline.worker.SITE_RE); anything else
+# Site names as the worker accepts them (pipeline.archive.decoders.SITE_RE); anything else
 # found in a dead letter is attacker text and is counted under UNKNOWN_SITE.
 SITE_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 UNKNOWN_SITE: Final = ""
@@ -537,81 +541,88 @@ def _with_rejects(s: SiteHealth, shipper: int, worker: int) -> SiteHealth:
 # ---- outputs: Prometheus, snapshot, table --------------------------------------------
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+# Per-site gauges: (name, help, the site's value at `now` with `silent_gap_factor`; None = no sample).
+_SITE_GAUGES: Final[tuple[tuple[str, str, Callable[[SiteHealth, dt.datetime, float], float | None]], ...]] = (
+    (
+        "site_last_event_age_seconds",
+        "seconds since the site's newest stored event (event time)",
+        lambda s, now, factor: s.age_s(now),
+    ),
+    (
+        "site_last_arrival_age_seconds",
+        "seconds since the site's newest flush file was written (arrival)",
+        lambda s, now, factor: s.arrival_age_s(now),
+    ),
+    (
+        "site_usual_gap_seconds",
+        "the site's usual gap between active minutes (percentile, floored)",
+        lambda s, now, factor: s.usual_gap_s,
+    ),
+    (
+        "site_silent",
+        "1 when the time since the last event exceeds silent_gap_factor x the usual gap",
+        lambda s, now, factor: 1.0 if s.silent(now, factor) else 0.0,
+    ),
+    (
+        "site_events_per_second",
+        "events per second over [health] rate_window_s",
+        lambda s, now, factor: s.events_per_min / 60.0,
+    ),
+)
+
+
+class SiteHealthCollector(Collector):
+    """Prometheus collector over a health report: ages and silence evaluated at scrape time.
+
+    ``report`` is asked at each scrape (the worker's latest; None before the
+    first refresh: no samples); ``now``, when given, fixes the clock instead."""
+
+    def __init__(self, report: Callable[[], HealthReport | None], now: dt.datetime | None = None) -> None:
+        self.report = report
+        self.now = now
+
+    def collect(self) -> Iterator[Metric]:
+        report = self.report()
+        if report is None:
+            return
+        now = self.now or dt.datetime.now(dt.UTC)
+        for name, help_, value in _SITE_GAUGES:
+            gauge = GaugeMetricFamily(f"fireplot_{name}", help_, labels=["site"])
+            for s in report.sites:
+                v = value(s, now, report.config.silent_gap_factor)
+                if v is not None:
+                    gauge.add_metric([s.site], v)
+            yield gauge
+        rejects = CounterMetricFamily(
+            "fireplot_site_rejects_total",
+            "dead letters by site and stage (shipper: dead-letter topic, worker: store dead letters)",
+            labels=["site", "stage"],
+        )
+        for s in report.sites:
+            rejects.add_metric([s.site, "shipper"], s.rejects_shipper)
+            rejects.add_metric([s.site, "worker"], s.rejects_worker)
+        rejects.add_metric(["", "any"], report.rejects_unknown_site)
+        yield rejects
+        lag = GaugeMetricFamily(
+            "fireplot_topic_consumer_lag_records",
+            "records of the topic the worker's consumer group has not committed yet",
+            labels=["topic"],
+        )
+        for topic, n in report.topic_lag().items():
+            lag.add_metric([topic], n)
+        yield lag
+        yield GaugeMetricFamily(
+            "fireplot_health_report_age_seconds",
+            "seconds since the health report was computed",
+            value=max(0.0, (now - report.computed_at).total_seconds()),
+        )
 
 
 def metrics_text(report: HealthReport, now: dt.datetime | None = None) -> str:
-    """Prometheus exposition of a report, ages and silence evaluated at ``now``."""
-    now = now or dt.datetime.now(dt.UTC)
-    factor = report.config.silent_gap_factor
-    families: list[tuple[str, str, str, list[tuple[str, float]]]] = []
-
-    def per_site(fn: Any) -> list[tuple[str, float]]:
-        values = ((f'{{site="{_label(s.site)}"}}', fn(s)) for s in report.sites)
-        return [(labels, float(v)) for labels, v in values if v is not None]
-
-    families += [
-        (
-            "site_last_event_age_seconds",
-            "gauge",
-            "seconds since the site's newest stored event (event time)",
-            per_site(lambda s: s.age_s(now)),
-        ),
-        (
-            "site_last_arrival_age_seconds",
-            "gauge",
-            "seconds since the site's newest flush file was written (arrival)",
-            per_site(lambda s: s.arrival_age_s(now)),
-        ),
-        (
-            "site_usual_gap_seconds",
-            "gauge",
-            "the site's usual gap between active minutes (percentile, floored)",
-            per_site(lambda s: s.usual_gap_s),
-        ),
-        (
-            "site_silent",
-            "gauge",
-            "1 when the time since the last event exceeds silent_gap_factor x the usual gap",
-            per_site(lambda s: 1.0 if s.silent(now, factor) else 0.0),
-        ),
-        (
-            "site_events_per_second",
-            "gauge",
-            "events per second over [health] rate_window_s",
-            per_site(lambda s: s.events_per_min / 60.0),
-        ),
-        (
-            "site_rejects_total",
-            "counter",
-            "dead letters by site and stage (shipper: dead-letter topic, worker: store dead letters)",
-            [
-                (f'{{site="{_label(s.site)}",stage="{stage}"}}', float(n))
-                for s in report.sites
-                for stage, n in (("shipper", s.rejects_shipper), ("worker", s.rejects_worker))
-            ]
-            + [('{site="",stage="any"}', float(report.rejects_unknown_site))],
-        ),
-        (
-            "topic_consumer_lag_records",
-            "gauge",
-            "records of the topic the worker's consumer group has not committed yet",
-            [(f'{{topic="{_label(t)}"}}', float(n)) for t, n in report.topic_lag().items()],
-        ),
-        (
-            "health_report_age_seconds",
-            "gauge",
-            "seconds since the health report was computed",
-            [("", max(0.0, (now - report.computed_at).total_seconds()))],
-        ),
-    ]
-    out: list[str] = []
-    for name, kind, help_, values in families:
-        full = f"fireplot_{name}"
-        out.append(f"# HELP {full} {help_}\n# TYPE {full} {kind}\n")
-        out += [f"{full}{labels} {value:g}\n" for labels, value in values]
-    return "".join(out)
+    """Prometheus text exposition of one report, ages and silence evaluated at ``now``."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SiteHealthCollector(lambda: report, now))
+    return generate_latest(registry).decode()
 
 
 def write_snapshot(store_root: str | Path, report: HealthReport) -> Path:

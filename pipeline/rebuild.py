@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.archive.decoders import Record
+from pipeline.archive.sink import ArchiveSink
 from pipeline.progress import ProgressLine
 from pipeline.store import Store
-from pipeline.worker import ArchiveSink, Record
 
 
 @dataclass

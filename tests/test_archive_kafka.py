@@ -80,7 +80,9 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def test_shipper_resend_leaves_no_duplicate_and_metrics_count_it(raw_system: System) -> None:
-    """A re-send of archived batches under new offsets is dropped; /metrics counts it; /health is 200."""
+    """A re-send of archived batches under new offsets is dropped; /metrics counts it; /ready is 200.
+
+    /health, the path readiness had before it got its name, answers the same."""
     system = raw_system
     port = free_port()
     system.configure("worker", web_port=port)
@@ -92,22 +94,22 @@ def test_shipper_resend_leaves_no_duplicate_and_metrics_count_it(raw_system: Sys
     produce(system.bootstrap, system.topic, expected.slice(2000, 3000))
     deadline = time.monotonic() + 60
     text = ""
+    dropped = f'fireplot_worker_duplicate_events_dropped_total{{topic="{system.topic}"}} 3000.0'
     while time.monotonic() < deadline:
         status, text = _get(f"http://127.0.0.1:{port}/metrics")
-        if (
-            status == 200
-            and f'fireplot_worker_duplicate_events_dropped_total{{topic="{system.topic}"}} 3000' in text
-        ):
+        if status == 200 and dropped in text.splitlines():
             break
         time.sleep(0.5)
-    assert f'fireplot_worker_duplicate_events_dropped_total{{topic="{system.topic}"}} 3000' in text, text
-    assert f'fireplot_worker_events_written_total{{topic="{system.topic}"}} 8000' in text
+    assert dropped in text.splitlines(), text
+    assert f'fireplot_worker_events_written_total{{topic="{system.topic}"}} 8000.0' in text.splitlines()
     lag = [line for line in text.splitlines() if line.startswith("fireplot_worker_consumer_lag_records{")]
-    assert any(f'topic="{system.topic}",partition="' in line for line in lag), text
+    assert any(f'topic="{system.topic}"' in line and 'partition="' in line for line in lag), text
     assert all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lag)
     assert_exact(system, expected, timeout_s=30)
-    status, body = _get(f"http://127.0.0.1:{port}/health")
+    status, body = _get(f"http://127.0.0.1:{port}/ready")
     assert status == 200 and json.loads(body)["store_writable"] is True
+    status, body = _get(f"http://127.0.0.1:{port}/health")
+    assert status == 200 and json.loads(body)["consumer_running"] is True
 
 
 def test_two_workers_share_partitions_through_rebalances(raw_system: System) -> None:
@@ -234,4 +236,4 @@ def test_late_and_future_events_through_kafka(raw_system: System) -> None:
         d = partition_dir(system.store_dir, "a", t.date(), t.hour)
         assert sum(pq.read_metadata(p).num_rows for p in d.glob("*.parquet")) == n
     _, text = _get(f"http://127.0.0.1:{port}/metrics")
-    assert f'fireplot_worker_future_events_total{{topic="{system.topic}"}} 30' in text, text
+    assert f'fireplot_worker_future_events_total{{topic="{system.topic}"}} 30.0' in text.splitlines(), text

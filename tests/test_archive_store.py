@@ -21,8 +21,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import compact, rollup
+from pipeline.archive.decoders import RawLines, Record, raw_parser
+from pipeline.archive.sink import ArchiveSink
 from pipeline.store import Store, parse_file_name, partition_dir
-from pipeline.worker import ArchiveSink, RawLines, Record, raw_parser
 from tests.support.events import RAW_LINE, T0, events, records
 from tests.support.system import ids
 
@@ -362,7 +363,7 @@ def test_worker_maintenance_round_compacts_expires_and_rolls_up(tmp_path: Path) 
 
 def test_a_record_that_breaks_the_decoder_is_isolated_into_dead_letters(tmp_path: Path) -> None:
     """A decoder exception costs only the record that caused it, kept with the reason; the rest is stored."""
-    from pipeline.worker import DeadLetter, decode_event_batches
+    from pipeline.archive.decoders import DeadLetter, decode_event_batches
 
     def fragile(recs: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
         if any(r.offset == 5 for r in recs):

@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.archive.decoders import Record
+from pipeline.archive.sink import ArchiveSink
 from pipeline.store import PARQUET_WRITE_OPTIONS, OffsetRange, Store, parse_file_name
-from pipeline.worker import ArchiveSink, Record
 from tests.support.events import events, records
 from tests.support.system import ids
 
@@ -84,3 +85,61 @@ def test_flush_files_use_dictionaries_only_for_low_cardinality_columns(tmp_path:
     assert {"ts", "src_ip", "source_offset"}.isdisjoint(dictionary)
     for column, used in encodings.items():
         assert ("RLE_DICTIONARY" in used) == (column in dictionary), column
+
+
+def test_metrics_read_the_sink_counters_per_topic_reason_and_partition(tmp_path: Path) -> None:
+    """The worker's /metrics families come from SinkStats at scrape time: every name and label
+    set operators alert on, each value what the flushes did, lag per partition as asked."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pipeline.archive.decoders import DEAD_LETTER_KINDS
+    from pipeline.archive.metrics import SinkCollector
+
+    s = ArchiveSink(Store(tmp_path / "store"), tmp_path / "dead")
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SinkCollector({"ev": s}, lambda: {("ev", 0): 7, ("ev", 2): 0}))
+
+    def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = generate_latest(registry).decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    ev = (("topic", "ev"),)
+    assert scrape()[("fireplot_worker_records_total", ev)] == 0
+    recs, expected = three_partitions()
+    s.flush([*recs, Record("ev", 5, 0, b"not an arrow batch", b"a/fw1")])
+    s.flush(recs)  # redelivered: skipped, nothing written
+    got = scrape()
+    per_topic = {
+        "records_total": len(recs) + 1,
+        "events_written_total": len(expected),
+        "files_written_total": s.stats.files_written,
+        "bytes_written_total": s.stats.bytes_written,
+        "records_skipped_total": len(recs),
+        "duplicate_events_dropped_total": 0,
+        "future_events_total": 0,
+        "dead_letters_total": 1,
+        "flushes_total": 2,
+        "flush_seconds_total": s.stats.flush_seconds_sum,
+        "last_flush_seconds": s.stats.last_flush_s,
+    }
+    assert s.stats.files_written >= 3 and s.stats.bytes_written > 0
+    assert {k: got[(f"fireplot_worker_{k}", ev)] for k in per_topic} == per_topic
+    by_reason = {
+        kind: got[("fireplot_worker_dead_letters_by_reason_total", (("reason", kind), ("topic", "ev")))]
+        for kind in DEAD_LETTER_KINDS
+    }
+    assert by_reason == {kind: 1 if kind == "undecodable_record" else 0 for kind in DEAD_LETTER_KINDS}
+    lag = {labels: v for (name, labels), v in got.items() if name == "fireplot_worker_consumer_lag_records"}
+    assert lag == {(("partition", "0"), ("topic", "ev")): 7, (("partition", "2"), ("topic", "ev")): 0}
+    assert got[("fireplot_worker_uptime_seconds", ())] >= 0
+    names = {name for name, _ in got}
+    assert names == {f"fireplot_worker_{k}" for k in per_topic} | {
+        "fireplot_worker_dead_letters_by_reason_total",
+        "fireplot_worker_consumer_lag_records",
+        "fireplot_worker_uptime_seconds",
+    }

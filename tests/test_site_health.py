@@ -18,10 +18,11 @@ import pyarrow as pa
 import pytest
 
 from consumers.web.health import SOURCE_NAME, attach, table_data
+from pipeline.archive.decoders import Record
+from pipeline.archive.sink import ArchiveSink
 from pipeline.config import Config, ConfigError, HealthConfig, WebConfig, WorkerConfig, load
 from pipeline.health import HealthMonitor, metrics_text, read_snapshot, write_snapshot
 from pipeline.store import OffsetRange, Store
-from pipeline.worker import ArchiveSink, Record
 from producers.demo import Demo, write_lines
 from tests.support.events import row, table
 from tests.support.system import System, free_port
@@ -109,8 +110,8 @@ def test_silent_flag_follows_the_clock_between_refreshes(tmp_path: Path) -> None
     later = NOW + dt.timedelta(seconds=3 * 300 + 1)
     assert "steady" in report.silent_sites(later)
     text = metrics_text(report, later)
-    assert 'fireplot_site_silent{site="steady"} 1\n' in text
-    assert 'fireplot_site_last_event_age_seconds{site="steady"} 931\n' in text
+    assert 'fireplot_site_silent{site="steady"} 1.0\n' in text
+    assert 'fireplot_site_last_event_age_seconds{site="steady"} 931.0\n' in text
 
 
 def test_factor_and_floor_come_from_the_health_section(tmp_path: Path) -> None:

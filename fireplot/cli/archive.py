@@ -50,8 +50,8 @@ def register(sub: Commands) -> None:
 def _worker(cfg: Config, args: argparse.Namespace) -> int:
     """Consume the events topic and write hive-partitioned Parquet (site/date/hour, event
     time UTC) into the store, exactly once."""
+    from pipeline.archive.app import run
     from pipeline.store import is_uri
-    from pipeline.worker import run
 
     cfg = with_overrides(cfg, "worker", store_dir=args.store, web_port=args.web_port)
     if is_uri(cfg.worker.store_dir):

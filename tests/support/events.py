@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline import wire
+from pipeline.archive.decoders import Record
 from pipeline.event import EVENT_SCHEMA, FIELD_NAMES, SCHEMA_VERSION
-from pipeline.worker import Record
 
 T0 = dt.datetime(2026, 11, 27, 10, 0, tzinfo=dt.UTC)
 

@@ -1,0 +1,14 @@
+"""The archive worker (``fireplot worker``): Kafka records into the Parquet store, exactly once in effect.
+
+Read it as the records flow:
+
+- ``decoders``: a Kafka record and how it becomes events or a dead letter
+  (events topic: Arrow batches; raw-lines topic: plain or JSON-wrapped lines);
+- ``sink``: batches of records into durable Parquet flushes, dead-letter files, counters;
+- ``topics``: which topics each sink reads (topic patterns, MirrorMaker 2 copies);
+- ``metrics``: the sinks' counters as Prometheus metrics, read at scrape time;
+- ``app``: the faust wiring (agents, timers, ``/metrics``, ``/ready``) and ``run``.
+
+Only ``app`` imports faust, so ``fireplot rebuild``, the tests and the
+benchmarks use the sink without it.
+"""

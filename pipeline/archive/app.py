@@ -1,0 +1,320 @@
+"""The archive worker's faust wiring: the events and raw-lines topics into the Parquet store.
+
+``ArchiveWorker`` builds the faust app and names its parts: one ``SinkAgent``
+per topic (each with its own ``ArchiveSink``: the events topic with
+``decode_event_batches``, the raw-lines topic with ``RawLines``), topic
+discovery for topic patterns, the maintenance and site-health timers, and
+two pages on ``[worker] web_port``: ``/metrics`` (Prometheus) and ``/ready``
+(readiness; ``/health`` answers the same for probes written before it had
+its name). The flush protocol itself lives in ``pipeline.archive.sink``.
+
+faust traps this design avoids:
+- the sink agent runs with concurrency 1: with more, faust can commit past an
+  event that is still being processed (faust issue 606);
+- faust acks an event when the agent raises, so nothing escapes the loop: a
+  record that cannot be decoded goes to the dead-letter directory with its
+  reason, and a flush that cannot be written stops the process *without*
+  acking, so Kafka redelivers after restart;
+- faust 0.15's ``app.topic(pattern=...)`` subscribes to nothing, so topic
+  patterns are resolved here and the agents' name lists grown in place
+  (``pipeline.archive.topics``);
+- faust sleeps 1 s before subscribing, for tables this app does not have
+  (``NoTablesManager``), and 45 s after a subscription change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from pipeline import wire
+from pipeline.archive.decoders import RawLines, Record, raw_parser
+from pipeline.archive.metrics import Lag, SinkCollector
+from pipeline.archive.sink import ArchiveSink
+from pipeline.archive.topics import PatternTopics, list_topics
+from pipeline.config import Config
+from pipeline.health import HealthMonitor, SiteHealthCollector, write_snapshot
+from pipeline.store import Store
+
+log = logging.getLogger("fireplot.worker")
+
+EX_TEMPFAIL = 75  # a flush failed: the supervisor restarts us and Kafka redelivers
+
+
+class SinkAgent:
+    """One topic's faust agent body: take records, flush them durably, then ack them."""
+
+    def __init__(self, sink: ArchiveSink, max_records: int, within_s: float) -> None:
+        self.sink = sink
+        self.max_records = max_records
+        self.within_s = within_s
+        self.last_flush_at: float | None = None  # time.monotonic(), for /ready
+
+    async def run(self, stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.noack_take(self.max_records, within=self.within_s):
+            records = [
+                Record(
+                    e.message.topic,
+                    e.message.partition,
+                    e.message.offset,
+                    e.message.value or b"",
+                    e.message.key,
+                )
+                for e in events
+            ]
+            try:
+                # Parquet writing and fsync block; keep them off the loop so
+                # heartbeats continue and the group does not rebalance under us.
+                await loop.run_in_executor(None, self.sink.flush, records)
+            except Exception:
+                log.exception("flush failed; exiting without acking so Kafka redelivers")
+                os._exit(EX_TEMPFAIL)
+            self.last_flush_at = time.monotonic()
+            for e in events:
+                await stream.ack(e)
+
+
+class ArchiveWorker:
+    """The faust app of ``fireplot worker`` and the parts wired into it."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.app = faust_app(cfg)
+        self.sinks = archive_sinks(cfg)
+        pattern_of = {
+            cfg.kafka.events_topic: cfg.kafka.events_topic_pattern,
+            cfg.kafka.raw_topic: cfg.kafka.raw_topic_pattern,
+        }
+        self.topics = PatternTopics({name: pattern_of[name] for name in self.sinks})
+        if self.topics.patterns:
+            for name in self.topics.add(list_topics(cfg)):
+                log.info("archiving topic %s (matches a topic pattern)", name)
+        self.agents = {name: self._add_agent(name) for name in self.sinks}
+        if self.topics.patterns:
+            # faust waits 45 s after a subscription change to batch agents restarting
+            # together; ours come one discovery at a time and should not wait that long.
+            self.app.topics._resubscribe_sleep_lock_seconds = min(45.0, cfg.worker.topic_discovery_interval_s)
+            self.app.timer(interval=cfg.worker.topic_discovery_interval_s)(self.discover_topics)
+        self.app.on_partitions_revoked.connect(self.on_partitions_revoked)
+        if cfg.worker.maintenance_enabled:
+            self.app.timer(interval=cfg.worker.maintenance_interval_s)(self.maintain)
+        self.site_health = HealthMonitor(cfg)
+        self.app.timer(interval=cfg.health.interval_s)(self.refresh_site_health)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(SinkCollector(self.sinks, self.consumer_lag))
+        self.registry.register(SiteHealthCollector(lambda: self.site_health.latest))
+        self.app.page("/metrics", name="metrics")(self.metrics)
+        self.app.page("/ready", name="ready")(self.ready)
+        self.app.page("/health", name="ready-as-health")(self.ready)
+
+    def _add_agent(self, topic_name: str) -> SinkAgent:
+        topic = self.app.topic(
+            topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+        topic.topics = self.topics.names[topic_name]  # shared with the agent's clones; grows by discovery
+        raw = topic_name != self.cfg.kafka.events_topic
+        worker = self.cfg.worker
+        agent = SinkAgent(
+            self.sinks[topic_name],
+            worker.raw_flush_max_records if raw else worker.flush_max_records,
+            worker.flush_interval_s,
+        )
+        # concurrency > 1 can commit past unprocessed events (faust#606)
+        self.app.agent(topic, concurrency=1, name=f"archive-{topic_name}")(agent.run)
+        return agent
+
+    async def discover_topics(self) -> None:
+        """Timer: take up new topics that match a pattern, and make faust subscribe to them."""
+        loop = asyncio.get_running_loop()
+        try:
+            existing = await loop.run_in_executor(None, list_topics, self.cfg)
+        except Exception as exc:  # Kafka away: the topics we have keep flowing; try again
+            log.warning("could not list topics for the topic patterns: %s", exc)
+            return
+        added = self.topics.add(existing)
+        if added:
+            log.info("archiving new topics %s (match a topic pattern); resubscribing", added)
+        conductor: Any = self.app.topics
+        lists = [id(names) for names in self.topics.names.values()]
+        for channel in list(conductor):
+            # Checked every round, not only when a topic was added: faust drops a
+            # subscription change that arrives while the group rebalances (conductor
+            # _subscriber), so a second new topic could otherwise never be read.
+            ours = id(getattr(channel, "topics", None)) in lists
+            if ours and conductor._topic_contain_unsubscribed_topics(channel):
+                # discard + add: the conductor's public way to flag a changed subscription
+                conductor.discard(channel)
+                conductor.add(channel)
+
+    async def on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        for sink in self.sinks.values():
+            sink.forget()
+
+    async def maintain(self) -> None:
+        """Timer: compaction, rollups and retention of closed hours (``pipeline.compact``)."""
+        from pipeline.compact import maintain
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, maintain, self.cfg)
+        except Exception:
+            # Maintenance never loses data by failing: inputs stay until
+            # their replacement is durable. Log and try again next round.
+            log.exception("maintenance round failed")
+
+    async def refresh_site_health(self) -> None:
+        """Timer: recompute per-site health (``pipeline.health``) for /metrics and the web snapshot."""
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(None, self.site_health.refresh)
+            write_snapshot(self.cfg.worker.store_dir, report)
+        except Exception:
+            # Health is an observer: a failed round never stops archiving.
+            log.exception("site health round failed")
+
+    def consumer_lag(self) -> Lag:
+        """Records between the last acked offset and the partition end, per assigned partition."""
+        lag: Lag = {}
+        try:
+            consumer = self.app.consumer
+            for tp in consumer.assignment():
+                high = consumer.highwater(tp)
+                committed = getattr(consumer, "_committed_offset", {}).get(tp)
+                if high is not None:
+                    # faust keeps the last acked offset; the next to read is one past it
+                    done = -1 if committed is None else int(committed)
+                    lag[(tp.topic, tp.partition)] = max(0, int(high) - (done + 1))
+        except Exception:  # lag is best effort; faust internals vary by version
+            log.debug("consumer lag unavailable", exc_info=True)
+        return lag
+
+    async def metrics(self, request: Any) -> Any:
+        """Page /metrics: Prometheus exposition, the format negotiated as prometheus_client's server does."""
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return self.app.web.bytes(encode(self.registry), headers={"Content-Type": content_type})
+
+    async def ready(self, request: Any) -> Any:
+        """Page /ready: 200 when the worker can archive, else 503; the state as JSON."""
+        status = self.readiness()
+        ready = status["store_writable"] and status["consumer_running"]
+        return self.app.web.json(status, status=200 if ready else 503)
+
+    def readiness(self) -> dict[str, Any]:
+        """Ready = the store is writable and faust's consumer runs; a worker with nothing to do is ready."""
+        probe = Path(self.cfg.worker.store_dir) / "_sink" / ".ready"
+        status: dict[str, Any] = {"store_writable": True, "consumer_running": False}
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"ok")
+        except OSError as exc:
+            status["store_writable"] = False
+            status["error"] = str(exc)
+        try:
+            consumer = self.app.consumer
+            status["consumer_running"] = bool(consumer and not consumer.should_stop)
+            status["assigned_partitions"] = sorted(
+                f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()
+            )
+        except Exception:  # before start there is no consumer
+            log.debug("consumer state unavailable", exc_info=True)
+        now = time.monotonic()
+        status["seconds_since_flush"] = {
+            topic: round(now - agent.last_flush_at, 3)
+            for topic, agent in self.agents.items()
+            if agent.last_flush_at is not None
+        }
+        return status
+
+
+def faust_app(cfg: Config) -> Any:
+    """The faust app, configured for archiving: no tables, commits after every ack, bounded buffers."""
+    import faust
+    from faust.tables import TableManager
+
+    from pipeline.kafka_security import faust_credentials
+
+    class NoTablesManager(TableManager):
+        """faust's table manager without its start-up second.
+
+        faust sleeps 1 s before subscribing so that tables defined late still
+        register; this app defines no tables, and a worker (re)started under a
+        backlog would only lose that second of archiving."""
+
+        async def on_start(self) -> None:
+            if not self.should_stop:
+                await self._update_channels()
+                await self.recovery.start()
+
+    datadir = Path(cfg.kafka.var_dir) / "faust" / cfg.worker.app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        cfg.worker.app_id,
+        TableManager=NoTablesManager,
+        broker=",".join(f"kafka://{b.strip()}" for b in cfg.kafka.effective_bootstrap.split(",")),
+        broker_credentials=faust_credentials(cfg.kafka),
+        store="memory://",
+        datadir=str(datadir),
+        web_bind="127.0.0.1",
+        web_port=cfg.worker.web_port,
+        web_host="127.0.0.1",
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1,
+        broker_commit_interval=0.5,
+        consumer_max_fetch_size=16 * 1024 * 1024,
+        # Bounds memory by events-topic records (up to 8192 events each); a raw
+        # flush takes more, smaller records than this through the same stream.
+        # With 4 flushes' worth the buffer filled while a flush was written, faust
+        # paused fetching, and the worker then waited ~0.5 s per 4 flushes for the
+        # next fetch to arrive (bench_sink); 8 keeps records flowing, same peak RSS.
+        stream_buffer_maxsize=8 * cfg.worker.flush_max_records,
+        broker_session_timeout=cfg.worker.session_timeout_s,
+        # heartbeats well inside the session, as Kafka requires (< 1/3)
+        broker_heartbeat_interval=min(3.0, cfg.worker.session_timeout_s / 4),
+    )
+
+
+def archive_sinks(cfg: Config) -> dict[str, ArchiveSink]:
+    """One sink per topic the worker archives, on one store and one dead-letter directory."""
+    store = Store(cfg.worker.store_dir, check_all_ids=cfg.worker.check_all_ids)
+    dead_dir = Path(cfg.worker.store_dir) / "_dead_letters"
+    sinks = {
+        cfg.kafka.events_topic: ArchiveSink(store, dead_dir, future_tolerance_s=cfg.worker.future_tolerance_s)
+    }
+    if cfg.worker.raw_enabled:
+        sinks[cfg.kafka.raw_topic] = ArchiveSink(
+            store,
+            dead_dir,
+            RawLines(raw_parser(cfg.worker.raw_format), cfg.worker.raw_default_site),
+            future_tolerance_s=cfg.worker.future_tolerance_s,
+        )
+    return sinks
+
+
+def make_app(cfg: Config) -> Any:
+    """The worker's faust app, every part wired."""
+    return ArchiveWorker(cfg).app
+
+
+def run(cfg: Config, loglevel: str = "info") -> None:
+    """Run the worker in the foreground until SIGTERM/SIGINT."""
+    from pipeline.broker import ensure_topics
+
+    topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
+    if cfg.worker.raw_enabled:
+        topics[cfg.kafka.raw_topic] = cfg.kafka.raw_partitions
+    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka)
+    app = make_app(cfg)
+    # faust's entry point reads its own argv; ours has been parsed already.
+    # faust spells its levels crit/error/warn/info/debug.
+    faust_level = {"warning": "warn", "critical": "crit"}.get(loglevel, loglevel)
+    sys.argv = ["fireplot-worker", "worker", "-l", faust_level]
+    app.main()
