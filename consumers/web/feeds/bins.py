@@ -1,4 +1,4 @@
-"""Time screen bins: many events (or rollup minutes) counted into one dot per bin.
+"""Screen bins: many events (or rollup minutes) counted into one dot per bin.
 
 A view with more events than the page's point budget is drawn as bins of
 (time bucket, row of the log-port axis, protocol, family), the finest bucket that fits.
