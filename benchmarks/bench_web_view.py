@@ -42,8 +42,9 @@ import pyarrow.compute as pc
 from benchmarks.bench_sink import synthetic_events
 from benchmarks.harness import best_of
 from consumers import style
-from consumers.web.rangeview import ROLLUP, RangeFeed
-from consumers.web.view import Bucket, DayFeed
+from consumers.web.feeds.bins import Bucket
+from consumers.web.feeds.day import DayFeed
+from consumers.web.feeds.range import ROLLUP, RangeFeed
 from pipeline import rollup
 from pipeline.store import OffsetRange, Store
 

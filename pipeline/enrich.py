@@ -3,7 +3,7 @@
 Where it happens, and why there: the archive keeps what the firewall said
 (ports, protocols, addresses) and nothing derived. Names and labels are added
 when events are read for display or export — the day page's source gets a
-``service`` column for its hover (``consumers/web/view.py``) — by
+``service`` column for its hover (``consumers/web/feeds/columns.py``) — by
 :func:`service_names` and :class:`Enricher`, and nowhere else. A relabelled network or a newer service
 list then takes effect on the next page load, with no rewrite of months of
 Parquet, and two readers with the same config always agree.

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from consumers.web.view import DayFeed, empty_data
+from consumers.web.feeds.columns import empty_data
+from consumers.web.feeds.day import DayFeed
 from pipeline.config import ConfigError, EnrichConfig, ShipperConfig, load
 from pipeline.enrich import Enricher, service_names, services_table
 from pipeline.event import SCHEMA_VERSION, conform

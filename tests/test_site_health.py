@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from consumers.web.health import SOURCE_NAME, attach, table_data
+from consumers.web.status_strip import SOURCE_NAME, attach, table_data
 from pipeline.archive.decoders import Record
 from pipeline.archive.sink import ArchiveSink
 from pipeline.config import Config, ConfigError, HealthConfig, WebConfig, WorkerConfig, load

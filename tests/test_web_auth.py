@@ -26,7 +26,7 @@ import pyarrow as pa
 import pytest
 
 from consumers.web import auth
-from consumers.web.view import utc_today
+from consumers.web.feeds.days import utc_today
 from pipeline import datasets
 from pipeline.config import ConfigError, WebConfig
 from pipeline.event import conform

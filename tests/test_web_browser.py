@@ -20,7 +20,8 @@ import pyarrow as pa
 import pytest
 
 from consumers import style
-from consumers.web.view import DayFeed, utc_today
+from consumers.web.feeds.day import DayFeed
+from consumers.web.feeds.days import utc_today
 from pipeline import datasets
 from pipeline.detect.engine import SCAN_SCHEMA, US
 from pipeline.detect.scanstore import ScanStore
@@ -510,7 +511,7 @@ class TestDayFeed:
         """Text of few values goes as codes plus a dictionary; mostly unique text and numbers as they are."""
         import numpy as np
 
-        from consumers.web.main import wire_data
+        from consumers.web.transfer import pack_columns
 
         store, day = Store(tmp_path), dt.date(2026, 1, 4)
         start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
@@ -521,15 +522,17 @@ class TestDayFeed:
         store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
         data = DayFeed(store, day, None, max_points=1000).load().data
 
-        wire = wire_data(data, generation=7)
+        packed = pack_columns(data, generation=7)
 
-        assert wire["generation"] == [7]
-        assert wire["proto:dict"] == [["TCP", "UDP"]] and wire["proto"][0].dtype == np.uint8
-        assert wire["prefix:dict"] == [[HOSTILE]]
-        assert "src_ip:dict" not in wire  # 240 distinct sources in 240 rows: a dictionary would not pay
-        assert "ts:dict" not in wire and wire["ts"][0] is data["ts"]
-        # What _DECODE_DOTS does in the browser, here in Python: every column comes back whole.
+        assert packed["generation"] == [7]
+        assert packed["proto:dict"] == [["TCP", "UDP"]] and packed["proto"][0].dtype == np.uint8
+        assert packed["prefix:dict"] == [[HOSTILE]]
+        assert "src_ip:dict" not in packed  # 240 distinct sources in 240 rows: a dictionary would not pay
+        assert "ts:dict" not in packed and packed["ts"][0] is data["ts"]
+        # What js/unpack_dots.js does in the browser, here in Python: every column comes back whole.
         for name, values in data.items():
-            codes = wire[name][0]
-            decoded = [wire[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in wire else list(codes)
+            codes = packed[name][0]
+            decoded = (
+                [packed[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in packed else list(codes)
+            )
             assert decoded == list(values), name

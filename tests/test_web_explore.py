@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import pytest
 
 from consumers.web import export
-from consumers.web.rangeview import RangeFeed
-from consumers.web.view import FilterError, Filters
+from consumers.web.feeds.filters import FilterError, Filters
+from consumers.web.feeds.range import RangeFeed
 from pipeline import rollup
 from pipeline.config import DetectConfig
 from pipeline.detect.runner import Evaluator, replay, store_source

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 import pytest
 
 from consumers.web.auth import SiteScopedStore
-from consumers.web.rangeview import RangeFeed
-from consumers.web.view import Filters
+from consumers.web.feeds.filters import Filters
+from consumers.web.feeds.range import RangeFeed
 from pipeline import rollup
 from pipeline.compact import compact
 from pipeline.store import Store

@@ -1,7 +1,7 @@
 """Screen bins of busy days and ranges, checked bin by bin against DuckDB over the same Parquet files.
 
 The page packs a bin's keys into one integer and reads only the binning
-columns of a day too big to draw raw (consumers.web.view); these tests hold
+columns of a day too big to draw raw (consumers.web.feeds); these tests hold
 that to an independent answer: DuckDB's own group-by over the store's files.
 """
 
@@ -18,8 +18,10 @@ import pyarrow.compute as pc
 import pytest
 
 from consumers import style
-from consumers.web.rangeview import RANGE_BUCKETS, RangeFeed
-from consumers.web.view import BUCKETS, Bucket, DayFeed, Filters, ScreenBins
+from consumers.web.feeds.bins import Bucket, ScreenBins
+from consumers.web.feeds.day import BUCKETS, DayFeed
+from consumers.web.feeds.filters import Filters
+from consumers.web.feeds.range import RANGE_BUCKETS, RangeFeed
 from pipeline import rollup
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store

@@ -22,7 +22,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from consumers import style
-from consumers.web.view import SourceData, as_numpy, site_scope
+from consumers.web.feeds.columns import SourceData, as_numpy
+from consumers.web.feeds.contract import site_scope
 from pipeline.detect.engine import SCAN_SCHEMA
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import Store

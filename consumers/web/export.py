@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from consumers import style
-from consumers.web.view import Filters
+from consumers.web.feeds.filters import Filters
 from pipeline.store import Store
 
 CSV_COLUMNS: Final = [

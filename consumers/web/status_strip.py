@@ -1,6 +1,7 @@
-"""The per-site health strip of the web page: which sites send, which went silent.
+"""The page's status strip: which sites send, which went silent, is the worker writing.
 
-The worker computes per-site health every ``[health] interval_s`` and writes
+"Health" in fireplot is site liveness, computed by the worker (:mod:`pipeline.health`); this
+strip only shows it. The worker computes per-site health every ``[health] interval_s`` and writes
 it to ``<store>/_health/sites.json`` (``pipeline.health``); the page only
 reads that snapshot, so a hundred open pages cost a hundred small file reads,
 not a hundred store scans, and the page needs no Kafka access. Ages and the
@@ -91,7 +92,7 @@ def live_root(store: Store) -> Path:
     return root
 
 
-class HealthPanel:
+class StatusStrip:
     """A status line and a table of sites, refreshed from the worker's snapshot.
 
     A store limited to some sites (the session user's, ``allowed_sites``) limits
@@ -137,10 +138,10 @@ class HealthPanel:
         self.status.text = line
 
 
-def attach(doc: Document, store: Store, web: WebConfig) -> HealthPanel:
-    """Add the health strip to a page and keep it fresh while the page is open."""
-    panel = HealthPanel(store, web)
-    panel.refresh()
-    doc.add_root(panel.layout)
-    doc.add_periodic_callback(panel.refresh, max(web.refresh_interval_ms, 1000))
-    return panel
+def attach(doc: Document, store: Store, web: WebConfig) -> StatusStrip:
+    """Add the status strip to a page and keep it fresh while the page is open."""
+    strip = StatusStrip(store, web)
+    strip.refresh()
+    doc.add_root(strip.layout)
+    doc.add_periodic_callback(strip.refresh, max(web.refresh_interval_ms, 1000))
+    return strip

@@ -1,4 +1,4 @@
-"""Data for views longer than a day: weeks and months drawn from the port_minute rollup.
+"""The range feed: views longer than a day, weeks and months drawn from the port_minute rollup.
 
 A month of a busy archive is far more events than a browser can draw, and far
 more than a page can read in a second. The ``port_minute`` rollup
@@ -38,16 +38,10 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from consumers.web.view import (
-    READ_COLUMNS,
-    Bucket,
-    Filters,
-    Frame,
-    ScreenBins,
-    aggregated_data,
-    raw_data,
-    site_scope,
-)
+from consumers.web.feeds.bins import Bucket, ScreenBins
+from consumers.web.feeds.columns import READ_COLUMNS, aggregated_data, raw_data
+from consumers.web.feeds.contract import Frame, site_scope
+from consumers.web.feeds.filters import Filters
 from pipeline import rollup
 from pipeline.event import TS_TYPE
 from pipeline.store import EVENTS_DIR, FILE_SCHEMA, Store

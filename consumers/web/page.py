@@ -1,0 +1,450 @@
+"""The page's behaviour: which view it shows, reading it off the event loop, live updates, zoom,
+the source panel and the CSV export.
+
+One :class:`DayPage` per browser session. Its models come from :mod:`.layout` and
+:mod:`.controls`, its data from a feed (:mod:`.feeds`), its dots reach the browser through
+:mod:`.transfer`. Reading the store runs in a worker thread so that one page loading a busy day
+does not stall every other page on the server; every read is tagged with the view it was started
+for, and a result that arrives after the operator moved on is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+from bokeh.document import Document
+from bokeh.models import ColumnDataSource, HoverTool, SaveTool, TapTool
+
+from consumers.web import drill, export, layout
+from consumers.web.controls import ALL_SITES, Controls
+from consumers.web.feeds.columns import empty_data
+from consumers.web.feeds.contract import Feed, Frame, site_scope
+from consumers.web.feeds.day import DayFeed
+from consumers.web.feeds.days import day_bounds, parse_day, parse_zone, shift_day, today_in
+from consumers.web.feeds.filters import FilterError, Filters
+from consumers.web.feeds.range import RangeFeed
+from consumers.web.transfer import DotTransfer
+from pipeline import datasets
+from pipeline.config import WebConfig
+from pipeline.store import Store
+
+log = logging.getLogger(__name__)
+
+# Rows one CSV export may carry; past it the operator is asked to zoom in.
+EXPORT_LIMIT: Final = 1_000_000
+CSV_KEEP_MS: Final = 10_000
+# A pan or zoom of a range view is read once it has settled this long.
+ZOOM_SETTLE_MS: Final = 400
+
+
+class DayPage:
+    """One browser session's page: the plot of a day or a range, and the controls around it."""
+
+    def __init__(
+        self,
+        doc: Document,
+        store: Store,
+        web: WebConfig,
+        sites: list[str],
+        dataset_names: list[str] | None = None,
+        dataset: str = datasets.MAIN,
+        scan_root: Path | None = None,
+    ) -> None:
+        self.doc = doc
+        self.store = store
+        self.web = web
+        self.scan_root = scan_root or store.root / "scans"
+        self.zone_name = "UTC"
+        self.zone: dt.tzinfo = dt.UTC
+        self.date = today_in(self.zone)
+        self.days = 1
+        self.site: str | None = None
+        self.filters = Filters()
+        self.feed: Feed | None = None
+        self.panel_source: str | None = None
+        # Bumped whenever the page switches day, span, site or filters; work started
+        # for an older generation finds out when it resumes and drops its result.
+        self._generation = 0
+        self._poll_callback: Any = None
+        self._zoom_callback: Any = None
+        self._poll_failing = False
+        # The scan files the overlay was read from: a live poll reads scans again only when they change.
+        self._scan_stamp: drill.ScanStamp = frozenset()
+
+        self.source = ColumnDataSource(data=empty_data(), name=layout.SOURCE_NAME)
+        # Whole views arrive packed beside it; live additions stream into source.
+        self.transfer = DotTransfer(doc, self.source)
+        # Source addresses of the dots in the browser, in its row order: the server-side
+        # source holds only streamed rows, so a tapped row's source is looked up here.
+        self._shown_ips: list[npt.NDArray[Any]] = []
+        self.scans = ColumnDataSource(data=drill.empty_scans(), name="scans")
+        self.save_tool = SaveTool(filename="fireplot")
+        self.tick_time = layout.tick_time(self.zone_name)
+        start, end = day_bounds(self.date, self.zone)
+        self.plot, renderers = layout.day_figure(
+            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end))
+        )
+        self.hover_time = layout.hover_time(self.zone_name)
+        self.hover = HoverTool(
+            renderers=renderers,
+            tooltips=layout.RAW_TOOLTIPS,
+            formatters={"@ts": self.hover_time},
+        )
+        self.plot.add_tools(self.hover, TapTool(renderers=renderers))
+        self.controls = Controls(sites, dataset_names, dataset, self.save_tool)
+        self.summary = layout.message("summary")
+        self.notice = layout.message("notice", visible=False)
+        self.panel = layout.SourcePanel(self.plot, self.tick_time)
+        self._connect()
+        layout.arrange(
+            doc,
+            self.controls.navigation(),
+            self.controls.filter_row(),
+            self.summary,
+            self.notice,
+            plot=self.plot,
+            beside=layout.scans_table(self.scans, self.plot),
+            below=self.panel.layout,
+        )
+        # Nothing on screen refers to the CSV carrier or the packed dots: as roots they reach the browser.
+        doc.add_root(self.controls.csv)
+        doc.add_root(self.transfer.packed)
+
+    def _connect(self) -> None:
+        """The server side of the controls: each change shows another view."""
+        c = self.controls
+        self.source.selected.on_change("indices", self._on_tap)
+        self.plot.x_range.on_change("start", self._on_zoom)
+        self.plot.x_range.on_change("end", self._on_zoom)
+        c.prev_button.on_click(lambda: self.show(shift_day(self.date, -self.days), self.site))
+        c.today_button.on_click(lambda: self.show(today_in(self.zone), self.site))
+        c.next_button.on_click(lambda: self.show(shift_day(self.date, self.days), self.site))
+        c.picker.on_change("value", self._on_pick)
+        c.span_select.on_change("value", self._on_span)
+        c.site_select.on_change("value", self._on_site)
+        c.zone_select.on_change("value", self._on_zone)
+        for widget in c.filter_widgets:
+            widget.on_change("value", self._on_filter)
+        c.csv_button.on_click(self._export)
+        self.panel.filter_button.on_click(self._filter_to_source)
+        self.panel.clear_button.on_click(lambda: setattr(c.networks, "value", ""))
+
+    # ---- switching day, span, site or filters -----------------------------------
+
+    def start(self, date: dt.date, site: str | None, notice: str, days: int = 1, zone: str = "UTC") -> None:
+        self._set_zone(zone)
+        if notice:
+            self._tell(notice)
+        self.days = days
+        self.controls.offer_span(days)
+        self.show(date, site)
+
+    def view_bounds(self) -> tuple[dt.datetime, dt.datetime]:
+        """The shown span: the ``days`` days ending with ``date``, midnight to midnight in the zone."""
+        first = shift_day(self.date, 1 - self.days)
+        return day_bounds(first, self.zone)[0], day_bounds(self.date, self.zone)[1]
+
+    def _set_zone(self, name: str) -> None:
+        zone = parse_zone(name)
+        if zone is None:
+            return
+        self.zone_name, self.zone = name, zone
+        self.controls.offer_zone(name)
+        self.controls.zone_select.value = name
+        self.hover_time.args = {"zone": name}
+        self.tick_time.args = {"zone": name}
+        self.plot.xaxis.axis_label = f"time ({name})"
+
+    def _on_zone(self, _attr: str, _old: Any, new: Any) -> None:
+        if new != self.zone_name:
+            self._set_zone(str(new))
+            self.show(self.date, self.site)
+
+    def show(self, date: dt.date, site: str | None) -> None:
+        """Switch the page to a day (or span ending that day) and site, in place; data follows."""
+        self._generation += 1
+        self._stop_polling()
+        self.date, self.site, self.feed = date, site, None
+        start, end = self.view_bounds()
+        first = shift_day(date, 1 - self.days)
+        shown = date.isoformat() if self.days == 1 else f"{first.isoformat()} \u2026 {date.isoformat()}"
+        title = f"fireplot \u2014 {shown}" + (f" \u2014 {site}" if site else "")
+        self.doc.title = title
+        self.plot.title.text = title
+        # Named like the CSV, so a folder of exports sorts by day; without a name Bokeh would prompt.
+        self.save_tool.filename = f"fireplot-{site or 'all'}-{first.isoformat()}-{self.days}d"
+        self.controls.picker.value = date
+        self.controls.span_select.value = str(self.days)
+        self.controls.site_select.value = site or ALL_SITES
+        start_ms, end_ms = _ms(start), _ms(end)
+        self.plot.x_range.update(start=start_ms, end=end_ms, reset_start=start_ms, reset_end=end_ms)
+        self.summary.text = "loading\u2026"
+        feed: Feed
+        if self.days == 1:
+            feed = DayFeed(self.store, date, site, self.web.max_points, self.filters, self.zone)
+        else:
+            feed = RangeFeed(self.store, start, end, site, self.web.max_points, self.filters)
+        self._start_load(feed, start, end)
+
+    def _start_load(self, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
+        load = partial(self._load, self._generation, feed, start, end)
+        self.doc.add_next_tick_callback(load)  # type: ignore[arg-type]  # Bokeh awaits coroutines
+
+    def _on_pick(self, _attr: str, _old: Any, new: Any) -> None:
+        date = new if isinstance(new, dt.date) else parse_day(str(new))
+        if date is not None and date != self.date:
+            self.show(date, self.site)
+
+    def _on_span(self, _attr: str, _old: Any, new: Any) -> None:
+        days = int(new)
+        if days != self.days:
+            self.days = days
+            self.show(self.date, self.site)
+
+    def _on_site(self, _attr: str, _old: Any, new: Any) -> None:
+        site = new or None
+        if site != self.site:
+            self.show(self.date, site)
+
+    def _on_filter(self, _attr: str, _old: Any, _new: Any) -> None:
+        try:
+            filters = self.controls.filters()
+        except FilterError as exc:
+            self._tell(f"filter not applied: {exc}")
+            return
+        self.notice.visible = False
+        if filters != self.filters:
+            self.filters = filters
+            self.show(self.date, self.site)
+
+    def _tell(self, text: str) -> None:
+        self.notice.text = text
+        self.notice.visible = True
+
+    def _on_zoom(self, _attr: str, _old: Any, _new: Any) -> None:
+        # Views holding every event already (a raw day) need nothing on zoom; the
+        # others are read again once the zoom settles, not at every wheel step.
+        feed = self.feed
+        if feed is None or not (isinstance(feed, RangeFeed) or feed.aggregated):
+            return
+        if self._zoom_callback is not None:
+            with contextlib.suppress(ValueError):
+                self.doc.remove_timeout_callback(self._zoom_callback)
+        self._zoom_callback = self.doc.add_timeout_callback(self._zoomed, ZOOM_SETTLE_MS)
+
+    def _zoomed(self) -> None:
+        """Read the zoomed window: raw dots when they fit max_points, else finer bins."""
+        self._zoom_callback = None
+        feed = self.feed
+        if feed is None:
+            return
+        view_start, view_end = self.view_bounds()
+        start, end = self._visible()
+        if abs(_ms(start) - _ms(feed.start)) < 1 and abs(_ms(end) - _ms(feed.end)) < 1:
+            return
+        if self.days == 1 and (start, end) == (view_start, view_end):
+            # Zoomed back out to the whole day: the day's own feed, live again if today.
+            self.show(self.date, self.site)
+            return
+        self._generation += 1
+        self._stop_polling()
+        self.summary.text = "loading\u2026"
+        zoomed = RangeFeed(self.store, start, end, self.site, self.web.max_points, self.filters)
+        self._start_load(zoomed, start, end)
+
+    # ---- the source panel --------------------------------------------------------
+
+    def _on_tap(self, _attr: str, _old: Any, new: list[int]) -> None:
+        if not new:
+            return
+        index = new[0]
+        src = np.concatenate(self._shown_ips) if self._shown_ips else None
+        if src is None or index >= len(src):
+            self._tell("this dot counts many events: zoom in to pick a single source")
+            return
+        src_ip = str(src[index])
+        start, end = self._visible()
+        task = partial(self._open_panel, self._generation, src_ip, start, end)
+        self.doc.add_next_tick_callback(task)  # type: ignore[arg-type]  # Bokeh awaits coroutines
+
+    async def _open_panel(self, generation: int, src_ip: str, start: dt.datetime, end: dt.datetime) -> None:
+        read = partial(drill.source_detail, self.store, self.scan_root, src_ip, start, end, self.site)
+        try:
+            detail = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            log.exception("reading source %s from the store failed", src_ip)
+            self._tell("could not read the source's events (details in the server log)")
+            return
+        if generation != self._generation:
+            return
+        self.panel_source = src_ip
+        self.panel.show(detail)
+
+    def _filter_to_source(self) -> None:
+        if self.panel_source:
+            self.controls.networks.value = self.panel_source
+
+    def _visible(self) -> tuple[dt.datetime, dt.datetime]:
+        """The time range on screen, within the shown span."""
+        view_start, view_end = self.view_bounds()
+        x0, x1 = self.plot.x_range.start, self.plot.x_range.end
+        start = max(view_start, _datetime(min(x0, x1)))
+        end = min(view_end, _datetime(max(x0, x1)))
+        return (start, end) if start < end else (view_start, view_end)
+
+    # ---- export ------------------------------------------------------------------
+
+    def _export(self) -> None:
+        self.doc.add_next_tick_callback(self._on_export)  # type: ignore[arg-type]  # Bokeh awaits coroutines
+
+    async def _on_export(self) -> None:
+        start, end = self._visible()
+        y0, y1 = sorted((self.plot.y_range.start, self.plot.y_range.end))
+        read = partial(
+            export.visible_events, self.store, start, end, y0, y1, self.site, self.filters, EXPORT_LIMIT
+        )
+        button = self.controls.csv_button
+        button.disabled = True
+        try:
+            table = await asyncio.get_running_loop().run_in_executor(None, read)
+            text = await asyncio.get_running_loop().run_in_executor(None, export.to_csv, table)
+        except export.TooManyEvents as exc:
+            self._tell(f"no CSV: {exc}")
+            return
+        except Exception:
+            log.exception("exporting CSV failed")
+            self._tell("could not export the CSV (details in the server log)")
+            return
+        finally:
+            button.disabled = False
+        stamp = f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
+        self.controls.csv.data = {"csv": [text], "name": [f"fireplot-{self.site or 'all'}-{stamp}.csv"]}
+        # Once the browser has it, the session need not keep megabytes of CSV alive.
+        self.doc.add_timeout_callback(self._drop_csv, CSV_KEEP_MS)
+
+    def _drop_csv(self) -> None:
+        self.controls.csv.data = {"csv": [""], "name": [""]}
+
+    # ---- loading and live updates ------------------------------------------
+
+    async def _load(self, generation: int, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
+        # The document stays locked while the read runs in a thread: only this
+        # session waits for it, and its own clicks queue behind the load.
+        def read() -> tuple[Frame, dict[str, Any], drill.ScanStamp]:
+            frame = feed.load()
+            stamp, scans = self._read_scans(start, end, feed.site)
+            return frame, scans, stamp
+
+        try:
+            frame, scans, stamp = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            log.exception("reading %s .. %s from the store failed", start, end)
+            if generation == self._generation:
+                self.summary.text = "could not read the store (details in the server log)"
+            return
+        if generation != self._generation:
+            return
+        self.feed = feed
+        self.scans.data = scans
+        self._scan_stamp = stamp
+        self._apply(frame, feed)
+        if isinstance(feed, DayFeed) and feed.date == today_in(self.zone):
+            self._schedule_poll()
+
+    def _read_scans(
+        self, start: dt.datetime, end: dt.datetime, site: str | None
+    ) -> tuple[drill.ScanStamp, dict[str, Any]]:
+        # Stamped before reading: a file replaced in between is read again at the next poll.
+        stamp = drill.scan_stamp(self.scan_root, start, end)
+        scans = drill.read_scans(self.scan_root, start, end, site, site_scope(self.store))
+        return stamp, drill.scan_data(scans)
+
+    def _poll_scans(self, feed: DayFeed) -> tuple[drill.ScanStamp, dict[str, Any]] | None:
+        """The view's scans if the detector wrote any since the last read, else None."""
+        start, end = self.view_bounds()
+        if drill.scan_stamp(self.scan_root, start, end) == self._scan_stamp:
+            return None
+        return self._read_scans(start, end, feed.site)
+
+    def _schedule_poll(self) -> None:
+        # A chain of timeouts rather than a periodic callback: the next poll is
+        # only scheduled once this one is done, so slow reads never pile up.
+        poll = partial(self._poll, self._generation)
+        self._poll_callback = self.doc.add_timeout_callback(
+            poll,  # type: ignore[arg-type]  # Bokeh awaits coroutines
+            self.web.refresh_interval_ms,
+        )
+
+    def _stop_polling(self) -> None:
+        callback, self._poll_callback = self._poll_callback, None
+        if callback is not None:
+            # If it fired already, its generation check stops it.
+            with contextlib.suppress(ValueError):
+                self.doc.remove_timeout_callback(callback)
+
+    async def _poll(self, generation: int) -> None:
+        self._poll_callback = None
+        feed = self.feed
+        if generation != self._generation or not isinstance(feed, DayFeed):
+            return
+        if feed.date != today_in(self.zone):
+            # The page was following today and midnight (in its zone) passed.
+            self.show(today_in(self.zone), self.site)
+            return
+
+        def read() -> tuple[Frame | None, tuple[drill.ScanStamp, dict[str, Any]] | None]:
+            # Scans the detector wrote since the page loaded join the overlay and table like new dots.
+            return feed.poll(), self._poll_scans(feed)
+
+        try:
+            frame, scans = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            # Once per failure streak, not every refresh interval.
+            if not self._poll_failing:
+                log.exception("reading new events from the store failed; retrying")
+            self._poll_failing, frame, scans = True, None, None
+        else:
+            if self._poll_failing:
+                log.info("reading new events from the store works again")
+            self._poll_failing = False
+        if generation != self._generation:
+            return
+        if frame is not None:
+            self._apply(frame, feed)
+        if scans is not None:
+            self._scan_stamp, self.scans.data = scans
+        self._schedule_poll()
+
+    def _apply(self, frame: Frame, feed: Feed) -> None:
+        if frame.replace:
+            self.hover.tooltips = layout.AGGREGATED_TOOLTIPS if feed.aggregated else layout.RAW_TOOLTIPS
+            self.source.selected.indices = []
+            # Emptied here (if it held streamed rows), filled in the browser from the packed view.
+            self.source.data = empty_data()
+            self.transfer.send(frame.data)
+            self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
+        else:
+            new: dict[str, Any] = dict(frame.data)
+            self.source.stream(new)
+            if "src_ip" in new and self._shown_ips:
+                self._shown_ips.append(new["src_ip"])
+        text = feed.summary()
+        if self.filters:
+            text += " (filtered)"
+        self.summary.text = text
+
+
+def _ms(t: dt.datetime) -> float:
+    return t.timestamp() * 1000.0
+
+
+def _datetime(ms: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000.0, dt.UTC)
