@@ -22,7 +22,11 @@ from pipeline.config import Config, with_overrides
 def register(sub: Commands) -> None:
     worker = command(sub, "worker", _worker, "run the archive worker (Kafka -> Parquet)")
     add_store(worker)
-    worker.add_argument("--web-port", type=int, help="metrics/health port (default [worker] web_port)")
+    worker.add_argument(
+        "--web-port",
+        type=int,
+        help="metrics and readiness port: /metrics, /ready (default [worker] web_port)",
+    )
     worker.add_argument(
         "--dataset",
         help="archive the replay topic of this dataset (fireplot.replay.NAME) into "
