@@ -132,12 +132,14 @@ def web_server(
         )
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 30
+        # Each request builds a whole page session: on a loaded machine one takes seconds,
+        # so a short per-request timeout would never see the server ready.
+        deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"web server exited {proc.returncode}:\n{log.read_text()}")
             try:
-                with urllib.request.urlopen(url + ready_path, timeout=2) as resp:  # noqa: S310  # loopback
+                with urllib.request.urlopen(url + ready_path, timeout=60) as resp:  # noqa: S310  # loopback
                     if resp.status == 200:
                         break
             except OSError:
