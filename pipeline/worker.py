@@ -269,7 +269,10 @@ def _read_json_lines(
     ``shapes`` (of ``_JSON_SHAPES``) are tried in order; the one that read
     the block moves to the front for the next call."""
     n = len(lines)
-    joined = "\n".join(lines.to_pylist()).encode()
+    # Each line and its newline, end to end, straight from the Arrow buffers (no str per line).
+    ended = pc.binary_join_element_wise(lines.combine_chunks(), "", "\n").cast(pa.large_string())
+    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64, count=len(ended) + 1, offset=ended.offset * 8)
+    joined = ended.buffers()[2][int(offsets[0]) : int(offsets[-1])] if n else b""
     shapes = shapes if shapes is not None else list(_JSON_SHAPES)
     for shape in list(shapes):
         try:

@@ -211,7 +211,12 @@ def test_kcat_plain_and_keyed_json(raw: System, tmp_path: Path) -> None:
         )
     )
     base = [kcat, "-P", "-b", raw.bootstrap, "-t", raw_topic(raw)]
-    for argv in ([*base, str(plain)], [*base, "-K", "|", str(keyed)], [*base, "-K", "|", str(js)]):
+    # -l: one record per line (without it kcat sends each file as one record)
+    for argv in (
+        [*base, "-l", str(plain)],
+        [*base, "-K", "|", "-l", str(keyed)],
+        [*base, "-K", "|", "-l", str(js)],
+    ):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
     want = expected(0, 700, "dflt") + expected(700, 500, "bergen")
