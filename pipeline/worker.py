@@ -145,7 +145,15 @@ class RawLines:
             return EVENT_SCHEMA.empty_table(), []
         topic, partition = records[0].topic, records[0].partition
         values = pa.array([r.value for r in records], pa.binary())
-        keys = pa.array([_key_site(r.key) for r in records], pa.string())
+        # A topic has few distinct keys (one per site or host): each is decoded once.
+        key_sites: dict[bytes | None, str | None] = {}
+        keys = pa.array(
+            [
+                key_sites[r.key] if r.key in key_sites else key_sites.setdefault(r.key, _key_site(r.key))
+                for r in records
+            ],
+            pa.string(),
+        )
         split = pc.split_pattern(values, "\n")
         parent = pc.list_parent_indices(split)
         lines = self._lines(split.flatten())
@@ -174,8 +182,8 @@ class RawLines:
         t, json_dead = self._unwrap_json(t, records)
         dead += json_dead
         site = pc.coalesce(t["key_site"], t["json_site"], t["json_host"], pa.scalar(self.default_site))
-        bad_site = pc.invert(pc.match_substring_regex(site, SITE_RE.pattern))
-        if pc.any(bad_site).as_py():
+        if not pc.all(pc.match_substring_regex(pc.unique(site), SITE_RE.pattern)).as_py():
+            bad_site = pc.invert(pc.match_substring_regex(site, SITE_RE.pattern))
             for rec, line, s in zip(
                 *_cols(t.filter(bad_site).append_column("s", site.filter(bad_site)), "rec", "line", "s"),
                 strict=True,
@@ -215,6 +223,8 @@ class RawLines:
         except pa.ArrowInvalid:
             # Attackers control these bytes: U+FFFD keeps the line visible (and rejectable).
             lines = pa.array([b.decode("utf-8", "replace") for b in raw.to_pylist()], pa.string())
+        if not pc.any(pc.ends_with(lines, "\r")).as_py():  # most shippers send no CR: no copy
+            return lines
         return pc.utf8_rtrim(lines, characters="\r")
 
     def _unwrap_json(self, t: pa.Table, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
@@ -222,7 +232,7 @@ class RawLines:
 
         Both parts get the same columns whatever the batch holds (only plain
         lines, only JSON lines, or none of one kind), so they always concatenate."""
-        is_json = pc.starts_with(pc.utf8_ltrim(t["line"], characters=" \t"), "{")
+        is_json = pc.match_substring_regex(t["line"], r"^[ \t]*\{")
         if not pc.any(is_json).as_py():
             plain = t.append_column("message", t["line"])
             plain = plain.append_column("json_site", pa.nulls(plain.num_rows, pa.string()))
