@@ -17,6 +17,7 @@ RUNS = [
     ["-m", "benchmarks.bench_ship"],
     ["-m", "benchmarks.bench_ship_secure", "--lines", "300000"],
     ["-m", "benchmarks.bench_sink", "--events", "1000000"],
+    ["-m", "benchmarks.bench_raw", "--lines", "200000"],
     ["-m", "benchmarks.bench_mirror", "--events", "1000000"],
     ["-m", "benchmarks.bench_replay", "--events", "1000000"],
     ["-m", "benchmarks.bench_backfill", "--lines", "500000"],

@@ -88,31 +88,55 @@ def decode_event_batches(records: Sequence[Record]) -> tuple[pa.Table, list[Dead
     return table, dead
 
 
-_JSON_FIELDS = pa.schema([("message", pa.string()), ("site", pa.string()), ("host", pa.string())])
-
-
 class RawLines:
     """Raw-topic records: newline-separated plain lines, or JSON objects with a ``message``.
 
-    The shippers in front of this topic (rsyslog omkafka, Filebeat, Vector,
-    Fluent Bit) send one line or one JSON object per record. Event identity is
+    The shippers in front of this topic (rsyslog omkafka, syslog-ng, kcat,
+    Filebeat, Vector) send one line or one JSON object per record; a record
+    may hold several lines. Event identity is
     ``(f"{topic}:{partition}", offset * 2**16 + line index)``: stable across
     redelivery, so the store's dedupe applies as for the events topic.
+
+    Each line is read as the shipper's line reader (``producers.lines``) reads
+    a file's line: cut at ``MAX_LINE_BYTES`` bytes (a trailing ``\r``
+    counted, then stripped), invalid UTF-8 replaced by U+FFFD, and then
+    parsed; so a line gives the same event or reject through either path.
+    Empty lines are no lines. A line starting with ``{`` is a JSON object of
+    which ``message`` (the log line, a string, required), ``site`` (string)
+    and ``host`` (a string, or an object's string ``name`` as Filebeat's
+    ``host.name``) are read; every other field is ignored. The site is the
+    record key's part before the first ``/``, else the JSON ``site``, else
+    its host, else ``[worker] raw_default_site``.
     """
+
+    # The shipper's limit (producers.lines.MAX_LINE_BYTES; a test holds them
+    # equal): pipeline does not import producers.
+    MAX_LINE_BYTES: Final = 64 * 1024
 
     def __init__(self, parser: Parser, default_site: str) -> None:
         self.parser = parser
         self.default_site = default_site
+        # Which JSON shape the last batch had (Vector's host string or
+        # Filebeat's host object), tried first: a topic usually has one shipper.
+        self._json_shapes = list(_JSON_SHAPES)
 
     def __call__(self, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
         if not records:
             return EVENT_SCHEMA.empty_table(), []
         topic, partition = records[0].topic, records[0].partition
-        texts = pa.array([r.value.decode("utf-8", "replace") for r in records], pa.string())
-        keys = pa.array([key_site(r.key) for r in records], pa.string())
-        split = pc.split_pattern(texts, "\n")
+        values = pa.array([r.value for r in records], pa.binary())
+        # A topic has few distinct keys (one per site or host): each is decoded once.
+        key_sites: dict[bytes | None, str | None] = {}
+        keys = pa.array(
+            [
+                key_sites[r.key] if r.key in key_sites else key_sites.setdefault(r.key, key_site(r.key))
+                for r in records
+            ],
+            pa.string(),
+        )
+        split = pc.split_pattern(values, "\n")
         parent = pc.list_parent_indices(split)
-        lines = pc.utf8_rtrim(split.flatten(), characters="\r")
+        lines = self._lines(split.flatten())
         first_of_record = pc.take(split.offsets, parent)
         index = pc.subtract(pa.array(np.arange(len(lines), dtype=np.int32)), first_of_record)
         rec_offsets = pc.take(pa.array([r.offset for r in records], pa.int64()), parent)
@@ -122,33 +146,44 @@ class RawLines:
         )
         dead: list[DeadLetter] = []
         # An empty line (a record's trailing newline) is not a line at all.
-        t = t.filter(pc.not_equal(pc.utf8_length(t["line"]), 0))
+        t = t.filter(pc.not_equal(pc.binary_length(t["line"]), 0))
         too_many = pc.greater_equal(t["idx"], MAX_LINES_PER_RECORD)
-        for rec, line in zip(*_cols(t.filter(too_many), "rec", "line"), strict=True):
-            dead.append(
-                DeadLetter(
-                    records[rec], f"record has more than {MAX_LINES_PER_RECORD} lines", line, "too_many_lines"
+        if pc.any(too_many).as_py():
+            for rec, line in zip(*_cols(t.filter(too_many), "rec", "line"), strict=True):
+                dead.append(
+                    DeadLetter(
+                        records[rec],
+                        f"record has more than {MAX_LINES_PER_RECORD} lines",
+                        line,
+                        "too_many_lines",
+                    )
                 )
-            )
-        t = t.filter(pc.invert(too_many))
+            t = t.filter(pc.invert(too_many))
         t, json_dead = self._unwrap_json(t, records)
         dead += json_dead
         site = pc.coalesce(t["key_site"], t["json_site"], t["json_host"], pa.scalar(self.default_site))
-        bad_site = pc.invert(pc.match_substring_regex(site, SITE_RE.pattern))
-        for rec, line, s in zip(
-            *_cols(t.filter(bad_site).append_column("s", site.filter(bad_site)), "rec", "line", "s"),
-            strict=True,
-        ):
-            dead.append(
-                DeadLetter(records[rec], f"site {s!r} is not a valid site name", line, "invalid_site")
-            )
-        t = t.append_column("site", site).filter(pc.invert(bad_site))
+        if not pc.all(pc.match_substring_regex(pc.unique(site), SITE_RE.pattern)).as_py():
+            bad_site = pc.invert(pc.match_substring_regex(site, SITE_RE.pattern))
+            for rec, line, s in zip(
+                *_cols(t.filter(bad_site).append_column("s", site.filter(bad_site)), "rec", "line", "s"),
+                strict=True,
+            ):
+                dead.append(
+                    DeadLetter(records[rec], f"site {s!r} is not a valid site name", line, "invalid_site")
+                )
+            t = t.append_column("site", site).filter(pc.invert(bad_site))
+        else:
+            t = t.append_column("site", site)
         host = pc.fill_null(t["json_host"], "")
         t = t.append_column("host", host)
         parts: list[pa.Table] = []
         groups = t.group_by(["site", "host"], use_threads=False).aggregate([])
         for g_site, g_host in zip(*_cols(groups, "site", "host"), strict=True):
-            g = t.filter(pc.and_(pc.equal(t["site"], g_site), pc.equal(t["host"], g_host)))
+            g = (
+                t
+                if groups.num_rows == 1
+                else t.filter(pc.and_(pc.equal(t["site"], g_site), pc.equal(t["host"], g_host)))
+            )
             ctx = ParseContext(site=g_site, source_id=f"{topic}:{partition}", host=g_host)
             result = self.parser(g["message"], g["id"], ctx)
             parts.append(result.events)
@@ -159,21 +194,36 @@ class RawLines:
         table = pa.concat_tables(parts) if parts else EVENT_SCHEMA.empty_table()
         return table, dead
 
+    def _lines(self, raw: pa.Array) -> pa.Array:
+        """Lines as the shipper's reader makes them: cut, ``\r`` stripped, invalid UTF-8 replaced."""
+        if len(raw) and (pc.max(pc.binary_length(raw)).as_py() or 0) > self.MAX_LINE_BYTES:
+            raw = pc.binary_slice(raw, 0, self.MAX_LINE_BYTES)
+        try:
+            lines = raw.cast(pa.string())
+        except pa.ArrowInvalid:
+            # Attackers control these bytes: U+FFFD keeps the line visible (and rejectable).
+            lines = pa.array([b.decode("utf-8", "replace") for b in raw.to_pylist()], pa.string())
+        if not pc.any(pc.ends_with(lines, "\r")).as_py():  # most shippers send no CR: no copy
+            return lines
+        return pc.utf8_rtrim(lines, characters="\r")
+
     def _unwrap_json(self, t: pa.Table, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
         """Columns message/json_site/json_host: JSON lines unwrapped, plain lines as they are.
 
         Both parts get the same columns whatever the batch holds (only plain
         lines, only JSON lines, or none of one kind), so they always concatenate."""
-        is_json = pc.starts_with(pc.utf8_ltrim_whitespace(t["line"]), "{")
+        is_json = pc.match_substring_regex(t["line"], r"^[ \t]*\{")
+        if not pc.any(is_json).as_py():
+            plain = t.append_column("message", t["line"])
+            plain = plain.append_column("json_site", pa.nulls(plain.num_rows, pa.string()))
+            return plain.append_column("json_host", pa.nulls(plain.num_rows, pa.string())), []
         plain = t.filter(pc.invert(is_json))
         plain = plain.append_column("message", plain["line"])
         plain = plain.append_column("json_site", pa.nulls(plain.num_rows, pa.string()))
         plain = plain.append_column("json_host", pa.nulls(plain.num_rows, pa.string()))
         js = t.filter(is_json)
-        if not js.num_rows:
-            return plain, []
         dead: list[DeadLetter] = []
-        parsed, ok = _read_json_lines(js["line"])
+        parsed, ok = _read_json_lines(js["line"], self._json_shapes)
         for rec, line, reason in zip(
             *_cols(js.filter(pc.invert(ok)), "rec", "line"),
             parsed.column("_error").filter(pc.invert(ok)).to_pylist(),
@@ -189,46 +239,83 @@ class RawLines:
 
 
 _NO_MESSAGE: Final = "JSON object has no string `message` field"
+# The fields read from a JSON line, in the two shapes shippers give `host`:
+# a string (Vector, rsyslog/syslog-ng templates) or an object with `name`
+# (Filebeat's ECS host.name). Arrow's reader takes one shape per block.
+_JSON_SHAPES: Final = (
+    pa.schema([("message", pa.string()), ("site", pa.string()), ("host", pa.string())]),
+    pa.schema(
+        [("message", pa.string()), ("site", pa.string()), ("host", pa.struct([("name", pa.string())]))]
+    ),
+)
+_JSON_FIELDS: Final = _JSON_SHAPES[0]
 
 
-def _read_json_lines(lines: pa.ChunkedArray) -> tuple[pa.Table, pa.Array]:
-    """Parse JSON lines with Arrow's reader; a block that fails is redone line by line for reasons."""
+def _read_json_lines(
+    lines: pa.ChunkedArray, shapes: list[pa.Schema] | None = None
+) -> tuple[pa.Table, pa.Array]:
+    """Parse JSON lines with Arrow's reader; a block that fails is redone line by line for reasons.
+
+    ``shapes`` (of ``_JSON_SHAPES``) are tried in order; the one that read
+    the block moves to the front for the next call."""
     n = len(lines)
-    joined = "\n".join(lines.to_pylist()).encode()
-    try:
-        table = pajson.read_json(
-            pa.BufferReader(joined),
-            parse_options=pajson.ParseOptions(
-                explicit_schema=_JSON_FIELDS, unexpected_field_behavior="ignore"
-            ),
-        )
-        if table.num_rows == n:
-            ok = pc.is_valid(table["message"])
-            errors = pc.if_else(ok, pa.scalar(None, pa.string()), _NO_MESSAGE)
-            return table.append_column("_error", errors), ok.combine_chunks() if isinstance(
-                ok, pa.ChunkedArray
-            ) else ok
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
+    # Each line and its newline, end to end, straight from the Arrow buffers (no str per line).
+    ended = pc.binary_join_element_wise(lines.combine_chunks(), "", "\n").cast(pa.large_string())
+    offsets = np.frombuffer(ended.buffers()[1], dtype=np.int64, count=len(ended) + 1, offset=ended.offset * 8)
+    joined = ended.buffers()[2][int(offsets[0]) : int(offsets[-1])] if n else b""
+    shapes = shapes if shapes is not None else list(_JSON_SHAPES)
+    for shape in list(shapes):
+        try:
+            table = pajson.read_json(
+                pa.BufferReader(joined),
+                parse_options=pajson.ParseOptions(explicit_schema=shape, unexpected_field_behavior="ignore"),
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            continue
+        if table.num_rows != n:  # a line held more than one object: the slow path says which
+            break
+        shapes.remove(shape)
+        shapes.insert(0, shape)
+        host = table["host"]
+        if pa.types.is_struct(host.type):
+            table = table.set_column(2, "host", pc.struct_field(host, "name"))
+        ok = pc.is_valid(table["message"])
+        errors = pc.if_else(ok, pa.scalar(None, pa.string()), _NO_MESSAGE)
+        return table.append_column("_error", errors), ok.combine_chunks() if isinstance(
+            ok, pa.ChunkedArray
+        ) else ok
     # The slow path runs only for a block holding a malformed or odd-typed
     # object, so it can say which line and why.
-    rows: list[dict[str, str | None]] = []
-    for line in lines.to_pylist():
-        row: dict[str, str | None] = {"message": None, "site": None, "host": None, "_error": None}
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            row["_error"] = f"not valid JSON: {exc}"
-        else:
-            if not isinstance(obj, dict) or not isinstance(obj.get("message"), str):
-                row["_error"] = _NO_MESSAGE
-            else:
-                row["message"] = obj["message"]
-                for k in ("site", "host"):
-                    row[k] = obj[k] if isinstance(obj.get(k), str) else None
-        rows.append(row)
+    rows = [_read_json_line(line) for line in lines.to_pylist()]
     table = pa.Table.from_pylist(rows, schema=_JSON_FIELDS.append(pa.field("_error", pa.string())))
     return table, pc.is_null(table["_error"])
+
+
+def _read_json_line(line: str) -> dict[str, str | None]:
+    row: dict[str, str | None] = {"message": None, "site": None, "host": None, "_error": None}
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        row["_error"] = f"not valid JSON: {exc}"
+        return row
+    if not isinstance(obj, dict) or not isinstance(obj.get("message"), str):
+        row["_error"] = _NO_MESSAGE
+        return row
+    host = obj.get("host")
+    if isinstance(host, dict):
+        host = host.get("name")
+    fields = {"message": obj["message"], "site": obj.get("site"), "host": host}
+    for k, v in fields.items():
+        if not isinstance(v, str):
+            continue
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            # "\ud800": an escape of half a surrogate pair is no character; Arrow refuses it too
+            row["_error"] = f"not valid JSON: `{k}` holds an unpaired surrogate escape"
+            return row
+        row[k] = v
+    return row
 
 
 def _cols(t: pa.Table, *names: str) -> list[list[Any]]:
