@@ -25,8 +25,6 @@ from tests.support.events import RAW_LINE, T0, events
 from tests.support.system import System, assert_exact, free_port, ids, kill
 from tests.support.topics import produce
 
-pytestmark = pytest.mark.kafka
-
 
 def workload(n: int, sources: int = 4) -> pa.Table:
     """n events over 30 hours, from several sources, each source's ids increasing."""
@@ -36,6 +34,7 @@ def workload(n: int, sources: int = 4) -> pa.Table:
     )
 
 
+@pytest.mark.slow
 def test_kill9_at_random_points_leaves_exactly_the_input(raw_system: System) -> None:
     """kill -9 the worker at random moments (start-up, recovery, mid-flush) while M events flow: exactly M."""
     system = raw_system

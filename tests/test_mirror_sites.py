@@ -33,7 +33,7 @@ from pipeline.config import ConfigError, KafkaConfig
 from pipeline.wire import MAX_REQUEST_BYTES
 from pipeline.worker import PatternTopics
 from producers.demo import Demo, write_lines
-from tests.support.system import JAR_CACHE, System, free_port
+from tests.support.system import System, free_port
 
 END = dt.datetime(2026, 11, 27, 18, 30, tzinfo=dt.UTC)
 BROKER_HEAP_MB = 320
@@ -129,7 +129,7 @@ def test_pattern_topics_with_broken_regex_is_a_config_error() -> None:
 
 
 @pytest.fixture
-def clusters(tmp_path: Path) -> Iterator[dict[str, str]]:
+def clusters(tmp_path: Path, mirror_jars: Path) -> Iterator[dict[str, str]]:
     """Site a, site b and the centre: three single-node KRaft brokers sharing one copy of the jars."""
     brokers = {
         name: LocalKafka(
@@ -140,7 +140,7 @@ def clusters(tmp_path: Path) -> Iterator[dict[str, str]]:
                 var_dir=str(tmp_path / name),
             ),
             home=tmp_path / f"kafka-{name}",
-            lib_root=JAR_CACHE,
+            lib_root=mirror_jars,
         )
         for name in ("a", "b", "centre")
     }
@@ -189,10 +189,9 @@ def _metric(port: int, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines() if line.startswith(name + "{"))
 
 
-@pytest.mark.kafka
-@pytest.mark.mirror
+@pytest.mark.slow
 def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up(
-    tmp_path: Path, clusters: dict[str, str]
+    tmp_path: Path, clusters: dict[str, str], mirror_jars: Path
 ) -> None:
     """Events shipped at sites a and b reach the central store exactly once each with their site;
     site a's MirrorMaker killed (-9, offsets uncommitted), more shipped there, restarted: the centre
@@ -219,7 +218,7 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
             clusters["centre"],
             [topic],
             tmp_path / f"mm-{name}",
-            JAR_CACHE,
+            mirror_jars,
             heap_mb=MIRROR_HEAP_MB,
             refresh_topics_interval_s=2.0,
             offset_flush_interval_ms=offset_flush_interval_ms,

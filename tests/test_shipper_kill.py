@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from tests.support.shipper import kill_shipper_repeatedly
 from tests.support.system import System
 
@@ -20,6 +22,7 @@ KILLS = int(os.environ.get("FIREPLOT_TEST_KILLS", "20"))
 LINES = int(os.environ.get("FIREPLOT_TEST_KILL_LINES", "1000000"))
 
 
+@pytest.mark.slow
 def test_kill9_at_random_points_loses_nothing(system: System, tmp_path: Path) -> None:
     """Killed ~20 times mid-run, the shipper resumes from its registry and the store gets every line."""
     kill_shipper_repeatedly(

@@ -119,6 +119,7 @@ def test_file_through_parse_pool_delivers_exactly_the_input_in_order_per_source(
     check_letters(kept, mixed, mixed_sid)
 
 
+@pytest.mark.slow
 def test_kill9_with_parse_pool_resumes_and_store_holds_exactly_the_input(
     system: System, tmp_path: Path
 ) -> None:

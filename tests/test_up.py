@@ -10,15 +10,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from pipeline.store import Store
 from tests.support.system import free_port
 
-pytestmark = pytest.mark.kafka
 
-
-def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(
+    tmp_path: Path, kafka_jars: Path
+) -> None:
     web_port = free_port()
     env = {
         **os.environ,

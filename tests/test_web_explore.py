@@ -33,7 +33,7 @@ from pipeline.detect.scanstore import ScanStore
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import JS_DEEP, click, open_page, source, wait_for, wait_for_source
+from tests.support.browser import JS_DEEP, Chromium, click, open_page, source, wait_for, wait_for_source
 from tests.support.events import row
 
 TOPIC = "fireplot.events"
@@ -148,8 +148,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
         site.downloads.mkdir()
         d.execute_cdp_cmd(
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
@@ -235,7 +235,6 @@ def panel_for(driver: Any, src_ip: str) -> None:
 # ---- the source panel ------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text(
     driver: Any, site: Site
 ) -> None:
@@ -273,7 +272,6 @@ def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text
     assert browser.severe(browser.console(driver)) == []
 
 
-@pytest.mark.browser
 def test_filter_to_source_button_shows_only_that_source_and_clear_restores(driver: Any, site: Site) -> None:
     """One click narrows the plot to the panel's source; another brings the whole day back."""
     data = open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -295,7 +293,6 @@ def test_filter_to_source_button_shows_only_that_source_and_clear_restores(drive
 # ---- scans overlay ---------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_detected_scans_are_outlined_and_a_table_row_click_zooms_to_the_scan(driver: Any, site: Site) -> None:
     """The day's scans are drawn as rectangles and listed; clicking the vertical scan's row zooms to it."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -343,7 +340,6 @@ def range_truth(store: Store) -> Counter[dt.date]:
     return days
 
 
-@pytest.mark.browser
 def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: Site) -> None:
     """Seven days over the point budget come from rollups; per-day totals equal the store's, late ones too."""
     data = open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
@@ -367,7 +363,6 @@ def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: S
     )
 
 
-@pytest.mark.browser
 def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> None:
     """Zoomed to one hour of the week, the page shows that hour's single events again."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
@@ -381,7 +376,6 @@ def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> N
     assert sorted(data["src_ip"]) == sorted(hour.column("src_ip").to_pylist())
 
 
-@pytest.mark.browser
 def test_zooming_into_an_aggregated_day_returns_raw_dots_and_back(driver: Any, site: Site) -> None:
     """A day over the budget is drawn in bins; one hour of it shows single events; all of it bins again."""
     data = open_page(driver, f"{site.url}?date={BUSY_DAY.isoformat()}")
@@ -400,7 +394,6 @@ def test_zooming_into_an_aggregated_day_returns_raw_dots_and_back(driver: Any, s
     assert sum(data["events"]) == day_table(site.store, BUSY_DAY).num_rows
 
 
-@pytest.mark.browser
 def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site: Site) -> None:
     """?tz=Asia/Tokyo shows midnight to midnight Tokyo time, with Tokyo times on the axis."""
     import zoneinfo
@@ -430,7 +423,6 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
 # ---- filters -------------------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Site) -> None:
     """Each filter leaves exactly the stored events that pass it; a bad network is refused with a notice."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -465,7 +457,6 @@ def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Sit
 # ---- CSV export ----------------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_csv_button_downloads_the_visible_events_with_formulas_defused(driver: Any, site: Site) -> None:
     """The CSV holds every event in view, one row each; cells that would run as formulas start with '."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")

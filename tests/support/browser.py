@@ -12,11 +12,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
+# What the ``chromium`` fixture hands out: ``with chromium() as driver: ...``
+Chromium = Callable[..., AbstractContextManager[Any]]
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0) -> T:
