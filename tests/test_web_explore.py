@@ -33,7 +33,20 @@ from pipeline.detect.scanstore import ScanStore
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import JS_DEEP, Chromium, click, open_page, source, wait_for, wait_for_source
+from tests.support.browser import (
+    JS_DEEP,
+    Chromium,
+    click,
+    model_data,
+    open_page,
+    panel_for,
+    set_value,
+    source,
+    table_text,
+    tap_dot,
+    wait_for,
+    wait_for_source,
+)
 from tests.support.events import row
 
 TOPIC = "fireplot.events"
@@ -157,32 +170,6 @@ def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
         yield d
 
 
-def model_data(driver: Any, name: str) -> dict[str, list[Any]]:
-    data: dict[str, list[Any]] = driver.execute_script(
-        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); const out = {};"
-        "for (const [k, v] of Object.entries(m.data)) out[k] = Array.from(v); return out",
-        name,
-    )
-    return data
-
-
-def set_value(driver: Any, name: str, value: Any) -> None:
-    driver.execute_script(
-        "Bokeh.documents[0].get_model_by_name(arguments[0]).value = arguments[1]", name, value
-    )
-
-
-def table_text(driver: Any, name: str) -> str:
-    """The text a DataTable renders, read from its cells in the shadow DOM."""
-    text: str = driver.execute_script(
-        "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
-        "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
-        "return cells.map((c) => c.textContent).join('\\n')",
-        name,
-    )
-    return text
-
-
 def day_table(store: Store, day: dt.date = DAY) -> pa.Table:
     return store.read(start_of(day), start_of(day + dt.timedelta(days=1)))
 
@@ -194,41 +181,6 @@ def set_x_range(driver: Any, start: dt.datetime, end: dt.datetime) -> None:
         "p.x_range.setv({start: arguments[0], end: arguments[1]})",
         start.timestamp() * 1000,
         end.timestamp() * 1000,
-    )
-
-
-def tap_dot(driver: Any, src_ip: str, port: str) -> None:
-    """A real mouse click on the dot of src_ip at port."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    x, y = driver.execute_script(
-        "const d = Bokeh.documents[0];"
-        "const pv = Bokeh.index.find_one(d.get_model_by_name('day-plot'));"
-        "const src = d.get_model_by_name('events');"
-        "const ips = Array.from(src.data.src_ip), ports = Array.from(src.data.port);"
-        "const i = ips.findIndex((s, j) => s === arguments[0] && ports[j] === arguments[1]);"
-        "const sx = pv.frame.x_scale.compute(src.data.ts[i]);"
-        "const sy = pv.frame.y_scale.compute(src.data.y[i]);"
-        "const r = pv.canvas_view.el.getBoundingClientRect();"
-        "return [r.left + sx, r.top + sy]",
-        src_ip,
-        port,
-    )
-    actions = ActionChains(driver)
-    actions.w3c_actions.pointer_action.move_to_location(round(x), round(y))
-    actions.w3c_actions.pointer_action.click()
-    actions.perform()
-
-
-def panel_for(driver: Any, src_ip: str) -> None:
-    wait_for(
-        "the source panel",
-        lambda: driver.execute_script(
-            "const d = Bokeh.documents[0];"
-            "return d.get_model_by_name('source-panel').visible"
-            " && d.get_model_by_name('source-summary').text.includes(arguments[0])",
-            src_ip,
-        ),
     )
 
 
