@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import statistics
 import subprocess
 import time
 from collections import Counter
@@ -158,7 +157,6 @@ def kill_shipper_repeatedly(
     topic = TopicReader(system.bootstrap, system.topic)
     seen = np.empty(0, np.int64)
     startup_s: list[float] = []  # spawn to first save, of runs that got that far
-    rates: list[float] = []  # bytes acknowledged per second after the first save
     aimed: Counter[str] = Counter()
     try:
         while report.landed < kills and report.runs < 3 * kills:
@@ -180,10 +178,14 @@ def kill_shipper_repeatedly(
             elif aim == "registry write":
                 run.wait_until("writing")
             elif aim == "mid-stream":
-                if run.wait_until("saved"):
-                    # Anywhere in what is left to read, at the speed earlier runs read.
-                    left_s = (log.stat().st_size - before) / statistics.median(rates) if rates else 0.5
-                    time.sleep(rng.uniform(0, max(0.05, 0.8 * left_s)))
+                # Once the saved position passes a random point of what is left (progress, not
+                # a guess at the machine's speed), or the reading reaches the end.
+                target = before + rng.uniform(0.05, 0.8) * (log.stat().st_size - before)
+                deadline = time.monotonic() + 60
+                while run.alive() and time.monotonic() < deadline and not run.at_eof():
+                    if max(registry_offsets(registry).values(), default=0) >= target:
+                        break
+                    time.sleep(0.005)
             else:
                 if run.wait_until("eof"):
                     time.sleep(rng.uniform(0, 0.05))
@@ -193,9 +195,6 @@ def kill_shipper_repeatedly(
             if hit is None:
                 continue  # finished first: not a kill; the next run aims again
             report.by_phase[hit] += 1
-            after = max(registry_offsets(registry).values(), default=0)
-            if run.first_save is not None and after > before:
-                rates.append((after - before) / max(1e-3, time.monotonic() - run.first_save))
             seen = _check_registry_not_ahead(topic, seen, registry, np.concatenate(parts), report)
     finally:
         topic.close()
