@@ -1,5 +1,10 @@
 """Fixtures and hooks only; what they hand out lives in tests/support/.
 
+Tiers: a test is marked ``kafka``, ``browser``, ``netns`` or ``mirror`` by the
+fixtures it requests, directly or through other fixtures (``TIER_FIXTURES`` in
+tests/support/tiers.py), never by hand, so ``make test-fast`` cannot pick up a
+test that starts a broker, and a broker test cannot lose its marker.
+
 The session starts one Apache Kafka 4 broker (single-node KRaft on free
 loopback ports, jars from Maven Central cached under ``var/kafka/lib``) unless
 ``FIREPLOT_TEST_BOOTSTRAP`` names a running one. Each test that needs the
@@ -16,14 +21,53 @@ from pathlib import Path
 import pytest
 
 from pipeline.broker import LocalKafka
+from tests.support import browser, netlab
 from tests.support.s3 import S3, S3_ENV
-from tests.support.system import System, local_broker
+from tests.support.system import JAR_CACHE, System, local_broker
+from tests.support.tiers import TIER_FIXTURES
 
 # The test command builds the native netfilter scanner: every test (and every
 # fireplot process a test starts) must use it, and a batch it refuses fails
 # loudly instead of quietly taking the pyarrow path. Tests of that path set
 # the variable to "arrow" themselves.
 os.environ.setdefault("FIREPLOT_NETFILTER_ENGINE", "native")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the tiers of the fixtures it needs (``fixturenames`` is transitive)."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        for fixture, markers in TIER_FIXTURES.items():
+            if fixture in needs:
+                for marker in markers:
+                    item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def kafka_jars() -> Path:
+    """The broker's jars (fetched by scripts/bootstrap): for tests that run brokers of their own."""
+    return JAR_CACHE
+
+
+@pytest.fixture(scope="session")
+def mirror_jars(kafka_jars: Path) -> Path:
+    """The jars MirrorMaker 2 runs from (the broker's): for the multi-cluster tests."""
+    return kafka_jars
+
+
+@pytest.fixture(scope="session")
+def chromium() -> browser.Chromium:
+    """``browser.chromium``: opens headless Chromium; the test is skipped when it is not installed."""
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    return browser.chromium
+
+
+@pytest.fixture(scope="session")
+def netns() -> None:
+    """The machine can build the network lab (root, ip, nft, ulogd2, nmap); skipped with the reason if not."""
+    netlab.skip_unless_available()
 
 
 @pytest.fixture(scope="session")

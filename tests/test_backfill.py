@@ -8,12 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from producers.demo import Demo, Packet, write_lines
 from tests.support.system import System
-
-pytestmark = pytest.mark.kafka
 
 
 def _late(p: Packet) -> bool:

@@ -50,7 +50,6 @@ def test_a_taken_port_is_reported_not_fought_over(tmp_path: Path) -> None:
             broker.up()
 
 
-@pytest.mark.kafka
 def test_session_broker_is_kafka_4_in_kraft_mode(kafka_bootstrap: str) -> None:
     from kafka import KafkaAdminClient
 

@@ -114,7 +114,6 @@ def iso(t: dt.datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
-@pytest.mark.kafka
 @pytest.mark.timeout(300)
 def test_live_detector_announces_each_scan_once_on_topic_and_webhook_across_a_restart(
         system: System, webhook: Webhook, tmp_path: Path) -> None:

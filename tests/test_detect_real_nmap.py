@@ -27,6 +27,7 @@ from pipeline.detect.runner import Evaluator, replay, table_source
 from pipeline.detect.scanstore import ScanStore
 from tests.support import netlab
 from tests.support.golden import parse_file
+from tests.support.system import System
 
 CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("T5-random-syn-v4", ("-sS", "-T5", "-p", "1-200"), netlab.FW_V4, "vertical", 200),
@@ -44,8 +45,7 @@ SWEEP_HOSTS = 30
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> object:
-    netlab.skip_unless_available()
+def lab(tmp_path_factory: pytest.TempPathFactory, netns: None) -> object:
     try:
         with netlab.NetLab(tmp_path_factory.mktemp("detect-lab"), sweep_hosts=SWEEP_HOSTS) as lab:
             yield lab
@@ -53,7 +53,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> object:
         pytest.skip(f"netlab: {e}")
 
 
-@pytest.mark.netns
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(("name", "args", "target", "kind", "ports"), CASES, ids=[c[0] for c in CASES])
 def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, args: tuple[str, ...],
@@ -87,11 +86,10 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
     assert [(kind, [src], ports)] == got, (name, run.elapsed_s, got)
 
 
-@pytest.mark.netns
-@pytest.mark.kafka
 @pytest.mark.timeout(240)
 def test_real_nmap_sweep_of_port_80_over_30_hosts_shipped_through_the_pipeline_is_horizontal(
-        lab: netlab.NetLab, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+        netns: None, lab: netlab.NetLab, system: System, tmp_path: Path) -> None:
+    # netns first: a machine without the lab skips before the session broker starts.
     before = netlab._count_lines(lab.logemu_path)
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     runs = [lab.nmap("-sS", "-p", "80", target=lab.sweep_addresses(4)),
@@ -103,8 +101,6 @@ def test_real_nmap_sweep_of_port_80_over_30_hosts_shipped_through_the_pipeline_i
     own = tmp_path / "sweep.log"
     own.write_bytes(b"".join(lab.logemu_path.read_bytes().splitlines(keepends=True)[before:]))
 
-    # Asked for only now, so that a machine without the lab skips before starting Kafka.
-    system = request.getfixturevalue("system")
     shipped = system.ship([own], site="lab")
     assert shipped.returncode == 0, shipped.stderr
     system.start_worker()

@@ -8,12 +8,9 @@ import time
 from pathlib import Path
 
 import pyarrow.compute as pc
-import pytest
 
 from producers.demo import Demo, Packet, write_lines
 from tests.support.system import System
-
-pytestmark = pytest.mark.kafka
 
 END = dt.datetime(2026, 11, 27, 18, 30, tzinfo=dt.UTC)
 

@@ -11,15 +11,12 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from pipeline import datasets, rollup
 from pipeline.store import Store
 from producers.demo import Demo, write_lines
 from tests.support.system import System, free_port
-
-pytestmark = pytest.mark.kafka
 
 END = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 IDENTITY = [("source_id", "ascending"), ("source_offset", "ascending")]

@@ -28,7 +28,7 @@ from pipeline.config import ConfigError, KafkaConfig, load
 from pipeline.event import EVENT_SCHEMA
 from pipeline.kafka_security import REDACTED, client_kwargs
 from tests.support.lines import write_probe_lines
-from tests.support.system import JAR_CACHE, System, free_port, registry_offsets
+from tests.support.system import System, free_port, registry_offsets
 from tests.support.tls import KEYSTORE_PASSWORD, PASSWORD, USER, Pki, make_pki
 
 # A refused shipper must give up within this (plus start-up): never hang.
@@ -43,7 +43,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture(scope="module")
-def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory, kafka_jars: Path) -> Iterator[str]:
     """Its own broker (free ports, own var dir) with a SASL_SSL listener; yields that listener's address."""
     home = tmp_path_factory.mktemp("kafka-secure")
     cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
@@ -56,7 +56,7 @@ def secure_broker(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         truststore=pki.truststore,
         truststore_password=KEYSTORE_PASSWORD,
     )
-    broker = LocalKafka(cfg, home=home, lib_root=JAR_CACHE, secure=listener)
+    broker = LocalKafka(cfg, home=home, lib_root=kafka_jars, secure=listener)
     broker.up()
     try:
         yield f"127.0.0.1:{listener.port}"

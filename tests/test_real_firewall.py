@@ -54,16 +54,14 @@ def _reasons(result: ParseResult) -> str:
 
 
 @pytest.fixture(scope="module")
-def capture(tmp_path_factory: pytest.TempPathFactory) -> netlab.Capture:
+def capture(tmp_path_factory: pytest.TempPathFactory, netns: None) -> netlab.Capture:
     """One lab run for the module: nmap SYN+UDP over IPv4, SYN over IPv6, all logged."""
-    netlab.skip_unless_available()
     try:
         return netlab.capture(tmp_path_factory.mktemp("netlab"))
     except netlab.LabUnavailable as e:
         pytest.skip(f"netlab: {e}")
 
 
-@pytest.mark.netns
 @pytest.mark.timeout(120)
 def test_nmap_syn_and_udp_scans_are_logged_by_ulogd2_and_parsed(capture: netlab.Capture) -> None:
     probes = capture.probes
@@ -125,12 +123,9 @@ def _json_key(j: dict[str, object]) -> tuple[object, ...]:
             j["dest_port"], j["oob.time.sec"])
 
 
-@pytest.mark.netns
-@pytest.mark.kafka
-def test_real_firewall_lines_flow_end_to_end_into_parquet(capture: netlab.Capture,
-                                                          request: pytest.FixtureRequest) -> None:
-    # Asked for only now, so that a machine without the lab skips before starting Kafka.
-    system: PipelineSystem = request.getfixturevalue("system")
+def test_real_firewall_lines_flow_end_to_end_into_parquet(netns: None, capture: netlab.Capture,
+                                                          system: PipelineSystem) -> None:
+    # netns first: a machine without the lab skips before the session broker starts.
     probes = capture.probes
     shipped = system.ship([capture.logemu_path], site="netlab")
     assert shipped.returncode == 0, shipped.stderr

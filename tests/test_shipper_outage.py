@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
@@ -21,6 +22,7 @@ from tests.support.system import System, local_broker, registry_offsets, wait_ev
 OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "60"))  # the issue: Kafka stopped for 60 s
 
 
+@pytest.mark.slow
 def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_path: Path) -> None:
     """Lines appended while Kafka is down are spooled, then all arrive, in file order."""
     system = System(tmp_path / "sys", own_broker.cfg.local_bootstrap)
@@ -65,7 +67,7 @@ def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_pat
         system.stop()
 
 
-def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path) -> None:
+def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path, kafka_jars: Path) -> None:
     """A shipper starting during an outage keeps reading into its spool; all arrive once Kafka is up."""
     broker = local_broker(tmp_path / "kafka3")  # not started yet: nothing listens
     cfg = broker.cfg

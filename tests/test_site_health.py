@@ -251,7 +251,6 @@ def _health(system: System, *extra: str, env: dict[str, str] | None = None) -> t
     return proc.returncode, json.loads(proc.stdout)
 
 
-@pytest.mark.kafka
 def test_health_against_the_real_broker_and_worker(system: System, tmp_path: Path) -> None:
     """Lag from the real group, shipper rejects from the real dead-letter topic, silence in the
     CLI's exit code and the worker's /metrics, and the web snapshot the worker writes."""

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.tiers import TIER_FIXTURES
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
@@ -101,3 +103,29 @@ def test_conftest_holds_only_fixtures_and_hooks() -> None:
             assert fixture or node.name.startswith("pytest_"), (
                 f"{node.name} in conftest.py is neither a fixture nor a hook: move it to tests/support/"
             )
+
+
+def test_tier_markers_are_exactly_what_the_fixtures_imply(request: pytest.FixtureRequest) -> None:
+    """Every collected test carries the tier markers of the fixtures it needs, and no other tier marker
+    (a hand-set ``kafka`` on a test without a broker, or a broker test without it, both fail here)."""
+    tiers = {m for markers in TIER_FIXTURES.values() for m in markers}
+    assert tiers == {"kafka", "browser", "netns", "mirror"}
+    checked = 0
+    for item in request.session.items:
+        needs = set(getattr(item, "fixturenames", ()))
+        want = {m for fixture, markers in TIER_FIXTURES.items() if fixture in needs for m in markers}
+        have = {m.name for m in item.iter_markers() if m.name in tiers}
+        assert have == want, f"{item.nodeid}: marked {sorted(have)}, its fixtures need {sorted(want)}"
+        checked += 1
+    assert checked >= 1
+
+
+def test_no_test_module_sets_a_tier_marker_by_hand() -> None:
+    """kafka, browser, netns and mirror come from the fixtures (conftest.py), never from decorators."""
+    for path in sorted(TESTS.glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in {"kafka", "browser", "netns", "mirror"}:
+                assert ast.unparse(node.value) not in {"pytest.mark", "mark"}, (
+                    f"{path.name}:{node.lineno} sets pytest.mark.{node.attr} by hand"
+                )

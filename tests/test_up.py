@@ -10,16 +10,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 from pipeline.detect.scanstore import ScanStore
 from pipeline.store import Store
 from tests.support.system import free_port
 
-pytestmark = pytest.mark.kafka
 
-
-def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(tmp_path: Path) -> None:
+def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(
+    tmp_path: Path, kafka_jars: Path
+) -> None:
     """The README's `make up` runs the whole system: archive, detection (the demo's scans are listed
     within a minute of the data arriving, with no other command), and the web page."""
     web_port = free_port()

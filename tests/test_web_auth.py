@@ -32,7 +32,7 @@ from pipeline.config import ConfigError, WebConfig
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import wait_for
+from tests.support.browser import Chromium, wait_for
 from tests.support.events import row
 from tests.support.system import free_port
 
@@ -154,11 +154,8 @@ def page_data(driver: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def driver() -> Iterator[Any]:
-    reason = browser.missing()
-    if reason:
-        pytest.skip(reason)
-    with browser.chromium() as d:
+def driver(chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
         yield d
 
 
@@ -236,7 +233,6 @@ def test_websocket_without_credentials_is_refused_before_the_handshake(server: S
 # ---- in the browser ------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_wrong_password_is_refused_and_the_right_one_opens_the_page(driver: Any, server: Server) -> None:
     """The form refuses a wrong password (403, no session) and lets the right one through to the plot."""
     sign_in(driver, server, f"/?date={server.day.isoformat()}", user="bob", password="guess")  # noqa: S106
@@ -253,7 +249,6 @@ def test_wrong_password_is_refused_and_the_right_one_opens_the_page(driver: Any,
     assert cookie is not None and cookie["httpOnly"] is True
 
 
-@pytest.mark.browser
 def test_user_restricted_to_site_a_never_receives_site_b(driver: Any, server: Server) -> None:
     """alice sees only site a: all sites, ?site=b and a dataset holding only b all give her no b event."""
     sign_in(driver, server, f"/?date={server.day.isoformat()}", user="alice", password=ALICE_PASSWORD)
@@ -272,7 +267,6 @@ def test_user_restricted_to_site_a_never_receives_site_b(driver: Any, server: Se
     assert driver.execute_script("return Bokeh.documents[0].get_model_by_name('dataset').value") == "replay-b"
 
 
-@pytest.mark.browser
 def test_token_signs_in_through_the_form(driver: Any, server: Server) -> None:
     """An access token typed into the form signs in as its name, with no site restriction."""
     sign_in(driver, server, f"/?date={server.day.isoformat()}", token=server.token)

@@ -28,7 +28,7 @@ from pipeline.detect.scanstore import ScanStore
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import JS_DEEP, click, open_page, summary, wait_for, wait_for_source
+from tests.support.browser import JS_DEEP, Chromium, click, open_page, summary, wait_for, wait_for_source
 from tests.support.events import row
 
 SCREENSHOT = Path("/tmp/fireplot-web.png")
@@ -153,8 +153,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
         yield d
 
 
@@ -192,7 +192,6 @@ def page_not_reloaded(driver: Any) -> bool:
 # ---- the tests -----------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
     """The plot's source holds every stored event of the day and nothing else, on a WebGL canvas."""
     browser.console(driver)  # start from an empty console log
@@ -214,7 +213,6 @@ def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
     assert browser.severe(browser.console(driver)) == []
 
 
-@pytest.mark.browser
 def test_series_have_their_colours(driver: Any, site: Site) -> None:
     """Each row is in its protocol x family series, each series drawn in its colour, on black."""
     data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
@@ -267,7 +265,6 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
         assert counts.get(rgb, 0) > 0, f"no {name} ({style.COLOURS[name]}) pixel in the screenshot"
 
 
-@pytest.mark.browser
 def test_hostile_text_is_shown_as_text(driver: Any, site: Site) -> None:
     """Attacker-controlled prefix and host arrive as data and render inert in the tooltip."""
     data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
@@ -312,7 +309,6 @@ def test_hostile_text_is_shown_as_text(driver: Any, site: Site) -> None:
     assert driver.execute_script("return window.__pwned === undefined")
 
 
-@pytest.mark.browser
 def test_hostile_url_arguments_are_shown_as_text(driver: Any, site: Site) -> None:
     """A crafted ?site= or ?date= link is reported as ignored, as text, and the page still works."""
     from urllib.parse import quote
@@ -327,7 +323,6 @@ def test_hostile_url_arguments_are_shown_as_text(driver: Any, site: Site) -> Non
     assert driver.execute_script("return window.__pwned === undefined")
 
 
-@pytest.mark.browser
 def test_site_argument_filters(driver: Any, site: Site) -> None:
     """?site=beta shows only that site's events."""
     data = open_page(driver, f"{site.url}?site=beta&date={site.day.isoformat()}")
@@ -335,7 +330,6 @@ def test_site_argument_filters(driver: Any, site: Site) -> None:
     assert driver.execute_script("return window.location.search").count("site=beta") == 1
 
 
-@pytest.mark.browser
 def test_dataset_argument_switches_to_a_replayed_dataset(driver: Any, site: Site) -> None:
     """?dataset=replay-a shows that dataset's events only; an unknown one falls back with a notice."""
     data = open_page(driver, f"{site.url}?dataset=replay-a&date={site.day.isoformat()}")
@@ -347,7 +341,6 @@ def test_dataset_argument_switches_to_a_replayed_dataset(driver: Any, site: Site
     assert len(data["ts"]) == site.events.today.num_rows
 
 
-@pytest.mark.browser
 def test_previous_day_button_loads_in_place(driver: Any, site: Site) -> None:
     """Clicking 'previous day' swaps in yesterday's events without reloading the page."""
     open_page(driver, f"{site.url}?date={site.day.isoformat()}")
@@ -366,7 +359,6 @@ def test_previous_day_button_loads_in_place(driver: Any, site: Site) -> None:
     assert browser.severe(browser.console(driver)) == []
 
 
-@pytest.mark.browser
 def test_new_event_appears_live(driver: Any, site: Site) -> None:
     """An event stored while today is shown appears within a few refreshes, without reload."""
     if utc_today() != site.day:
@@ -390,7 +382,6 @@ def test_new_event_appears_live(driver: Any, site: Site) -> None:
     assert browser.severe(browser.console(driver)) == []
 
 
-@pytest.mark.browser
 def test_scan_detected_while_live_joins_the_overlay_and_table_without_reload(driver: Any, site: Site) -> None:
     """A scan the detector writes after the page loaded is outlined and listed within a few refreshes."""
     if utc_today() != site.day:

@@ -33,7 +33,20 @@ from pipeline.detect.scanstore import ScanStore
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import JS_DEEP, click, open_page, source, wait_for, wait_for_source
+from tests.support.browser import (
+    JS_DEEP,
+    Chromium,
+    click,
+    model_data,
+    open_page,
+    panel_for,
+    set_value,
+    source,
+    table_text,
+    tap_dot,
+    wait_for,
+    wait_for_source,
+)
 from tests.support.events import row
 
 TOPIC = "fireplot.events"
@@ -148,39 +161,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
         site.downloads.mkdir()
         d.execute_cdp_cmd(
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
         )
         yield d
-
-
-def model_data(driver: Any, name: str) -> dict[str, list[Any]]:
-    data: dict[str, list[Any]] = driver.execute_script(
-        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); const out = {};"
-        "for (const [k, v] of Object.entries(m.data)) out[k] = Array.from(v); return out",
-        name,
-    )
-    return data
-
-
-def set_value(driver: Any, name: str, value: Any) -> None:
-    driver.execute_script(
-        "Bokeh.documents[0].get_model_by_name(arguments[0]).value = arguments[1]", name, value
-    )
-
-
-def table_text(driver: Any, name: str) -> str:
-    """The text a DataTable renders, read from its cells in the shadow DOM."""
-    text: str = driver.execute_script(
-        "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
-        "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
-        "return cells.map((c) => c.textContent).join('\\n')",
-        name,
-    )
-    return text
 
 
 def day_table(store: Store, day: dt.date = DAY) -> pa.Table:
@@ -197,45 +184,9 @@ def set_x_range(driver: Any, start: dt.datetime, end: dt.datetime) -> None:
     )
 
 
-def tap_dot(driver: Any, src_ip: str, port: str) -> None:
-    """A real mouse click on the dot of src_ip at port."""
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    x, y = driver.execute_script(
-        "const d = Bokeh.documents[0];"
-        "const pv = Bokeh.index.find_one(d.get_model_by_name('day-plot'));"
-        "const src = d.get_model_by_name('events');"
-        "const ips = Array.from(src.data.src_ip), ports = Array.from(src.data.port);"
-        "const i = ips.findIndex((s, j) => s === arguments[0] && ports[j] === arguments[1]);"
-        "const sx = pv.frame.x_scale.compute(src.data.ts[i]);"
-        "const sy = pv.frame.y_scale.compute(src.data.y[i]);"
-        "const r = pv.canvas_view.el.getBoundingClientRect();"
-        "return [r.left + sx, r.top + sy]",
-        src_ip,
-        port,
-    )
-    actions = ActionChains(driver)
-    actions.w3c_actions.pointer_action.move_to_location(round(x), round(y))
-    actions.w3c_actions.pointer_action.click()
-    actions.perform()
-
-
-def panel_for(driver: Any, src_ip: str) -> None:
-    wait_for(
-        "the source panel",
-        lambda: driver.execute_script(
-            "const d = Bokeh.documents[0];"
-            "return d.get_model_by_name('source-panel').visible"
-            " && d.get_model_by_name('source-summary').text.includes(arguments[0])",
-            src_ip,
-        ),
-    )
-
-
 # ---- the source panel ------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text(
     driver: Any, site: Site
 ) -> None:
@@ -273,7 +224,6 @@ def test_clicking_a_scanners_dot_opens_its_panel_with_ports_scans_and_inert_text
     assert browser.severe(browser.console(driver)) == []
 
 
-@pytest.mark.browser
 def test_filter_to_source_button_shows_only_that_source_and_clear_restores(driver: Any, site: Site) -> None:
     """One click narrows the plot to the panel's source; another brings the whole day back."""
     data = open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -295,7 +245,6 @@ def test_filter_to_source_button_shows_only_that_source_and_clear_restores(drive
 # ---- scans overlay ---------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_detected_scans_are_outlined_and_a_table_row_click_zooms_to_the_scan(driver: Any, site: Site) -> None:
     """The day's scans are drawn as rectangles and listed; clicking the vertical scan's row zooms to it."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -343,7 +292,6 @@ def range_truth(store: Store) -> Counter[dt.date]:
     return days
 
 
-@pytest.mark.browser
 def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: Site) -> None:
     """Seven days over the point budget come from rollups; per-day totals equal the store's, late ones too."""
     data = open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
@@ -367,7 +315,6 @@ def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: S
     )
 
 
-@pytest.mark.browser
 def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> None:
     """Zoomed to one hour of the week, the page shows that hour's single events again."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}&days={SPAN_DAYS}")
@@ -381,7 +328,6 @@ def test_zooming_into_a_week_view_returns_raw_dots(driver: Any, site: Site) -> N
     assert sorted(data["src_ip"]) == sorted(hour.column("src_ip").to_pylist())
 
 
-@pytest.mark.browser
 def test_zooming_into_an_aggregated_day_returns_raw_dots_and_back(driver: Any, site: Site) -> None:
     """A day over the budget is drawn in bins; one hour of it shows single events; all of it bins again."""
     data = open_page(driver, f"{site.url}?date={BUSY_DAY.isoformat()}")
@@ -400,7 +346,6 @@ def test_zooming_into_an_aggregated_day_returns_raw_dots_and_back(driver: Any, s
     assert sum(data["events"]) == day_table(site.store, BUSY_DAY).num_rows
 
 
-@pytest.mark.browser
 def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site: Site) -> None:
     """?tz=Asia/Tokyo shows midnight to midnight Tokyo time, with Tokyo times on the axis."""
     import zoneinfo
@@ -430,7 +375,6 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
 # ---- filters -------------------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Site) -> None:
     """Each filter leaves exactly the stored events that pass it; a bad network is refused with a notice."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
@@ -465,7 +409,6 @@ def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Sit
 # ---- CSV export ----------------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_csv_button_downloads_the_visible_events_with_formulas_defused(driver: Any, site: Site) -> None:
     """The CSV holds every event in view, one row each; cells that would run as formulas start with '."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")

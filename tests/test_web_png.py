@@ -25,7 +25,7 @@ from consumers import style
 from pipeline.event import conform
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
-from tests.support.browser import click, open_page, wait_for
+from tests.support.browser import Chromium, click, open_page, wait_for
 from tests.support.events import row
 
 TOPIC: Final = "fireplot.events"
@@ -111,8 +111,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
         d.execute_cdp_cmd(
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
         )
@@ -189,7 +189,6 @@ def export_png(driver: Any, downloads: Path) -> Path:
     return wait_for("the PNG download", done, timeout=15)
 
 
-@pytest.mark.browser
 def test_png_export_of_a_known_day_has_each_dot_in_its_colour_at_its_port_and_time(
     driver: Any, site: Site
 ) -> None:

@@ -12,11 +12,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
+# What the ``chromium`` fixture hands out: ``with chromium() as driver: ...``
+Chromium = Callable[..., AbstractContextManager[Any]]
 
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 20.0) -> T:
@@ -207,6 +209,7 @@ def open_page(driver: Any, url: str) -> dict[str, list[Any]]:
             'const s = d && d.get_model_by_name("summary");'
             'return s && s.text.includes(" events")'
         ),
+        timeout=60,  # a loaded machine renders slowly; nothing here measures speed
     )
     data = source(driver)
     assert data is not None
@@ -221,3 +224,133 @@ def click(driver: Any, model_name: str) -> None:
         model_name,
     )
     button.click()
+
+
+def model_data(driver: Any, name: str) -> dict[str, list[Any]]:
+    data: dict[str, list[Any]] = driver.execute_script(
+        "const m = Bokeh.documents[0].get_model_by_name(arguments[0]); const out = {};"
+        "for (const [k, v] of Object.entries(m.data)) out[k] = Array.from(v); return out",
+        name,
+    )
+    return data
+
+
+def set_value(driver: Any, name: str, value: Any) -> None:
+    driver.execute_script(
+        "Bokeh.documents[0].get_model_by_name(arguments[0]).value = arguments[1]", name, value
+    )
+
+
+def table_text(driver: Any, name: str) -> str:
+    """The text a DataTable renders, read from its cells in the shadow DOM."""
+    text: str = driver.execute_script(
+        "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
+        "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
+        "return cells.map((c) => c.textContent).join('\\n')",
+        name,
+    )
+    return text
+
+
+def tap_dot(driver: Any, src_ip: str, port: str) -> None:
+    """A real mouse click on the dot of src_ip at port."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    x, y = driver.execute_script(
+        "const d = Bokeh.documents[0];"
+        "const pv = Bokeh.index.find_one(d.get_model_by_name('day-plot'));"
+        "const src = d.get_model_by_name('events');"
+        "const ips = Array.from(src.data.src_ip), ports = Array.from(src.data.port);"
+        "const i = ips.findIndex((s, j) => s === arguments[0] && ports[j] === arguments[1]);"
+        "const sx = pv.frame.x_scale.compute(src.data.ts[i]);"
+        "const sy = pv.frame.y_scale.compute(src.data.y[i]);"
+        "const r = pv.canvas_view.el.getBoundingClientRect();"
+        "return [r.left + sx, r.top + sy]",
+        src_ip,
+        port,
+    )
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(round(x), round(y))
+    actions.w3c_actions.pointer_action.click()
+    actions.perform()
+
+
+def panel_for(driver: Any, src_ip: str) -> None:
+    wait_for(
+        "the source panel",
+        lambda: driver.execute_script(
+            "const d = Bokeh.documents[0];"
+            "return d.get_model_by_name('source-panel').visible"
+            " && d.get_model_by_name('source-summary').text.includes(arguments[0])",
+            src_ip,
+        ),
+    )
+
+
+def point_of(driver: Any, **match: Any) -> tuple[int, int]:
+    """Where on screen the first dot of the ``events`` source whose columns equal ``match`` is drawn."""
+    x, y = driver.execute_script(
+        "const d = Bokeh.documents[0];"
+        "const pv = Bokeh.index.find_one(d.get_model_by_name('day-plot'));"
+        "const src = d.get_model_by_name('events');"
+        "const cols = Object.entries(arguments[0]).map(([k, v]) => [Array.from(src.data[k]), v]);"
+        "const i = src.data.ts.findIndex((_, j) => cols.every(([c, v]) => c[j] === v));"
+        "if (i < 0) return [null, null];"
+        # Bring the dot to the middle of the window first: a tall page puts low rows below the fold.
+        "const y0 = pv.canvas_view.el.getBoundingClientRect().top + pv.frame.y_scale.compute(src.data.y[i]);"
+        "window.scrollBy(0, y0 - window.innerHeight / 2);"
+        "const r = pv.canvas_view.el.getBoundingClientRect();"
+        "return [r.left + pv.frame.x_scale.compute(src.data.ts[i]),"
+        "        r.top + pv.frame.y_scale.compute(src.data.y[i])]",
+        match,
+    )
+    assert x is not None, f"no dot with {match}"
+    return round(x), round(y)
+
+
+def hover(driver: Any, x: int, y: int) -> str:
+    """Move the real mouse onto (x, y), coming from elsewhere; the hover tooltip's text."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    actions = ActionChains(driver)
+    actions.w3c_actions.pointer_action.move_to_location(max(0, x - 30), max(0, y - 30))  # in the window
+    actions.w3c_actions.pointer_action.move_to_location(x, y)
+    actions.perform()
+    text: str = wait_for(
+        "the hover tooltip",
+        lambda: driver.execute_script(
+            JS_DEEP + "for (const el of walk(document))"
+            "  if (el.classList.contains('bk-tooltip-content') && el.textContent)"
+            "    return el.textContent;"
+            "return null"
+        ),
+        timeout=5,
+    )
+    return text
+
+
+def injected(driver: Any) -> list[str]:
+    """Elements and attributes text could only have become by being parsed as markup: images, inline
+    event handlers, scripts naming the test's flag, javascript: links (shadow roots included)."""
+    found: list[str] = driver.execute_script(
+        JS_DEEP + "const bad = [];"
+        "for (const el of walk(document)) {"
+        "  const tag = el.tagName.toLowerCase();"
+        "  if (tag === 'img') bad.push('img');"
+        "  if (tag === 'script' && el.textContent.includes('__pwned')) bad.push('script');"
+        "  for (const a of Array.from(el.attributes || []))"
+        "    if (a.name.startsWith('on') || /^\\s*javascript:/i.test(a.value)) bad.push(tag + ' ' + a.name);"
+        "}"
+        "return bad"
+    )
+    return found
+
+
+def shown_text(driver: Any, name: str) -> str:
+    """The text the view of model ``name`` puts on screen (what the DOM shows, not the model's value)."""
+    text: str = driver.execute_script(
+        "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
+        "return (v.shadow_el || v.el).textContent",
+        name,
+    )
+    return text

@@ -1,88 +1,28 @@
-"""The shipper's crash and rotation scenarios, shared by the plain and the parse-pool tests."""
+"""The shipper's rotation scenarios, shared by the plain and the parse-pool tests.
+
+Styles: ``rename`` (the writer appends a last burst to the renamed file),
+``rename_then_gzip`` (compressed after the shipper read it all),
+``gzip_before_read`` (renamed, grown and compressed while the shipper is
+frozen, so the burst is unread when the original is deleted),
+``gzip_while_down`` (the same while the shipper is stopped; the restarted
+shipper finds only the ``.gz``), ``copytruncate`` and ``truncate_rewrite``.
+"""
 
 from __future__ import annotations
 
 import gzip
 import os
-import random
 import shutil
 import signal
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from tests.support.lines import write_probe_lines
-from tests.support.system import System, distinct_ids, ids_in_store, registry_offsets, wait_events
+from tests.support.system import System, wait_events
 
-# A kill lands this many seconds (at most, at random) after the run saved its
-# first progress, so it hits mid-stream however fast or loaded the machine is.
-KILL_WINDOW_S = float(os.environ.get("FIREPLOT_TEST_KILL_WINDOW_S", "0.3"))
 ROTATION_N = 4000  # lines per write in the rotation scenario
-
-
-def kill_shipper_repeatedly(system: System, tmp_path: Path, kills: int, lines: int, seed: int) -> None:
-    """kill -9 ``fireplot ship`` ``kills`` times over a file of ``lines`` probes, then let it finish.
-
-    After each kill every line before the registry's saved position must be on
-    Kafka; at the end the store holds exactly the input.
-    """
-    log = tmp_path / "fw.log"
-    offsets = write_probe_lines(log, lines)
-    registry = tmp_path / "registry.json"
-    system.configure("shipper", registry_path=str(registry), spool_dir=str(tmp_path / "spool"))
-    rng = random.Random(seed)
-    kills_landed = 0
-    size = log.stat().st_size
-    for i in range(kills):
-        before = max(registry_offsets(registry).values(), default=-1)
-        if before >= size:
-            break
-        proc = system.start(f"ship-{i}", "ship", str(log), "--site", "test")
-        # Kill while it ships, whatever the machine's speed: once it has saved
-        # progress past the last run's position, at a random moment soon after.
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline:
-            if max(registry_offsets(registry).values(), default=-1) > before:
-                break
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0, KILL_WINDOW_S))
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            kills_landed += 1
-        proc.wait(timeout=30)
-        positions = registry_offsets(registry)
-        if not positions:
-            continue
-        (sid, pos), *others = positions.items()
-        assert not others, positions
-        on_kafka = system.topic_events()
-        have = pc.filter(on_kafka.column("source_offset"), pc.equal(on_kafka.column("source_id"), sid))
-        acked = offsets[offsets < pos]
-        missing = np.setdiff1d(acked, np.asarray(have), assume_unique=False)
-        assert missing.size == 0, (
-            f"kill {i}: registry at {pos} but {missing.size} lines before it not on Kafka"
-        )
-    assert kills_landed >= kills // 2, f"only {kills_landed} of {kills} kills hit a running shipper"
-    system.ship([log])
-    assert registry_offsets(registry) == {next(iter(registry_offsets(registry))): log.stat().st_size}
-
-    system.start_worker()
-    deadline = time.monotonic() + 240
-    while True:
-        table = ids_in_store(system)
-        if distinct_ids(table).num_rows >= len(offsets):
-            break
-        assert time.monotonic() < deadline, f"store has {distinct_ids(table).num_rows}"
-        time.sleep(1)
-    time.sleep(2)  # anything beyond the input would show now
-    table = ids_in_store(system)
-    ids = distinct_ids(table)
-    assert ids.num_rows == len(offsets)
-    assert np.array_equal(np.sort(np.asarray(ids.column("source_offset"))), offsets)
-    resent = table.num_rows - ids.num_rows
-    print(f"{kills_landed} kills; {resent} events re-sent after kills (dropped by store-side dedupe)")
 
 
 def follow_across_rotation(system: System, tmp_path: Path, style: str) -> None:
@@ -112,6 +52,30 @@ def follow_across_rotation(system: System, tmp_path: Path, style: str) -> None:
                 shutil.copyfileobj(src, dst)
             old.unlink()
             time.sleep(2.0)  # a re-read of the .gz would show as duplicates now
+    elif style in ("gzip_before_read", "gzip_while_down"):
+        # logrotate with compress (no delaycompress): rename, the writer's last burst, gzip,
+        # delete, all before the shipper reads the burst. Frozen, it still holds the renamed
+        # file open; stopped, it holds nothing and must resume inside the .gz.
+        if style == "gzip_before_read":
+            os.killpg(proc.pid, signal.SIGSTOP)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(timeout=60) == 0, system.log_of("follow")
+        old = logs / "fw.log.1"
+        os.rename(live, old)
+        write_probe_lines(old, ROTATION_N, start=ROTATION_N, append=True)
+        with open(old, "rb") as src, gzip.open(logs / "fw.log.1.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        old.unlink()
+        write_probe_lines(live, ROTATION_N, start=2 * ROTATION_N)
+        unread = system.topic_events().num_rows
+        assert unread == ROTATION_N, f"{unread} events on Kafka: the burst was read before the gzip"
+        if style == "gzip_before_read":
+            os.killpg(proc.pid, signal.SIGCONT)
+        else:
+            proc = system.start("follow", "ship", str(logs / "fw.log*"), "--site", "test", "--follow")
+        wait_events(system, 3 * ROTATION_N)
+        time.sleep(2.0)  # a second read of the burst (from the fd and the .gz) would show now
     elif style == "copytruncate":
         # Lines written just before the copy may be read from the live file or the copy.
         write_probe_lines(live, ROTATION_N, start=ROTATION_N, append=True)

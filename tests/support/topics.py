@@ -85,3 +85,43 @@ def check_letters(letters: list[dict[str, object]], mixed: Mixed, source_id: str
         assert isinstance(letter["reason"], str) and letter["reason"]
         # The line comes back as read (invalid UTF-8 replaced, cut at MAX_LINE_BYTES), never interpreted.
         assert letter["line"] == line[:MAX_LINE_BYTES].decode("utf-8", "replace"), f"line at {offset} altered"
+
+
+class TopicReader:
+    """Reads the events of one topic as they come: each ``read_new`` returns what was added since the
+    last call, so a test that checks a topic after every step reads each record once, not the whole
+    topic each time."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        self.topic = topic
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+        self.assigned: set[int] = set()
+
+    def read_new(self, timeout_s: float = 60) -> pa.Table:
+        """The events published since the last call (all partitions), up to the topic's current end."""
+        from kafka import TopicPartition
+
+        from pipeline.event import EVENT_SCHEMA
+
+        parts = self.consumer.partitions_for_topic(self.topic) or set()
+        if parts - self.assigned:
+            fresh = [TopicPartition(self.topic, p) for p in sorted(parts - self.assigned)]
+            self.assigned |= parts
+            self.consumer.assign([TopicPartition(self.topic, p) for p in sorted(self.assigned)])
+            self.consumer.seek_to_beginning(*fresh)
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.assigned)]
+        if not tps:
+            return EVENT_SCHEMA.empty_table()
+        end = self.consumer.end_offsets(tps)
+        deadline = time.monotonic() + timeout_s
+        tables: list[pa.Table] = []
+        while any(self.consumer.position(tp) < end[tp] for tp in tps):
+            assert time.monotonic() < deadline, f"could not read {self.topic} to its end in {timeout_s} s"
+            for records in self.consumer.poll(timeout_ms=500, max_records=500).values():
+                tables += [wire.decode(r.value) for r in records]
+        return pa.concat_tables(tables) if tables else EVENT_SCHEMA.empty_table()
+
+    def close(self) -> None:
+        self.consumer.close()
