@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.bench_parse import generate
-from pipeline.parsers import ParseContext, ParseResult, auto, netfilter
+from pipeline.parsers import ParseContext, ParseResult, auto, netfilter, netfilter_native, syslog
 from pipeline.parsers.syslog import MONTHS
 from tests.support.golden import NETFILTER_FIXTURES as FIXTURES
 from tests.support.golden import NETFILTER_SCENARIOS as SCENARIOS
@@ -557,6 +557,51 @@ def rfc3339_stamps(draw: st.DrawFn) -> str:
     return f"{year:04d}-{month:02d}-{day:02d}{separator}{hour:02d}:{minute:02d}:{second:02d}{fraction}{zone}"
 
 
+# RFC 5424's fields after the stamp, and structured data, in forms the
+# grammar allows and forms just outside it.
+_5424_PRIS = st.sampled_from(["<13>1 ", "<4>1 ", "<0>1 ", "<191>1 ", "<1234>1 ", "<13>2 ", "<13>1  ", "1 "])
+_5424_WORDS = st.sampled_from(["-", "-", "kernel", "fw", "1234", "a=b", "x:", "IN=", "ø", "a\tb", ""])
+_SD_ELEMENTS = st.sampled_from(
+    [
+        '[m x="1"]',
+        '[origin ip="192.0.2.1" software="rsyslogd"]',
+        '[m x="IN=eth1 SRC=1.2.3.4"]',
+        '[m x="a\\"b\\]c\\\\"]',
+        '[m x="]"]',
+        "[m]",
+        "[12.345]",
+        '[m x="\\\n"]',
+        '[m x="multi\nline"]',
+        '[m x="unterminated]',
+        "[m x=1]",
+        "[]",
+        "[" + "n" * 32 + "]",
+        "[" + "n" * 33 + "]",
+        "[nø]",
+        '[m  x="1"]',
+        '[m x="1"',
+        '[m x="é"]',
+    ]
+)
+
+
+@st.composite
+def rfc5424_heads(draw: st.DrawFn) -> str:
+    """An RFC 5424 header up to its message, drawn part by part, with tag, uptime and caller id after it."""
+    stamp = draw(rfc3339_stamps())
+    host, app, procid, msgid = (draw(st.one_of(_HOSTS, _5424_WORDS)) for _ in range(4))
+    sd = draw(
+        st.one_of(
+            st.just("-"),
+            st.lists(_SD_ELEMENTS, min_size=1, max_size=3).map("".join),
+            st.sampled_from(["", "--", "-x"]),
+        )
+    )
+    bom = draw(st.sampled_from(["", "", "\ufeff", "\ufeff\ufeff"]))
+    after = draw(_TAGS) + draw(_UPTIMES) + draw(_CALLERS) + draw(st.sampled_from(["", " ", " ", "  "]))
+    return f"{draw(_5424_PRIS)}{stamp} {host} {app} {procid} {msgid} {sd} {bom}" + after
+
+
 @st.composite
 def headed_lines(draw: st.DrawFn) -> str:
     """A body cut at its first IN=, behind a syslog header, tag, uptime and caller id drawn part by part."""
@@ -564,11 +609,8 @@ def headed_lines(draw: st.DrawFn) -> str:
     body = body[body.index("IN=") :]
     if draw(st.integers(0, 3)) == 0:
         body = draw(mutations(body, PATCHES))
-    if draw(st.integers(0, 5)) == 0:
-        stamp = draw(rfc3339_stamps())
-        host = draw(_HOSTS) or "-"
-        sd = draw(st.sampled_from(["-", '[m x="1"]', '[m x="IN=eth1"]']))
-        return f"<13>1 {stamp} {host} kernel - - {sd} " + draw(_PREFIXES) + body
+    if draw(st.integers(0, 3)) == 0:
+        return draw(rfc5424_heads()) + draw(_PREFIXES) + body
     stamp = draw(st.one_of(rfc3164_stamps(), rfc3339_stamps()))
     host = draw(_HOSTS)
     after_stamp = draw(st.sampled_from([" ", " ", "  ", "\t"]))
@@ -698,3 +740,84 @@ def test_twenty_thousand_lines_with_fixtures_mixed_in_parse_alike() -> None:
         lines[n] = fixtures[(n // 97) % len(fixtures)]
 
     agree(lines, CONTEXTS["utc"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(rfc5424_heads(), _PREFIXES, st.sampled_from(list(bench_lines(4)))), min_size=1, max_size=40
+    ),
+    st.sampled_from(sorted(CONTEXTS)),
+)
+def test_rfc5424_headers_parse_alike(parts: list[tuple[str, str, str]], name: str) -> None:
+    """RFC 5424 headers of every shape (structured data, escapes, BOM, nil host) read as the reference."""
+    lines = [head + prefix + body[body.index("IN=") :] for head, prefix, body in parts]
+    agree(lines, CONTEXTS[name])
+
+
+STYLE_SAMPLES = (
+    "rfc5424-pri",
+    "rfc5424-pri-sd",
+    "rfc3164-pri",
+    "rfc3164-uptime",
+    "rsyslog-iso",
+    "ulogd-logemu",
+)
+
+
+@pytest.mark.parametrize("style", STYLE_SAMPLES)
+def test_every_header_style_is_claimed_and_parses_alike(style: str) -> None:
+    """Each header style of the benchmark is read by the scanner itself, line for line as the reference."""
+    lines = generate(2_000, 11, style)
+    batch = pa.array(lines, pa.string())
+    ctx = CONTEXTS["utc"]
+
+    found = netfilter_native.scan(batch, syslog.year_rule(ctx), alone=False)
+    expected = agree(lines, ctx)
+
+    assert found is not None and not found.declined
+    assert found.claimed == len(lines)
+    assert (expected.events.num_rows, expected.rejects) == (len(lines), [])
+
+
+def test_batch_of_unclaimed_lines_is_declined_and_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch whose first lines the scanner cannot claim goes whole to the reference: same outcome."""
+    unclaimed = REGRESSIONS["rfc5424_nil_host"]
+    lines: list[str | None] = [unclaimed] * 64 + list(generate(100, 12, "rfc5424-pri"))
+    batch = pa.array(lines, pa.string())
+    ctx = CONTEXTS["utc"]
+    reads: list[int] = []
+    reference = netfilter._parse_arrow
+
+    def counting(batch: pa.Array, offsets: pa.Array, ctx: ParseContext) -> tuple[ParseResult, pa.Array]:
+        reads.append(len(batch))
+        return reference(batch, offsets, ctx)
+
+    found = netfilter_native.scan(batch, syslog.year_rule(ctx), alone=False)
+    one_fewer = netfilter_native.scan(pa.array(lines[1:], pa.string()), syslog.year_rule(ctx), alone=False)
+    monkeypatch.setattr(netfilter, "_parse_arrow", counting)
+    expected = agree(lines, ctx)
+
+    assert found is not None and found.declined and found.claimed == 0
+    assert one_fewer is not None and not one_fewer.declined and one_fewer.claimed == 100
+    # The reference read the batch once, for agree()'s parse_arrow, and once for parse: never a copy of it.
+    assert reads == [len(lines), len(lines)]
+    assert expected.events.num_rows == 164
+
+
+def test_unclaimed_lines_of_a_claimed_batch_are_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines the scanner does not claim amid ones it does go to the reference alone, once each."""
+    lines: list[str | None] = list(generate(200, 13, "rfc5424-pri"))
+    for n in range(0, 200, 10):
+        lines[n] = REGRESSIONS["rfc5424_nil_host"]
+    reads: list[int] = []
+    reference = netfilter._parse_arrow
+
+    def counting(batch: pa.Array, offsets: pa.Array, ctx: ParseContext) -> tuple[ParseResult, pa.Array]:
+        reads.append(len(batch))
+        return reference(batch, offsets, ctx)
+
+    monkeypatch.setattr(netfilter, "_parse_arrow", counting)
+    agree(lines, CONTEXTS["utc"])
+
+    assert reads == [200, 20]

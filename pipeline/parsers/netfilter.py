@@ -145,10 +145,14 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
         return result
     events, good = claimed
     # What the scanner did not claim is read (or rejected, with its reason)
-    # by the reference path.
+    # by the reference path; when that is every line, as it is, without
+    # copying them out first.
     rest = pc.indices_nonzero(pc.invert(good)).cast(pa.int64())
     if len(rest) == 0:
         return ParseResult(events=events, rejects=[])
+    if len(rest) == len(lines):
+        result, _ = _parse_arrow(lines, offsets, ctx)
+        return result
     other, other_positions = _parse_arrow(pc.take(lines, rest), pc.take(offsets, rest), ctx)
     return ParseResult(
         events=merge_in_order(events, good, other.events, pc.take(rest, other_positions)),
@@ -162,12 +166,17 @@ def read_claimed(
     """The events of the lines the native scanner claims, and a mask of those lines.
 
     ``lines`` as `_checked` leaves them. None when the scanner is not in use
-    (then nothing is claimed). ``alone``: claim only lines that
-    `pipeline.parsers.auto` would give to this parser.
+    (then nothing is claimed), as when the scanner gave up on the batch
+    because none of its first lines was one it claims: the caller then reads
+    the whole batch once, not the scanner's leftovers a second time.
+    ``alone``: claim only lines that `pipeline.parsers.auto` would give to
+    this parser.
     """
     if engine() == "arrow":
         return None
     found = netfilter_native.scan(lines, syslog.year_rule(ctx), alone=alone)
+    if found is not None and found.declined:
+        return None
     if found is None:
         # The scanner refused the batch (a bug or a panic caught at its
         # boundary): the pyarrow path reads it, the same events, slower.

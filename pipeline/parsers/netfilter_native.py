@@ -35,7 +35,7 @@ COLUMNS: Final = (
 )  # fmt: skip
 NO_FLAGS: Final = 256
 DICTIONARIES: Final = ("host", "prefix", "in_if", "out_if", "src", "dst", "proto")
-_LAYOUT: Final = (5 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
+_LAYOUT: Final = (6 << 16) | (len(COLUMNS) << 8) | len(DICTIONARIES)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ class Scan:
     # "dst" (PLAIN in src/lib.rs: a batch's sources are nearly all distinct),
     # the value of each line, empty where not claimed
     dictionaries: dict[str, pa.Array]
+    # The scanner gave up on the batch: none of its first lines was one it
+    # claims (src/lib.rs LOOKAHEAD), so it claims none and the columns are empty.
+    declined: bool = False
+
+
+_DECLINED: Final = Scan(claimed=0, columns={}, ts_us=pa.array([], pa.int64()), dictionaries={}, declined=True)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ def library_path() -> str | None:
 def scan(lines: pa.StringArray, years: tuple[int, int, int, int], *, alone: bool) -> Scan | None:
     """Scan a batch of non-null lines; None if the library is missing or refused the batch.
 
+    A batch none of whose first lines it claims comes back ``declined``:
+    nothing claimed, and the caller reads the whole batch its own way.
+
     A refusal is a bug in the scanner (a panic caught at its boundary, or
     output buffers it found too small); the caller logs it.
 
@@ -156,6 +165,8 @@ def scan(lines: pa.StringArray, years: tuple[int, int, int, int], *, alone: bool
         capacity * len(DICTIONARIES),
         ctypes.addressof(sizes),
     )
+    if claimed == -2:
+        return _DECLINED
     if claimed < 0:
         return None
     columns = {

@@ -290,8 +290,8 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
         if !(1..=3).contains(&c.digits()) || !c.literal(b">") {
             return None;
         }
-        if c.looking_at(b"1 ") {
-            return None; // RFC 5424: its own branch of the header pattern
+        if c.literal(b"1 ") {
+            return rfc5424(c);
         }
     }
     let ts_us;
@@ -336,65 +336,7 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
             ts_us = wall_clock_us(year, month, day, seconds, 0);
         }
         b'0'..=b'9' => {
-            let date_start = c.pos;
-            let date_ok = c.exactly(4, |b| b.is_ascii_digit())
-                && c.literal(b"-")
-                && c.exactly(2, |b| b.is_ascii_digit())
-                && c.literal(b"-")
-                && c.exactly(2, |b| b.is_ascii_digit())
-                && c.exactly(1, |b| matches!(b, b'T' | b't' | b' '));
-            if !date_ok {
-                return None;
-            }
-            let year = value(&head[date_start..date_start + 4]);
-            let month = value(&head[date_start + 5..date_start + 7]);
-            let day = value(&head[date_start + 8..date_start + 10]);
-            let seconds = clock(&mut c)?;
-            let mut fraction_us = 0;
-            if matches!(c.peek(), Some(b'.' | b',')) {
-                c.pos += 1;
-                let start = c.pos;
-                let count = c.digits();
-                if !(1..=9).contains(&count) {
-                    return None;
-                }
-                // Digits past the sixth are below our resolution: truncated.
-                for i in 0..6 {
-                    let digit = if i < count { head[start + i] - b'0' } else { 0 };
-                    fraction_us = fraction_us * 10 + i64::from(digit);
-                }
-            }
-            let mut offset_s = 0;
-            match c.peek() {
-                Some(b'Z' | b'z') => {
-                    c.pos += 1;
-                    ts_local = false;
-                }
-                Some(sign @ (b'+' | b'-')) => {
-                    c.pos += 1;
-                    let hours_at = c.pos;
-                    if !c.exactly(2, |b| b.is_ascii_digit()) {
-                        return None;
-                    }
-                    c.literal(b":");
-                    let minutes_at = c.pos;
-                    if !c.exactly(2, |b| b.is_ascii_digit()) {
-                        return None;
-                    }
-                    let hours = value(&head[hours_at..hours_at + 2]);
-                    let minutes = value(&head[minutes_at..minutes_at + 2]);
-                    if hours >= 24 || minutes >= 60 {
-                        return None;
-                    }
-                    offset_s = (hours * 3600 + minutes * 60) * if sign == b'-' { -1 } else { 1 };
-                    ts_local = false;
-                }
-                _ => {}
-            }
-            if year < 1 || !valid_date(year, month, day) {
-                return None;
-            }
-            ts_us = wall_clock_us(year, month, day, seconds, fraction_us) - offset_s * US_PER_SECOND;
+            (ts_us, ts_local) = rfc3339(&mut c)?;
         }
         _ => return None,
     }
@@ -412,6 +354,165 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
     }
     tag(&mut c);
     Some(Header { ts_us, ts_local, host, prefix_start: c.pos })
+}
+
+/// syslog.RFC3339_TIMESTAMP at the cursor: UTC microseconds (or wall-clock
+/// ones, and true, when the stamp names no offset).
+fn rfc3339(c: &mut Cursor) -> Option<(i64, bool)> {
+    let head = c.text;
+    let mut ts_local = true;
+    let date_start = c.pos;
+    let date_ok = c.exactly(4, |b| b.is_ascii_digit())
+        && c.literal(b"-")
+        && c.exactly(2, |b| b.is_ascii_digit())
+        && c.literal(b"-")
+        && c.exactly(2, |b| b.is_ascii_digit())
+        && c.exactly(1, |b| matches!(b, b'T' | b't' | b' '));
+    if !date_ok {
+        return None;
+    }
+    let year = value(&head[date_start..date_start + 4]);
+    let month = value(&head[date_start + 5..date_start + 7]);
+    let day = value(&head[date_start + 8..date_start + 10]);
+    let seconds = clock(c)?;
+    let mut fraction_us = 0;
+    if matches!(c.peek(), Some(b'.' | b',')) {
+        c.pos += 1;
+        let start = c.pos;
+        let count = c.digits();
+        if !(1..=9).contains(&count) {
+            return None;
+        }
+        // Digits past the sixth are below our resolution: truncated.
+        for i in 0..6 {
+            let digit = if i < count { head[start + i] - b'0' } else { 0 };
+            fraction_us = fraction_us * 10 + i64::from(digit);
+        }
+    }
+    let mut offset_s = 0;
+    match c.peek() {
+        Some(b'Z' | b'z') => {
+            c.pos += 1;
+            ts_local = false;
+        }
+        Some(sign @ (b'+' | b'-')) => {
+            c.pos += 1;
+            let hours_at = c.pos;
+            if !c.exactly(2, |b| b.is_ascii_digit()) {
+                return None;
+            }
+            c.literal(b":");
+            let minutes_at = c.pos;
+            if !c.exactly(2, |b| b.is_ascii_digit()) {
+                return None;
+            }
+            let hours = value(&head[hours_at..hours_at + 2]);
+            let minutes = value(&head[minutes_at..minutes_at + 2]);
+            if hours >= 24 || minutes >= 60 {
+                return None;
+            }
+            offset_s = (hours * 3600 + minutes * 60) * if sign == b'-' { -1 } else { 1 };
+            ts_local = false;
+        }
+        _ => {}
+    }
+    if year < 1 || !valid_date(year, month, day) {
+        return None;
+    }
+    Some((wall_clock_us(year, month, day, seconds, fraction_us) - offset_s * US_PER_SECOND, ts_local))
+}
+
+/// The rest of an RFC 5424 header after "<PRI>1 ", the way syslog.HEADER's
+/// first branch and netfilter._TAG read it:
+/// `TIMESTAMP HOST APP PROCID MSGID SD [BOM]`. A host of "-" (no host: the
+/// reference fills in the context's) and structured data it cannot read with
+/// certainty leave the line unclaimed.
+fn rfc5424(mut c: Cursor) -> Option<Header> {
+    if !c.peek()?.is_ascii_digit() {
+        return None;
+    }
+    let (ts_us, ts_local) = rfc3339(&mut c)?;
+    if !c.literal(b" ") {
+        return None;
+    }
+    // HOST, APP-NAME, PROCID, MSGID: `\S+` each.
+    let mut host = (c.pos, c.pos);
+    for field in 0..4 {
+        let start = c.pos;
+        if c.field(b' ') == 0 {
+            return None;
+        }
+        if field == 0 {
+            host = (start, c.pos);
+        }
+        if !c.literal(b" ") {
+            return None;
+        }
+    }
+    if &c.text[host.0..host.1] == b"-" {
+        return None;
+    }
+    if !structured_data(&mut c) || !c.literal(b" ") {
+        return None;
+    }
+    c.literal("\u{FEFF}".as_bytes());
+    tag(&mut c);
+    Some(Header { ts_us, ts_local, host, prefix_start: c.pos })
+}
+
+/// syslog._STRUCTURED_DATA: "-", or SD-ELEMENTs `[NAME( NAME="VALUE")*]`,
+/// NAME 1 to 32 of `[^\s="\]]`, VALUE escaping '"', '\' and ']' with '\'.
+/// Names outside ASCII (RE2 counts characters, not bytes) and a backslash
+/// before a line break (RE2's `.` stops there) are not claimed.
+fn structured_data(c: &mut Cursor) -> bool {
+    if c.literal(b"-") {
+        return true;
+    }
+    let start = c.pos;
+    let mut elements = 0;
+    while c.literal(b"[") {
+        if !sd_name(c) {
+            c.pos = start;
+            return false;
+        }
+        while c.literal(b" ") {
+            if !(sd_name(c) && c.literal(b"=\"") && sd_value(c)) {
+                c.pos = start;
+                return false;
+            }
+        }
+        if !c.literal(b"]") {
+            c.pos = start;
+            return false;
+        }
+        elements += 1;
+    }
+    elements > 0
+}
+
+fn sd_name(c: &mut Cursor) -> bool {
+    let count = c.run(|b| b.is_ascii() && !matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r' | b'=' | b'"' | b']'));
+    (1..=32).contains(&count) && !matches!(c.peek(), Some(b) if !b.is_ascii())
+}
+
+/// A PARAM-VALUE after its opening quote, through its closing quote.
+fn sd_value(c: &mut Cursor) -> bool {
+    loop {
+        match c.peek() {
+            None => return false,
+            Some(b'"') => {
+                c.pos += 1;
+                return true;
+            }
+            Some(b'\\') => {
+                match c.text.get(c.pos + 1) {
+                    None | Some(b'\n') => return false,
+                    Some(_) => c.pos += 2,
+                }
+            }
+            Some(_) => c.pos += 1,
+        }
+    }
 }
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -913,9 +1014,18 @@ fn spell_address(text: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// Lines looked at before a batch none of which is claimed is given up on.
+/// A batch is one file's or one sender's lines, nearly always all of one
+/// shape: when the first of them are not claimed, the rest will not be
+/// either, and the reference path reading the whole batch as it is costs
+/// less than reading the unclaimed lines again after this pass (copied out,
+/// then merged back in order).
+pub const LOOKAHEAD: usize = 64;
+
 /// Scan the lines of an Arrow string column (`offsets` has one more entry
-/// than there are lines). Returns how many were claimed, or what was wrong
-/// with the buffers.
+/// than there are lines). Returns how many were claimed, None when the
+/// batch was given up on (no line among the first `LOOKAHEAD` claimed; the
+/// outputs are then incomplete), or what was wrong with the buffers.
 #[allow(clippy::too_many_arguments)]
 pub fn scan(
     data: &[u8],
@@ -926,7 +1036,7 @@ pub fn scan(
     dict_offsets: &mut [i32],
     dict_data: &mut [u8],
     dict_sizes: &mut [i64],
-) -> Result<usize, &'static str> {
+) -> Result<Option<usize>, &'static str> {
     let n = offsets.len().checked_sub(1).ok_or("no offsets")?;
     if rows.len() < NCOLS * n || ts.len() < n || dict_offsets.len() < NDICTS * (n + 1) || dict_sizes.len() < 2 * NDICTS {
         return Err("output buffers too small");
@@ -946,6 +1056,9 @@ pub fn scan(
         [None, None, None, None, Some(spell_address), Some(spell_address), None];
     let mut claimed = 0;
     for i in 0..n {
+        if i == LOOKAHEAD && claimed == 0 {
+            return Ok(None);
+        }
         let from = usize::try_from(offsets[i]).map_err(|_| "bad offset")?;
         let to = usize::try_from(offsets[i + 1]).map_err(|_| "bad offset")?;
         let line = data.get(from..to).ok_or("offsets outside the data")?;
@@ -982,15 +1095,16 @@ pub fn scan(
         dict_sizes[2 * k] = dict.count as i64;
         dict_sizes[2 * k + 1] = dict.bytes as i64;
     }
-    Ok(claimed)
+    Ok(Some(claimed))
 }
 
 /// The C entry point (ctypes). `offsets` has `n + 1` entries into `data`;
 /// `settings` is a `Settings` as 5 i64s (the `YearRule`, then `alone`); `rows` holds `NCOLS * n` i32s, `ts` n
 /// i64s, `dict_offsets` `NDICTS * (n + 1)` i32s, `dict_data` `NDICTS` equal
 /// areas, `dict_sizes` `2 * NDICTS` i64s (entries and bytes of each
-/// dictionary). Returns the number of claimed lines, or -1 on an error (bad
-/// buffers, or a panic): the caller then uses the reference path.
+/// dictionary). Returns the number of claimed lines, -2 when the batch was
+/// given up on (see `LOOKAHEAD`), or -1 on an error (bad buffers, or a
+/// panic): for both the caller uses the reference path.
 ///
 /// # Safety
 /// Each pointer must be valid for the length given for it.
@@ -1026,7 +1140,8 @@ pub unsafe extern "C" fn fireplot_scan_netfilter(
         scan(data, offsets, settings, rows, ts, dict_offsets, dict_data, dict_sizes)
     }));
     match outcome {
-        Ok(Ok(claimed)) => claimed as i64,
+        Ok(Ok(Some(claimed))) => claimed as i64,
+        Ok(Ok(None)) => -2,
         _ => -1,
     }
 }
@@ -1084,6 +1199,72 @@ pub unsafe extern "C" fn fireplot_count_lines(data: *const u8, data_len: usize) 
 #[no_mangle]
 pub extern "C" fn fireplot_scan_layout() -> u64 {
     // Bumped with any change of the C interface: 2 = five settings, 3 = NO_FLAGS,
-    // 4 = plain address columns, 5 = fireplot_cut_lines and fireplot_count_lines.
-    (5 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
+    // 4 = plain address columns, 5 = fireplot_cut_lines and fireplot_count_lines,
+    // 6 = -2 for a batch given up on.
+    (6 << 16) | ((NCOLS as u64) << 8) | NDICTS as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YEARS: YearRule = YearRule { latest_year: 2024, latest_key: 0, leap_before: 2020, leap_latest: 2024 };
+    const BODY: &str = "DROP IN=eth0 OUT= MAC= SRC=203.0.113.9 DST=192.0.2.10 LEN=44 TOS=0x00 PREC=0x00 \
+                        TTL=52 ID=1 PROTO=TCP SPT=40123 DPT=22 WINDOW=1024 RES=0x00 SYN URGP=0 ";
+
+    fn read(head: &str) -> Option<(Line, String)> {
+        let line = format!("{head}{BODY}");
+        scan_line(line.as_bytes(), YEARS, false).map(|found| (found, line))
+    }
+
+    #[test]
+    fn rfc5424_with_pri_is_claimed() {
+        let (found, line) = read("<4>1 2026-11-22T00:00:00.043000+01:00 fw1 kernel - - - ").expect("claimed");
+        assert_eq!(&line[found.host.0..found.host.1], "fw1");
+        assert_eq!(&line[found.prefix.0..found.prefix.1], "DROP ");
+        assert!(!found.ts_local);
+        // 2026-11-21T23:00:00.043Z, as Python's datetime.fromisoformat has it.
+        assert_eq!(found.ts_us, 1_795_302_000_043_000);
+    }
+
+    #[test]
+    fn rfc5424_structured_data_bom_and_uptime_are_read() {
+        let (found, line) =
+            read("<13>1 2026-11-22T00:00:00Z fw1 k 1 m [a x=\"1\\\"]\"][b] \u{FEFF}[ 12.5] ").expect("claimed");
+        assert_eq!(&line[found.prefix.0..found.prefix.1], "DROP ");
+    }
+
+    #[test]
+    fn rfc5424_lines_it_cannot_be_sure_of_are_left_alone() {
+        for head in [
+            "<4>1 2026-11-22T00:00:00Z - kernel - - - ",      // nil host: the reference fills it in
+            "<4>1 2026-11-22T00:00:00Z fw kernel - - [m x=1] ", // unquoted value
+            "<4>1 2026-11-22T00:00:00Z fw kernel - - [nø] ",    // RE2 counts characters
+            "<4>1 2026-11-22T00:00:00Z fw kernel - -  ",        // no structured data
+            "<4>1 Nov 22 00:00:00 fw kernel - - - ",            // RFC 3164 stamp
+            "<4>2 2026-11-22T00:00:00Z fw kernel - - - ",
+        ] {
+            assert!(read(head).is_none(), "{head}");
+        }
+    }
+
+    #[test]
+    fn a_batch_without_a_claimed_line_among_its_first_is_given_up_on() {
+        let bad = "<4>1 2026-11-22T00:00:00Z - kernel - - - ".to_string() + BODY;
+        let good = "<4>1 2026-11-22T00:00:00Z fw kernel - - - ".to_string() + BODY;
+        for (leading, declined) in [(LOOKAHEAD, true), (LOOKAHEAD - 1, false)] {
+            let lines: Vec<&str> = std::iter::repeat(bad.as_str()).take(leading).chain([good.as_str(); 3]).collect();
+            let data: Vec<u8> = lines.concat().into_bytes();
+            let mut offsets = vec![0i32];
+            for l in &lines {
+                offsets.push(offsets.last().unwrap() + l.len() as i32);
+            }
+            let n = lines.len();
+            let (mut rows, mut ts) = (vec![0; NCOLS * n], vec![0; n]);
+            let (mut dict_offsets, mut dict_data, mut sizes) = (vec![0; NDICTS * (n + 1)], vec![0; NDICTS * data.len()], vec![0; 2 * NDICTS]);
+            let settings = Settings { years: YEARS, alone: false };
+            let got = scan(&data, &offsets, settings, &mut rows, &mut ts, &mut dict_offsets, &mut dict_data, &mut sizes);
+            assert_eq!(got, Ok(if declined { None } else { Some(3) }));
+        }
+    }
 }
