@@ -36,8 +36,6 @@ from producers.demo import Packet, format_line
 from producers.lines import MAX_LINE_BYTES
 from tests.support.system import REPO, System, free_port
 
-pytestmark = pytest.mark.kafka
-
 SHIPPERS = REPO / "deploy" / "shippers"
 SYSLOG_NG_ROOT = REPO / "var" / "syslog-ng"  # unpacked by scripts/bootstrap test (conflicts with rsyslog)
 T0 = dt.datetime(2026, 11, 27, 10, tzinfo=dt.UTC)
