@@ -57,6 +57,14 @@ LABELS: Final = {
     "networks": "source address filter (/)",
     "ports": "destination port filter",
     "action": "action filter",
+    # Focusable parts of the plots and tables (keyboard scrolling of a table, the plot's tools).
+    "day-plot": "plot of blocked packets: time across, destination port up",
+    "scans-table": "detected scans",
+    "site-health-table": "site health",
+    "source-timeline-plot": "the source's events over time",
+    "source-ports-table": "the source's ports",
+    "source-scans-table": "the source's scans",
+    "source-events-table": "the source's newest events",
 }
 
 Options = list[str | tuple[Any, str]]

@@ -39,19 +39,23 @@ window.addEventListener("keydown", (event) => {
   event.preventDefault()
 })
 
-// Accessible names: each labelled widget's focusable element (inside the widget's shadow root).
+// Accessible names: each labelled model's focusable elements without a name of their own, down
+// through the shadow roots of its parts (a table's scrolling panes, the plot's event layer).
+const focusable = "input, select, button, textarea, [tabindex]"
+const name_in = (root, label) => {
+  for (const el of root.querySelectorAll("*")) {
+    if (el.matches(focusable) && !el.hasAttribute("aria-label") && !(el.labels?.length) &&
+        !el.textContent.trim()) el.setAttribute("aria-label", label)
+    if (el.shadowRoot) name_in(el.shadowRoot, label)
+  }
+}
 const name_them = () => {
   for (const [name, label] of Object.entries(labels)) {
     const model = doc.get_model_by_name(name)
-    const view = model == null ? null : Bokeh.index.find_one(model)
-    const root = view?.shadow_el
-    if (root == null) continue
-    for (const el of root.querySelectorAll("input, select, button, textarea, [tabindex]")) {
-      if (!el.hasAttribute("aria-label")) el.setAttribute("aria-label", label)
-    }
+    const root = model == null ? null : Bokeh.index.find_one(model)?.shadow_el
+    if (root != null) name_in(root, label)
   }
 }
 name_them()
-// Widgets render some parts later (the date picker's calendar input, the choices box).
-setTimeout(name_them, 500)
-setTimeout(name_them, 2000)
+// Widgets render some parts later (a calendar, a table's rows, the source panel when it opens).
+setInterval(name_them, 1000)
