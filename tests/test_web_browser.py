@@ -292,10 +292,8 @@ def test_hostile_text_is_shown_as_text(driver: Any, site: Site) -> None:
     tooltip = wait_for(
         "the hover tooltip",
         lambda: driver.execute_script(
-            JS_DEEP + "for (const el of walk(document))"
-            "  if (el.classList.contains('bk-tooltip-content') && el.textContent)"
-            "    return el.textContent;"
-            "return null"
+            "const el = document.querySelector('.fireplot-tooltip');"
+            "return el && el.style.display !== 'none' && el.textContent ? el.textContent : null"
         ),
         timeout=5,
     )

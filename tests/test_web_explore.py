@@ -376,7 +376,7 @@ def test_time_zone_shows_that_zones_day_and_labels_times_in_it(driver: Any, site
 
 
 def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Site) -> None:
-    """Each filter leaves exactly the stored events that pass it; a bad network is refused with a notice."""
+    """Each filter leaves exactly the stored events that pass it; a bad network is refused beside them."""
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     day = day_table(site.store)
 
@@ -396,9 +396,9 @@ def test_port_action_and_protocol_filters_narrow_the_plot(driver: Any, site: Sit
 
     set_value(driver, "networks", "<b>not-a-net</b>")
     notice = wait_for(
-        "the notice",
+        "the filter error",
         lambda: driver.execute_script(
-            "const m = Bokeh.documents[0].get_model_by_name('notice'); return m.visible && m.text"
+            "const m = Bokeh.documents[0].get_model_by_name('filter-error'); return m.visible && m.text"
         ),
     )
     assert "not an address or network: '<b>not-a-net</b>'" in notice

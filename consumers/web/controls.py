@@ -11,14 +11,16 @@ from typing import Any, Final
 
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, CustomJS, SaveTool
+from bokeh.models.css import InlineStyleSheet
 from bokeh.models.layouts import Row
 from bokeh.models.widgets.buttons import Button
 from bokeh.models.widgets.inputs import MultiChoice, Select, TextInput
+from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.pickers import DatePicker
 
 from consumers import style
 from consumers.web import address
-from consumers.web.feeds.filters import Filters
+from consumers.web.feeds.filters import FilterError, Filters, parse_ports
 from consumers.web.resources import script
 from pipeline import datasets
 
@@ -36,6 +38,34 @@ ZONES: Final = (
     "America/Los_Angeles",
     "Asia/Tokyo",
 )
+
+# Readable on the page's black (contrast 5.6:1), the colour of a refused filter.
+INVALID_COLOUR: Final = "#ff6b6b"
+# Accessible names of the controls (screen readers; the keyboard's "/" focuses "networks").
+LABELS: Final = {
+    "prev-day": "previous day (Left arrow)",
+    "today": "today",
+    "next-day": "next day (Right arrow)",
+    "date-picker": "day",
+    "span": "span",
+    "site": "site",
+    "tz": "time zone",
+    "dataset": "dataset",
+    "export-csv": "CSV of the visible events",
+    "export-png": "PNG of this view",
+    "protocols": "protocol filter",
+    "networks": "source address filter (/)",
+    "ports": "destination port filter",
+    "action": "action filter",
+    # Focusable parts of the plots and tables (keyboard scrolling of a table, the plot's tools).
+    "day-plot": "plot of blocked packets: time across, destination port up",
+    "scans-table": "detected scans",
+    "site-health-table": "site health",
+    "source-timeline-plot": "the source's events over time",
+    "source-ports-table": "the source's ports",
+    "source-scans-table": "the source's scans",
+    "source-events-table": "the source's newest events",
+}
 
 Options = list[str | tuple[Any, str]]
 
@@ -84,10 +114,16 @@ class Controls:
         action_options: Options = [(ANY_ACTION, "any action"), *((a, a) for a in ACTIONS)]
         self.action = Select(options=action_options, value=ANY_ACTION, name="action", width=110)
 
-        address.keep_in_address(self.zone_select, "tz", "UTC")
-        address.keep_in_address(self.picker, "date", "")
-        address.keep_in_address(self.span_select, "days", "1")
-        address.keep_in_address(self.site_select, "site", "")
+        # What a filter box cannot understand, beside the boxes; the box itself is marked invalid.
+        self.filter_error = Div(
+            name="filter-error", render_as_text=True, disable_math=True, visible=False,
+            styles={"color": INVALID_COLOUR, "font-weight": "bold"},
+        )  # fmt: skip
+        invalid = InlineStyleSheet(css=f":host(.invalid) input {{ border: 2px solid {INVALID_COLOUR}; }}")
+        mark = CustomJS(code=script("mark_invalid"))
+        for widget in (self.networks, self.ports):
+            widget.stylesheets = [*widget.stylesheets, invalid]
+            widget.js_on_change("css_classes", mark)
 
     @property
     def filter_widgets(self) -> tuple[Any, ...]:
@@ -101,6 +137,46 @@ class Controls:
             ports=self.ports.value,
             action=self.action.value,
         )
+
+    def check_filters(self) -> Filters | None:
+        """The filters as typed, or None with each box that cannot be understood marked and the reasons shown.
+
+        Every box is checked on its own, so a valid one is never marked for another's mistake
+        and an error goes away as soon as its box is corrected.
+        """
+        errors = []
+        for widget, check in ((self.networks, _networks), (self.ports, parse_ports)):
+            try:
+                check(widget.value)
+            except FilterError as exc:
+                errors.append(str(exc))
+                widget.css_classes = ["invalid"]
+            else:
+                widget.css_classes = []
+        try:
+            filters = self.filters()
+        except FilterError as exc:
+            if not errors:
+                errors.append(str(exc))
+        self.filter_error.text = "; ".join(errors)
+        self.filter_error.visible = bool(errors)
+        return None if errors else filters
+
+    def show_filters(self, texts: dict[str, str]) -> None:
+        """Fill the boxes from the address's ``proto``, ``net``, ``ports`` and ``action``."""
+        self.protocols.value = [p for p in texts.get("proto", "").split(",") if p]
+        self.networks.value = texts.get("net", "")
+        self.ports.value = texts.get("ports", "")
+        self.action.value = texts.get("action", ANY_ACTION)
+
+    def filter_texts(self) -> dict[str, str]:
+        """The boxes' contents in the address's terms."""
+        return {
+            "proto": ",".join(self.protocols.value),
+            "net": self.networks.value.strip(),
+            "ports": self.ports.value.strip(),
+            "action": self.action.value,
+        }
 
     def offer_span(self, days: int) -> None:
         """Add ``days`` to the span choices if it is not one of them (a ``?days=`` of the address)."""
@@ -127,4 +203,8 @@ class Controls:
         )
 
     def filter_row(self) -> Row:
-        return row(*self.filter_widgets)
+        return row(*self.filter_widgets, self.filter_error)
+
+
+def _networks(text: str) -> Filters:
+    return Filters.parse(networks=text)

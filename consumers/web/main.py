@@ -44,7 +44,10 @@ def build_document(
     store = auth.scoped(store, doc)
     sites = store.sites()
     request.check_site(sites)
-    # Site liveness of the live archive, limited to this user's sites.
-    status_strip.attach(doc, store, web)
-    page = DayPage(doc, store, web, sites, names, request.dataset, scan_root=scan_root)
-    page.start(request.date, request.site, " ".join(request.notices), days=request.days, zone=request.zone)
+    # One recompute of the document's models at the end rather than one per root added
+    # (each is a walk over every model: seconds per page on a busy machine).
+    with doc.models.freeze():
+        # Site liveness of the live archive, limited to this user's sites.
+        status_strip.attach(doc, store, web)
+        page = DayPage(doc, store, web, sites, names, request.dataset, scan_root=scan_root)
+        page.open(request)

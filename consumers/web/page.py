@@ -21,15 +21,17 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 from bokeh.document import Document
-from bokeh.models import ColumnDataSource, HoverTool, SaveTool, TapTool
+from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
-from consumers.web import drill, export, layout
+from consumers import style
+from consumers.web import drill, export, layout, navigation, tooltip
+from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
 from consumers.web.feeds.columns import empty_data
 from consumers.web.feeds.contract import Feed, Frame, site_scope
 from consumers.web.feeds.day import DayFeed
 from consumers.web.feeds.days import day_bounds, parse_day, parse_zone, shift_day, today_in
-from consumers.web.feeds.filters import FilterError, Filters
+from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
@@ -93,13 +95,20 @@ class DayPage:
             self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end))
         )
         self.hover_time = layout.hover_time(self.zone_name)
-        self.hover = HoverTool(
-            renderers=renderers,
-            tooltips=layout.RAW_TOOLTIPS,
-            formatters={"@ts": self.hover_time},
-        )
-        self.plot.add_tools(self.hover, TapTool(renderers=renderers))
+        self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
+        self.plot.add_tools(TapTool(renderers=renderers))
         self.controls = Controls(sites, dataset_names, dataset, self.save_tool)
+        self.dataset = dataset
+        # The whole view is in the address; Back and Forward return to earlier views.
+        self.history = History(self._on_return)
+        # While an address is being shown (first load, Back/Forward) the controls' own
+        # callbacks stay quiet and the address is not pushed as a new entry.
+        self._quiet = False
+        # Until an address's zoom, panel and scan are shown, its writes replace the entry.
+        self._replacing = False
+        self._pending: PageRequest | None = None
+        self._address_callback: Any = None
+        self.sites = sites
         self.summary = layout.message("summary")
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
@@ -117,6 +126,9 @@ class DayPage:
         # Nothing on screen refers to the CSV carrier or the packed dots: as roots they reach the browser.
         doc.add_root(self.controls.csv)
         doc.add_root(self.transfer.packed)
+        doc.add_root(self.history.address)
+        doc.add_root(self.history.returned)
+        navigation.attach(doc, self.controls, self.plot, self.history.returned)
 
     def _connect(self) -> None:
         """The server side of the controls: each change shows another view."""
@@ -124,6 +136,10 @@ class DayPage:
         self.source.selected.on_change("indices", self._on_tap)
         self.plot.x_range.on_change("start", self._on_zoom)
         self.plot.x_range.on_change("end", self._on_zoom)
+        for rng in (self.plot.x_range, self.plot.y_range):
+            for attr in ("start", "end"):
+                rng.on_change(attr, self._address_later)
+        self.scans.selected.on_change("indices", self._address_later)
         c.prev_button.on_click(lambda: self.show(shift_day(self.date, -self.days), self.site))
         c.today_button.on_click(lambda: self.show(today_in(self.zone), self.site))
         c.next_button.on_click(lambda: self.show(shift_day(self.date, self.days), self.site))
@@ -139,13 +155,85 @@ class DayPage:
 
     # ---- switching day, span, site or filters -----------------------------------
 
-    def start(self, date: dt.date, site: str | None, notice: str, days: int = 1, zone: str = "UTC") -> None:
-        self._set_zone(zone)
-        if notice:
-            self._tell(notice)
-        self.days = days
-        self.controls.offer_span(days)
-        self.show(date, site)
+    def open(self, request: PageRequest) -> None:
+        """Show everything ``request`` (an address) asks for: view, filters, zoom, source panel, scan."""
+        self._replacing, self._quiet = True, True
+        try:
+            self._set_zone(request.zone)
+            self.notice.visible = False
+            if request.notices:
+                self._tell(" ".join(request.notices))
+            self.days = request.days
+            self.controls.offer_span(request.days)
+            self.controls.show_filters(request.filters)
+            self.filters = self.controls.check_filters() or Filters()
+            self._pending = request
+            self.panel_source = None
+            self.panel.layout.visible = False
+            self.scans.selected.indices = []
+            self.show(request.date, request.site)
+        finally:
+            self._quiet = False
+
+    def _on_return(self, search: str) -> None:
+        """The browser went Back or Forward to the entry ``search``: show it as a link would."""
+        request = PageRequest.parse(arguments_of(search), self.date, [self.dataset, datasets.MAIN])
+        request.check_site(self.sites)
+        self.history.returned_to(search)
+        self.open(request)
+
+    # ---- the address -------------------------------------------------------------
+
+    def _address_later(self, _attr: str, _old: Any, _new: Any) -> None:
+        # A zoom or pan is one history entry once it settles, not one per wheel step.
+        if self._quiet:
+            return
+        if self._address_callback is not None:
+            with contextlib.suppress(ValueError):
+                self.doc.remove_timeout_callback(self._address_callback)
+        self._address_callback = self.doc.add_timeout_callback(self._write_address, ZOOM_SETTLE_MS)
+
+    def _write_address(self) -> None:
+        self._address_callback = None
+        start, end = (_ms(t) for t in self.view_bounds())
+        x0, x1 = self.plot.x_range.start, self.plot.x_range.end
+        y0, y1 = self.plot.y_range.start, self.plot.y_range.end
+        x_zoomed = abs(x0 - start) >= 1 or abs(x1 - end) >= 1
+        y_zoomed = (y0, y1) != style.Y_RANGE
+        picked = self.scans.selected.indices
+        scan_ids = self.scans.data.get("scan_id", [])
+        search = query(
+            date=self.date,
+            days=self.days,
+            zone=self.zone_name,
+            dataset=self.dataset,
+            site=self.site,
+            filters=self.filters.texts(),
+            x=(x0, x1) if x_zoomed else None,
+            y=(y0, y1) if y_zoomed else None,
+            src=self.panel_source if self.panel.layout.visible else None,
+            scan=str(scan_ids[picked[0]]) if picked and picked[0] < len(scan_ids) else None,
+        )
+        self.history.write(search, push=not self._replacing)
+
+    def _show_pending(self) -> None:
+        """After an address's view loaded: its zoom, selected scan and source panel."""
+        request, self._pending = self._pending, None
+        if request is not None:
+            if request.scan is not None:
+                ids = [str(i) for i in self.scans.data.get("scan_id", [])]
+                if request.scan in ids:
+                    self.scans.selected.indices = [ids.index(request.scan)]
+            if request.x is not None:
+                self.plot.x_range.update(start=request.x[0], end=request.x[1])
+            if request.y is not None:
+                self.plot.y_range.update(start=request.y[0], end=request.y[1])
+            if request.src is not None:
+                start, end = self._visible()
+                task = partial(self._open_panel, self._generation, request.src, start, end)
+                self.doc.add_next_tick_callback(task)  # type: ignore[arg-type]  # Bokeh awaits coroutines
+        self._write_address()
+        self._replacing = False
 
     def view_bounds(self) -> tuple[dt.datetime, dt.datetime]:
         """The shown span: the ``days`` days ending with ``date``, midnight to midnight in the zone."""
@@ -160,11 +248,12 @@ class DayPage:
         self.controls.offer_zone(name)
         self.controls.zone_select.value = name
         self.hover_time.args = {"zone": name}
+        tooltip.set_zone(self.hover, name)
         self.tick_time.args = {"zone": name}
         self.plot.xaxis.axis_label = f"time ({name})"
 
     def _on_zone(self, _attr: str, _old: Any, new: Any) -> None:
-        if new != self.zone_name:
+        if not self._quiet and new != self.zone_name:
             self._set_zone(str(new))
             self.show(self.date, self.site)
 
@@ -177,10 +266,14 @@ class DayPage:
         first = shift_day(date, 1 - self.days)
         shown = date.isoformat() if self.days == 1 else f"{first.isoformat()} \u2026 {date.isoformat()}"
         title = f"fireplot \u2014 {shown}" + (f" \u2014 {site}" if site else "")
+        if self.filters:
+            # An export says what it leaves out, in its title and its file name.
+            title += f" \u2014 {self.filters.describe()}"
         self.doc.title = title
         self.plot.title.text = title
         # Named like the CSV, so a folder of exports sorts by day; without a name Bokeh would prompt.
-        self.save_tool.filename = f"fireplot-{site or 'all'}-{first.isoformat()}-{self.days}d"
+        self.save_tool.filename = f"fireplot-{self._file_part(site)}-{first.isoformat()}-{self.days}d"
+        self.save_tool.filename += f"-{self.filters.slug()}" if self.filters else ""
         self.controls.picker.value = date
         self.controls.span_select.value = str(self.days)
         self.controls.site_select.value = site or ALL_SITES
@@ -193,6 +286,10 @@ class DayPage:
         else:
             feed = RangeFeed(self.store, start, end, site, self.web.max_points, self.filters)
         self._start_load(feed, start, end)
+        self._write_address()
+
+    def _file_part(self, site: str | None) -> str:
+        return file_safe(site or "all") or "site"
 
     def _start_load(self, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
         load = partial(self._load, self._generation, feed, start, end)
@@ -200,27 +297,28 @@ class DayPage:
 
     def _on_pick(self, _attr: str, _old: Any, new: Any) -> None:
         date = new if isinstance(new, dt.date) else parse_day(str(new))
-        if date is not None and date != self.date:
+        if not self._quiet and date is not None and date != self.date:
             self.show(date, self.site)
 
     def _on_span(self, _attr: str, _old: Any, new: Any) -> None:
         days = int(new)
-        if days != self.days:
+        if not self._quiet and days != self.days:
             self.days = days
             self.show(self.date, self.site)
 
     def _on_site(self, _attr: str, _old: Any, new: Any) -> None:
         site = new or None
-        if site != self.site:
+        if not self._quiet and site != self.site:
             self.show(self.date, site)
 
     def _on_filter(self, _attr: str, _old: Any, _new: Any) -> None:
-        try:
-            filters = self.controls.filters()
-        except FilterError as exc:
-            self._tell(f"filter not applied: {exc}")
+        if self._quiet:
             return
-        self.notice.visible = False
+        # A box that cannot be understood is marked and its reason shown; the view keeps the
+        # filters it had until the text is corrected (the summary still says "(filtered)").
+        filters = self.controls.check_filters()
+        if filters is None:
+            return
         if filters != self.filters:
             self.filters = filters
             self.show(self.date, self.site)
@@ -287,6 +385,7 @@ class DayPage:
             return
         self.panel_source = src_ip
         self.panel.show(detail)
+        self._write_address()
 
     def _filter_to_source(self) -> None:
         if self.panel_source:
@@ -326,7 +425,10 @@ class DayPage:
         finally:
             button.disabled = False
         stamp = f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
-        self.controls.csv.data = {"csv": [text], "name": [f"fireplot-{self.site or 'all'}-{stamp}.csv"]}
+        name = f"fireplot-{self._file_part(self.site)}-{stamp}" + (
+            f"-{self.filters.slug()}" if self.filters else ""
+        )
+        self.controls.csv.data = {"csv": [text], "name": [f"{name}.csv"]}
         # Once the browser has it, the session need not keep megabytes of CSV alive.
         self.doc.add_timeout_callback(self._drop_csv, CSV_KEEP_MS)
 
@@ -356,6 +458,8 @@ class DayPage:
         self.scans.data = scans
         self._scan_stamp = stamp
         self._apply(frame, feed)
+        if self._pending is not None or self._replacing:
+            self._show_pending()
         if isinstance(feed, DayFeed) and feed.date == today_in(self.zone):
             self._schedule_poll()
 
@@ -425,7 +529,6 @@ class DayPage:
 
     def _apply(self, frame: Frame, feed: Feed) -> None:
         if frame.replace:
-            self.hover.tooltips = layout.AGGREGATED_TOOLTIPS if feed.aggregated else layout.RAW_TOOLTIPS
             self.source.selected.indices = []
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
             self.source.data = empty_data()

@@ -1,4 +1,4 @@
-"""The operator's filters (protocol, source networks, port range, action), applied to every read.
+"""The operator's filters (protocol, source networks, ports, action), applied to every read.
 
 One :class:`Filters` value describes what a page is narrowed to; every feed applies it to the
 table it read, events or rollup rows alike, so a filtered view is the same on a day and a range.
@@ -7,6 +7,7 @@ table it read, events or rollup rows alike, so a filtered view is the same on a 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,8 +32,8 @@ class Filters:
 
     series: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
-    port_min: int | None = None
-    port_max: int | None = None
+    # Inclusive (low, high) port ranges; one port is (p, p). Empty: every port.
+    ports: tuple[tuple[int, int], ...] = ()
     actions: tuple[str, ...] = ()
     _nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), init=False, repr=False, compare=False
@@ -49,33 +50,64 @@ class Filters:
         unknown = [s for s in self.series if s not in style.SERIES]
         if unknown:
             raise FilterError(f"unknown protocol series: {unknown!r}")
-        for bound in (self.port_min, self.port_max):
-            if bound is not None and not 0 <= bound <= 65535:
-                raise FilterError(f"port {bound} is outside 0..65535")
-        if self.port_min is not None and self.port_max is not None and self.port_min > self.port_max:
-            raise FilterError(f"port range {self.port_min}-{self.port_max} is empty")
+        for lo, hi in self.ports:
+            for bound in (lo, hi):
+                if not 0 <= bound <= 65535:
+                    raise FilterError(f"port {bound} is outside 0..65535")
+            if lo > hi:
+                raise FilterError(f"port range {lo}-{hi} is empty")
 
     @classmethod
     def parse(
         cls, *, series: list[str] | None = None, networks: str = "", ports: str = "", action: str = ""
     ) -> Filters:
-        """Filters from the page's inputs: comma-separated networks, ``lo-hi`` or one port, one action."""
+        """Filters from the page's inputs: comma-separated networks, comma-separated ports and
+        ``lo-hi`` ranges (``22,80,443``, ``1-1024,3389``; ``-1024`` and ``1024-`` are open), one action."""
         nets = tuple(n.strip() for n in networks.split(",") if n.strip())
-        lo: int | None = None
-        hi: int | None = None
-        text = ports.strip()
-        if text:
-            parts = text.split("-", 1)
-            try:
-                lo = int(parts[0]) if parts[0].strip() else None
-                if len(parts) == 1:
-                    hi = lo
-                elif parts[1].strip():
-                    hi = int(parts[1])
-            except ValueError:
-                raise FilterError(f"not a port or port range (like 1-1024): {text!r}") from None
         actions = (action.strip().lower(),) if action.strip() else ()
-        return cls(tuple(series or ()), nets, lo, hi, actions)
+        return cls(tuple(series or ()), nets, parse_ports(ports), actions)
+
+    @property
+    def port_min(self) -> int | None:
+        """The lowest port any range lets through (None: no port filter)."""
+        return min(lo for lo, _ in self.ports) if self.ports else None
+
+    @property
+    def port_max(self) -> int | None:
+        """The highest port any range lets through (None: no port filter)."""
+        return max(hi for _, hi in self.ports) if self.ports else None
+
+    def texts(self) -> dict[str, str]:
+        """The filters as the page's inputs (and the address) write them, empty ones left out."""
+        out = {
+            "proto": ",".join(self.series),
+            "net": ",".join(self.networks),
+            "ports": ports_text(self.ports),
+            "action": ",".join(self.actions),
+        }
+        return {k: v for k, v in out.items() if v}
+
+    def describe(self) -> str:
+        """The filters for a title, like ``ports 1-1024, TCP/IPv4, from 10.0.0.0/8``; "" when none."""
+        parts = []
+        if self.ports:
+            parts.append(f"ports {ports_text(self.ports)}")
+        parts.extend(self.series)
+        if self.networks:
+            parts.append("from " + ", ".join(self.networks))
+        if self.actions:
+            parts.append("action " + ", ".join(self.actions))
+        return ", ".join(parts)
+
+    def slug(self, limit: int = 80) -> str:
+        """The filters for a file name: ``ports-1-1024-tcp-ipv4``; only ``[a-z0-9.-]`` whatever was typed."""
+        parts = []
+        if self.ports:
+            parts.append("ports-" + ports_text(self.ports))
+        parts.extend(self.series)
+        parts.extend(f"from-{n}" for n in self.networks)
+        parts.extend(f"action-{a}" for a in self.actions)
+        return file_safe("-".join(parts), limit)
 
     @property
     def columns(self) -> list[str]:
@@ -88,9 +120,7 @@ class Filters:
         return bool(self.networks or self.actions)
 
     def __bool__(self) -> bool:
-        return bool(self.series or self.networks or self.actions) or (
-            self.port_min is not None or self.port_max is not None
-        )
+        return bool(self.series or self.networks or self.actions or self.ports)
 
     def apply(self, table: pa.Table) -> pa.Table:
         """The rows of ``table`` (events, or rollup rows without src_ip/action) that pass."""
@@ -100,12 +130,14 @@ class Filters:
         if self.series:
             series = style.encode(table.select(["dst_port", "proto", "ip_version"])).column("series")
             mask = pc.and_(mask, pc.is_in(series, value_set=pa.array(self.series)))
-        if self.port_min is not None or self.port_max is not None:
+        if self.ports:
             port = table.column("dst_port")
-            lo, hi = self.port_min or 0, 65535 if self.port_max is None else self.port_max
-            inside = pc.and_(pc.greater_equal(port, lo), pc.less_equal(port, hi))
-            # A range that starts at 0 includes the port-less lane, which is drawn below port 1.
-            mask = pc.and_(mask, pc.fill_null(inside, lo == 0))
+            inside = pa.array(np.zeros(table.num_rows, dtype=bool))
+            for lo, hi in self.ports:
+                within = pc.and_(pc.greater_equal(port, lo), pc.less_equal(port, hi))
+                # A range that starts at 0 includes the port-less lane, which is drawn below port 1.
+                inside = pc.or_(inside, pc.fill_null(within, lo == 0))
+            mask = pc.and_(mask, inside)
         if self.actions:
             action = pc.utf8_lower(table.column("action"))
             mask = pc.and_(mask, pc.is_in(action, value_set=pa.array(self.actions)))
@@ -113,3 +145,35 @@ class Filters:
             # The one CIDR matcher (pipeline.networks): columnar, once per distinct address.
             mask = pc.and_(mask, NetworkTable(self._nets).contains(table.column("src_ip")))
         return table.filter(mask)
+
+
+def parse_ports(text: str) -> tuple[tuple[int, int], ...]:
+    """``22,80,443`` or ``1-1024,3389`` as inclusive ranges; raises FilterError naming the bad part."""
+    ranges = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        try:
+            lo = int(low) if low.strip() else 0
+            hi = (int(high) if high.strip() else 65535) if dash else lo
+        except ValueError:
+            raise FilterError(
+                f"not a port, range or list (like 22,80,443 or 1-1024,3389): {part!r}"
+            ) from None
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def ports_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in ranges)
+
+
+def file_safe(text: str, limit: int = 80) -> str:
+    """``text`` reduced to ``[a-z0-9.-]`` (runs of anything else become one ``-``), at most ``limit`` long.
+
+    Filters hold what an operator typed or a link carried (and that may be an attacker's text):
+    no path separator, control character or shell-significant character reaches a file name.
+    """
+    safe = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")
+    return safe[:limit].rstrip("-.")
