@@ -186,7 +186,6 @@ def tooltip_lines(driver: Any) -> list[str] | None:
 # ---- the tests ----------------------------------------------------------------------------
 
 
-@pytest.mark.browser
 def test_back_and_forward_step_through_two_days_and_a_zoom(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     wait_for("the first day", lambda: shown_day(driver, DAY))
@@ -213,7 +212,6 @@ def test_back_and_forward_step_through_two_days_and_a_zoom(driver: Any, site: Si
     assert driver.execute_script("return history.length") == entries + 2
 
 
-@pytest.mark.browser
 def test_a_copied_link_reproduces_filters_zoom_and_the_source_panel(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     set_value(driver, "ports", "1000-1050,22")
@@ -249,7 +247,6 @@ def test_a_copied_link_reproduces_filters_zoom_and_the_source_panel(driver: Any,
     assert "ports 1000-1050,22" in js(driver, "return m('day-plot').title.text")
 
 
-@pytest.mark.browser
 def test_filter_errors_are_shown_on_the_box_and_cleared_and_port_lists_apply(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     total = len(source(driver)["ts"])  # type: ignore[index]
@@ -295,7 +292,6 @@ def test_filter_errors_are_shown_on_the_box_and_cleared_and_port_lists_apply(dri
     set_value(driver, "ports", "")
 
 
-@pytest.mark.browser
 def test_exports_name_their_filters_in_file_name_and_title(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}&ports=1-1024")
     name = f"fireplot-all-{DAY.isoformat()}-1d-ports-1-1024"
@@ -347,7 +343,6 @@ def test_port_lists_and_ranges_parse_and_apply() -> None:
             Filters.parse(ports=bad)
 
 
-@pytest.mark.browser
 def test_keys_step_days_reset_zoom_and_focus_the_filter_but_not_while_typing(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     before = DAY - dt.timedelta(days=1)
@@ -393,7 +388,6 @@ def test_keys_step_days_reset_zoom_and_focus_the_filter_but_not_while_typing(dri
     assert unnamed == [], "\n".join(unnamed)
 
 
-@pytest.mark.browser
 def test_tooltip_is_one_line_per_dot_with_more_here_scan_pinning_and_inert_text(
     driver: Any, site: Site
 ) -> None:
@@ -427,7 +421,6 @@ def test_tooltip_is_one_line_per_dot_with_more_here_scan_pinning_and_inert_text(
     assert images == 0 and driver.execute_script("return window.__pwned === undefined")
 
 
-@pytest.mark.browser
 def test_a_page_restored_from_the_back_forward_cache_reloads(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     driver.execute_script("sessionStorage.removeItem('fireplot-restored'); window.__marker = 1")
@@ -444,7 +437,6 @@ def test_a_page_restored_from_the_back_forward_cache_reloads(driver: Any, site: 
     wait_for("a click answered", lambda: shown_day(driver, DAY - dt.timedelta(days=1)))
 
 
-@pytest.mark.browser
 def test_a_lost_server_connection_shows_a_banner(site: Site) -> None:
     with browser.chromium() as d:
         with browser.web_server(site.store.root, site.root / "server-2.log") as url:
