@@ -132,12 +132,12 @@ def web_server(
         )
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"web server exited {proc.returncode}:\n{log.read_text()}")
             try:
-                with urllib.request.urlopen(url + ready_path, timeout=2) as resp:  # noqa: S310  # loopback
+                with urllib.request.urlopen(url + ready_path, timeout=30) as resp:  # noqa: S310  # loopback
                     if resp.status == 200:
                         break
             except OSError:
