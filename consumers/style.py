@@ -64,6 +64,44 @@ COLOURS: Final[dict[str, str]] = {
 }
 SERIES: Final[tuple[str, ...]] = tuple(COLOURS)
 
+# [web] palette: the original fireplot's colours (the default), or the Okabe-Ito set, which
+# stays distinct under the common colour-vision deficiencies (and on black: Okabe-Ito's own
+# black and dark blue are left out), with a marker shape per IP family so that the family
+# does not rest on colour alone.
+PALETTES: Final[tuple[str, ...]] = ("original", "colourblind")
+COLOURBLIND: Final[dict[str, str]] = {
+    Series.TCP4: "#009e73",  # bluish green
+    Series.UDP4: "#56b4e9",  # sky blue
+    Series.TCP6: "#e69f00",  # orange
+    Series.UDP6: "#f0e442",  # yellow
+    Series.ICMP: "#d55e00",  # vermillion
+    Series.ICMP6: "#cc79a7",  # reddish purple
+    Series.OTHER: "#ffffff",  # white
+}
+FAMILY_MARKERS: Final[dict[str, str]] = {
+    Series.TCP4: "square",
+    Series.UDP4: "square",
+    Series.ICMP: "square",
+    Series.TCP6: "triangle",
+    Series.UDP6: "triangle",
+    Series.ICMP6: "triangle",
+    Series.OTHER: "diamond",
+}
+
+
+def colours(palette: str = "original") -> dict[str, str]:
+    """Each series' colour in ``palette`` (one of PALETTES), in legend order."""
+    if palette not in PALETTES:
+        raise ValueError(f"unknown palette {palette!r}: one of {', '.join(PALETTES)}")
+    return dict(COLOURBLIND if palette == "colourblind" else COLOURS)
+
+
+def markers(palette: str = "original") -> dict[str, str]:
+    """Each series' marker in ``palette``: all DOT_MARKER in the original, by family otherwise."""
+    if palette == "colourblind":
+        return dict(FAMILY_MARKERS)
+    return dict.fromkeys(SERIES, DOT_MARKER)
+
 
 def draw_order(counts: dict[str, int]) -> list[str]:
     """Series from bottom to top: the most common drawn first, the rarest last, on top.

@@ -98,6 +98,7 @@ def day_figure(
     save_tool: SaveTool,
     ticks: CustomJSTickFormatter,
     x_range: tuple[float, float],
+    palette: str = "original",
 ) -> tuple[Any, list[DataRenderer]]:
     """The plot: a dot per event (or bin) of ``source`` in its series' colour, and the scans' outlines.
 
@@ -137,14 +138,16 @@ def day_figure(
     plot.toolbar.logo = None
     renderers: list[DataRenderer] = []
     items: list[LegendItem] = []
-    for series, colour in style.COLOURS.items():
+    shapes = style.markers(palette)
+    for series, colour in style.colours(palette).items():
         renderer: GlyphRenderer[Any] = plot.scatter(
             "ts",
             "y",
             source=source,
             view=CDSView(filter=GroupFilter(column_name="series", group=series)),
-            marker=style.DOT_MARKER,
-            size=style.DOT_SIZE,
+            marker=shapes[series],
+            # A shape other than a square needs a little more room to be told apart.
+            size=style.DOT_SIZE if shapes[series] == style.DOT_MARKER else style.DOT_SIZE + 2,
             fill_color=colour,
             fill_alpha="alpha",
             # A tapped dot opens its source's panel; the others stay as they were.
@@ -419,6 +422,8 @@ def arrange(doc: Document, *parts: Any, plot: Any, drawer: Drawer) -> Column:
         row(plot, drawer.layout, sizing_mode="stretch_both", name="plot-row"),
         sizing_mode="stretch_both",
         name="page",
+        # The template gives this root what the window has left (templates/index.html).
+        css_classes=["fireplot-page"],
     )
     doc.add_root(layout)
     doc.theme = Theme(json=style.theme_json())

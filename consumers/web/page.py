@@ -91,7 +91,7 @@ class DayPage:
         self.tick_time = layout.tick_time(self.zone_name)
         start, end = day_bounds(self.date, self.zone)
         self.plot, renderers = layout.day_figure(
-            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end))
+            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end)), web.palette
         )
         self.hover_time = layout.hover_time(self.zone_name)
         self.hover = HoverTool(
