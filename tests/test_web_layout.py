@@ -338,3 +338,39 @@ def test_heartbeat_is_stale_after_ten_intervals(tmp_path: Path) -> None:
     assert heartbeat.running(tmp_path, now + 31) is False
     (tmp_path / heartbeat.FILE).write_text("{not json", encoding="utf-8")
     assert heartbeat.running(tmp_path) is False
+
+
+def test_render_draws_in_the_configured_palette(tmp_path: Path) -> None:
+    """`fireplot render` takes [web] palette: its dots (and legend) in that palette's colours only."""
+    from PIL import Image
+
+    from consumers.render import Layout, render_day
+
+    store = Store(tmp_path / "store")
+    day = utc_today() - dt.timedelta(days=3)
+    store.write_flush(OffsetRange(TOPIC, 0, 0, 99), spot_day(day, 1, 0, 0))
+    counts: dict[str, dict[tuple[int, int, int], int]] = {}
+    for palette in style.PALETTES:
+        out = tmp_path / f"{palette}.png"
+        render_day(store, day, out, layout=Layout(palette=palette))
+        with Image.open(out) as img:
+            counts[palette] = {c: n for n, c in img.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    tcp4 = style.Series.TCP4
+    for palette, other in zip(style.PALETTES, reversed(style.PALETTES), strict=True):
+        mine, theirs = hex_rgb(style.colours(palette)[tcp4]), hex_rgb(style.colours(other)[tcp4])
+        # The legend's swatch and the one dot (DOT_SIZE squared pixels) beside it.
+        assert counts[palette].get(mine, 0) >= style.DOT_SIZE**2 + 1, palette
+        assert counts[palette].get(theirs, 0) == 0, palette
+
+
+def test_unknown_palette_is_a_config_error() -> None:
+    from pipeline.config import ConfigError, WebConfig
+
+    assert WebConfig().palette == "original"
+    assert WebConfig(palette="colourblind").palette == "colourblind"
+    with pytest.raises(ConfigError, match="palette"):
+        WebConfig(palette="rainbow")
+    with pytest.raises(ValueError, match="unknown palette"):
+        style.colours("rainbow")
+    assert set(style.markers("colourblind").values()) == {"square", "triangle", "diamond"}
+    assert set(style.markers("original").values()) == {style.DOT_MARKER}
