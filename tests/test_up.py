@@ -38,11 +38,18 @@ pytestmark = pytest.mark.kafka
 
 def page_shows_the_scans(url: str) -> None:
     """In Chromium, the page lists the demo's scans in its table and outlines them on the plot."""
+    from selenium.common.exceptions import TimeoutException
+
     with browser.chromium(1280, 800) as driver:
+        # A demo day is tens of thousands of dots drawn by software WebGL on a shared machine.
+        driver.set_script_timeout(120)
         driver.get(url)
 
         def listed() -> dict[str, Any] | None:
-            found: dict[str, Any] | None = driver.execute_script(JS_SCANS)
+            try:
+                found: dict[str, Any] | None = driver.execute_script(JS_SCANS)
+            except TimeoutException:
+                return None  # the page is still busy drawing: ask again
             ok = found and {"vertical", "slow"} <= set(found["kinds"]) and len(found["outlined"]) == 2
             return found if ok else None
 
