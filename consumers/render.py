@@ -63,6 +63,7 @@ class Layout:
     # height (the log axis spends rows evenly on decades of ports).
     width_px: int = 1920
     height_px: int = 1080
+    palette: str = "original"  # [web] palette, see consumers.style.colours
     left: int = 64
     right: int = 110
     top: int = 44
@@ -190,7 +191,8 @@ def draw_dots(
                 shifted = np.roll(grid, (dy, dx), axis=(0, 1))
                 np.minimum(covered, shifted, out=covered)
     inner = covered[pad : pad + layout.plot_height, pad : pad + layout.plot_width]
-    lut = np.array([_rgb(style.COLOURS[name]) for name in top_first], dtype=np.uint8)
+    palette = style.colours(layout.palette)
+    lut = np.array([_rgb(palette[name]) for name in top_first], dtype=np.uint8)
     hit = inner < empty
     plot = img[layout.top : layout.top + layout.plot_height, layout.left : layout.left + layout.plot_width]
     plot[hit] = lut[inner[hit]]
@@ -223,7 +225,7 @@ def draw_frame(image: Image.Image, layout: Layout, title: str) -> None:
     draw.text((4, top - 12), "destination port", fill=fg, font=small, anchor="ls")
     draw.text((left, 6), title, fill=fg, font=font, anchor="lt")
     legend_x = right + 14
-    for i, (name, colour) in enumerate(style.COLOURS.items()):
+    for i, (name, colour) in enumerate(style.colours(layout.palette).items()):
         row = top + 8 + i * 18
         draw.rectangle([(legend_x, row - 3), (legend_x + 6, row + 3)], fill=_rgb(colour))
         draw.text((legend_x + 12, row), name, fill=fg, font=small, anchor="lm")

@@ -64,6 +64,44 @@ COLOURS: Final[dict[str, str]] = {
 }
 SERIES: Final[tuple[str, ...]] = tuple(COLOURS)
 
+# [web] palette: the original fireplot's colours (the default), or the Okabe-Ito set, which
+# stays distinct under the common colour-vision deficiencies (and on black: Okabe-Ito's own
+# black and dark blue are left out), with a marker shape per IP family so that the family
+# does not rest on colour alone.
+PALETTES: Final[tuple[str, ...]] = ("original", "colourblind")
+COLOURBLIND: Final[dict[str, str]] = {
+    Series.TCP4: "#009e73",  # bluish green
+    Series.UDP4: "#56b4e9",  # sky blue
+    Series.TCP6: "#e69f00",  # orange
+    Series.UDP6: "#f0e442",  # yellow
+    Series.ICMP: "#d55e00",  # vermillion
+    Series.ICMP6: "#cc79a7",  # reddish purple
+    Series.OTHER: "#ffffff",  # white
+}
+FAMILY_MARKERS: Final[dict[str, str]] = {
+    Series.TCP4: "square",
+    Series.UDP4: "square",
+    Series.ICMP: "square",
+    Series.TCP6: "triangle",
+    Series.UDP6: "triangle",
+    Series.ICMP6: "triangle",
+    Series.OTHER: "diamond",
+}
+
+
+def colours(palette: str = "original") -> dict[str, str]:
+    """Each series' colour in ``palette`` (one of PALETTES), in legend order."""
+    if palette not in PALETTES:
+        raise ValueError(f"unknown palette {palette!r}: one of {', '.join(PALETTES)}")
+    return dict(COLOURBLIND if palette == "colourblind" else COLOURS)
+
+
+def markers(palette: str = "original") -> dict[str, str]:
+    """Each series' marker in ``palette``: all DOT_MARKER in the original, by family otherwise."""
+    if palette == "colourblind":
+        return dict(FAMILY_MARKERS)
+    return dict.fromkeys(SERIES, DOT_MARKER)
+
 
 def draw_order(counts: dict[str, int]) -> list[str]:
     """Series from bottom to top: the most common drawn first, the rarest last, on top.
@@ -172,6 +210,8 @@ def theme_json() -> dict[str, Any]:
             "Title": text,
             "Axis": axis,
             "Grid": {"grid_line_color": GRID, "grid_line_alpha": 1.0},
+            # Every widget (buttons, inputs, dropdowns, tables) in the plot's dark colours.
+            "UIElement": {"stylesheets": [WIDGET_CSS]},
             "Legend": {
                 "background_fill_color": BACKGROUND,
                 "background_fill_alpha": 0.8,
@@ -220,4 +260,36 @@ TABLE_CSS: Final = f"""
 .slick-row.odd .slick-cell {{ background: #0c0c0c; }}
 .slick-row.selected .slick-cell, .slick-cell.selected {{ background: #303030; color: #ffffff; }}
 .slick-viewport, .slick-header, .slick-pane {{ background: {BACKGROUND}; }}
+"""
+
+# Bokeh's widgets take their colours from CSS variables on each widget's :host; these are the
+# dark values. Text stays at least 4.5:1 against its ground (WCAG AA): #e6e6e6 on #141414 is
+# about 14:1, the muted #a6a6a6 (placeholders, disabled) about 7:1.
+WIDGET_BACKGROUND: Final = "#141414"
+WIDGET_TEXT: Final = "#e6e6e6"
+WIDGET_MUTED: Final = "#a6a6a6"
+WIDGET_CSS: Final = f"""
+:host {{
+  --color: {WIDGET_TEXT}; --background-color: {WIDGET_BACKGROUND}; --hover-color: #262626;
+  --disabled-color: {WIDGET_MUTED}; --border-color: #5a5a5a; --divider-color: #3a3a3a;
+  --shortcut-color: {WIDGET_MUTED}; --inactive-bg: #262626; --inactive-fg: {WIDGET_MUTED};
+  --active-bg: #1f4466; --active-border: #65a2cb; --active-fg: #ffffff;
+  --default: {WIDGET_BACKGROUND}; --default-border: #5a5a5a; --default-hover: #262626;
+  --default-hover-border: #808080; --default-active: #1f4466; --default-active-border: #65a2cb;
+  --default-disabled: #262626; --default-disabled-border: #5a5a5a;
+  --tooltip-color: {WIDGET_BACKGROUND}; --tooltip-text: {WIDGET_TEXT}; --tooltip-border: #5a5a5a;
+  color: {WIDGET_TEXT};
+}}
+.bk-input, select, option, input, .choices__inner, .choices__list, .choices__input,
+.choices__list--dropdown .choices__item, .choices__list--dropdown, .flatpickr-input {{
+  color: {WIDGET_TEXT}; background-color: {WIDGET_BACKGROUND};
+}}
+.choices__list--dropdown .choices__item--selectable.is-highlighted {{ background-color: #262626; }}
+.choices__list--multiple .choices__item {{
+  color: #ffffff; background-color: #1f4466; border-color: #65a2cb;
+}}
+::placeholder {{ color: {WIDGET_MUTED}; opacity: 1; }}
+.bk-btn, .bk-btn-default {{ color: {WIDGET_TEXT}; }}
+.bk-btn-default.bk-active {{ color: #ffffff; }}
+label {{ color: {WIDGET_TEXT}; }}
 """

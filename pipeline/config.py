@@ -242,6 +242,15 @@ class WebConfig:
     )
     max_points: int = doc("raw dots drawn per view before the server aggregates", 150_000)
     refresh_interval_ms: int = doc("how often the page looks for new events of today", 2000)
+    palette: str = doc(
+        'dot colours: "original" (the original fireplot\'s) or "colourblind" (Okabe-Ito colours and '
+        "a marker shape per IP family on the page); also used by `fireplot render`",
+        "original",
+    )
+
+    def __post_init__(self) -> None:
+        if self.palette not in ("original", "colourblind"):
+            raise ConfigError(f'[web] palette: "original" or "colourblind", got {self.palette!r}')
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,50 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pipeline.detect.scanstore import ScanStore
 from pipeline.store import Store
+from tests.support import browser
 from tests.support.system import free_port
+
+# What the page holds of the demo's scans: the scans table's kinds, the kinds outlined on the plot,
+# the rows the table draws once its drawer is open.
+JS_SCANS = """
+const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
+const s = d && d.get_model_by_name("scans");
+if (!s) return null;
+const outlined = ["vertical", "slow"].filter((k) => {
+  const ix = d.get_model_by_name("scans:" + k).view.indices;
+  return ix && (ix.count !== undefined ? ix.count : ix.length) > 0;
+});
+const table = Bokeh.index.find_one(d.get_model_by_name("scans-table"));
+const rows = table && table.shadow_el ? table.shadow_el.querySelectorAll(".slick-row").length : 0;
+return {kinds: Array.from(s.data.kind || []), outlined: outlined, rows: rows};
+"""
+
+
+def page_shows_the_scans(url: str) -> None:
+    """In Chromium, the page lists the demo's scans in its table and outlines them on the plot."""
+    from selenium.common.exceptions import TimeoutException
+
+    with browser.chromium(1280, 800) as driver:
+        # A demo day is tens of thousands of dots drawn by software WebGL on a shared machine.
+        driver.set_script_timeout(120)
+        driver.get(url)
+
+        def listed() -> dict[str, Any] | None:
+            try:
+                found: dict[str, Any] | None = driver.execute_script(JS_SCANS)
+            except TimeoutException:
+                return None  # the page is still busy drawing: ask again
+            ok = found and {"vertical", "slow"} <= set(found["kinds"]) and len(found["outlined"]) == 2
+            return found if ok else None
+
+        browser.wait_for("the demo's scans on the page", listed, timeout=90)
+        browser.click(driver, "scans-button")
+        rows = browser.wait_for("the scans table's rows", lambda: (listed() or {}).get("rows"), timeout=30)
+        assert rows >= 2
 
 
 def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(
@@ -79,6 +119,8 @@ def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(
             kinds,
             (tmp_path / "var" / "logs" / "detector.log").read_text()[-3000:],
         )
+        if browser.missing() is None:
+            page_shows_the_scans(url)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=120)

@@ -406,6 +406,8 @@ def test_scan_detected_while_live_joins_the_overlay_and_table_without_reload(dri
     )
     assert shown["ids"] == [scan_id]
     assert shown["drawn"] == [scan_id]  # the vertical outline's view selects it
+    # The scans list lives in a drawer beside the plot, closed until asked for.
+    click(driver, "scans-button")
     table = wait_for(
         "the scan's row in the table",
         lambda: driver.execute_script(
@@ -418,6 +420,7 @@ def test_scan_detected_while_live_joins_the_overlay_and_table_without_reload(dri
         timeout=5,
     )
     assert "vertical" in table and "1000-1200" in table
+    click(driver, "close-drawer")
     assert page_not_reloaded(driver)
     assert browser.severe(browser.console(driver)) == []
 

@@ -259,10 +259,15 @@ def test_detected_scans_are_outlined_and_a_table_row_click_zooms_to_the_scan(dri
 
     vertical = next(s for s in stored if s["kind"] == "vertical")
     row = scans["scan_id"].index(vertical["scan_id"])
-    cell = driver.execute_script(
-        "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('scans-table'));"
-        "return v.shadow_el.querySelectorAll('.slick-row')[arguments[0]].querySelector('.slick-cell')",
-        row,
+    click(driver, "scans-button")  # the scans list is in a drawer, closed until asked for
+    cell = wait_for(
+        "the scans table's rows",
+        lambda: driver.execute_script(
+            "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('scans-table'));"
+            "const r = v.shadow_el.querySelectorAll('.slick-row')[arguments[0]];"
+            "return r ? r.querySelector('.slick-cell') : null",
+            row,
+        ),
     )
     cell.click()
 

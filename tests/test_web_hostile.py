@@ -201,6 +201,7 @@ def test_source_panel_shows_events_and_scans_of_hostile_text_as_text(driver: Any
 def test_scans_table_shows_hostile_sources_and_sites_as_text(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
     assert model_data(driver, "scans")["kind"] == ["vertical"]
+    click(driver, "scans-button")  # the scans list lives in a drawer beside the plot
     shown = wait_for("the scans table", lambda: table_text(driver, "scans-table") or None)
     assert_inert(driver, shown, "the scans table")
 
@@ -216,6 +217,7 @@ def test_site_list_offers_the_odd_site_names_and_selecting_one_works(driver: Any
 
 def test_site_health_table_and_status_show_hostile_names_as_text(driver: Any, site: Site) -> None:
     open_page(driver, f"{site.url}?date={DAY.isoformat()}")
+    click(driver, "site-health-details")  # the per-site table opens from the status line
     shown = wait_for("the health table", lambda: table_text(driver, "site-health-table") or None)
     assert_inert(driver, shown, "the site-health table")
     assert_inert(driver, shown_text(driver, "site-health-status"), "the site-health status line")

@@ -8,6 +8,7 @@ table cells go through StringFormatter, the hover tool escapes ``@field`` values
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Final
 
 from bokeh.document import Document
@@ -23,11 +24,12 @@ from bokeh.models import (
     Range1d,
     SaveTool,
 )
+from bokeh.models.annotations.labels import Label
 from bokeh.models.annotations.legends import Legend, LegendItem
 from bokeh.models.css import InlineStyleSheet
 from bokeh.models.layouts import Column
 from bokeh.models.renderers import DataRenderer, GlyphRenderer
-from bokeh.models.widgets.buttons import Button
+from bokeh.models.widgets.buttons import Button, Toggle
 from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import (
     DataTable,
@@ -42,8 +44,17 @@ from bokeh.themes import Theme
 from consumers import style
 from consumers.web import drill, resources
 from consumers.web.resources import script
+from pipeline.detect import heartbeat
 
 SOURCE_NAME: Final = "events"
+# The plot never shrinks below this, however small the window: a toolbar and axes need room.
+MIN_PLOT_HEIGHT: Final = 300
+# Width of the panel beside the plot that holds the scans or a source's details.
+DRAWER_WIDTH: Final = 600
+# The port an empty plot's note is written at: the middle of the log axis.
+NOTE_PORT: Final = 200.0
+# How often an open page looks at the detector's heartbeat.
+NOTE_REFRESH_MS: Final = 5000
 
 RAW_TOOLTIPS: Final = [
     ("time", "@ts{custom}"),
@@ -87,10 +98,12 @@ def day_figure(
     save_tool: SaveTool,
     ticks: CustomJSTickFormatter,
     x_range: tuple[float, float],
+    palette: str = "original",
 ) -> tuple[Any, list[DataRenderer]]:
     """The plot: a dot per event (or bin) of ``source`` in its series' colour, and the scans' outlines.
 
     Returns the figure and the dots' renderers (one per series), which hovering and tapping use.
+    The figure fills what the page leaves it (``stretch_both``): the plot is what the page is for.
     """
     plot = figure(
         name="day-plot",
@@ -102,26 +115,39 @@ def day_figure(
         output_backend="webgl",
         tools=["xpan", "xwheel_zoom", "box_zoom", "reset", save_tool],
         active_scroll="xwheel_zoom",
-        height=640,
-        sizing_mode="stretch_width",
+        sizing_mode="stretch_both",
+        min_height=MIN_PLOT_HEIGHT,
     )
     plot.xaxis.axis_label = "time (UTC)"
     plot.xaxis.formatter = ticks
     plot.yaxis.axis_label = "destination port"
-    plot.yaxis.ticker = FixedTicker(ticks=list(style.Y_TICKS), minor_ticks=[])
+    ticker = FixedTicker(ticks=list(style.Y_TICKS), minor_ticks=[])
+    plot.yaxis.ticker = ticker
     labels: dict[Any, Any] = dict(style.Y_TICK_LABELS)
     plot.yaxis.major_label_overrides = labels
+    # Ticks added between the fixed ones when zoomed in are labelled with their port number.
+    plot.yaxis.formatter = CustomJSTickFormatter(
+        args={"none": style.NO_PORT_Y, "label": style.NO_PORT_LABEL}, code=script("port_label")
+    )
+    follow_zoom = CustomJS(
+        args={"ticker": ticker, "fixed": list(style.Y_TICKS), "range": plot.y_range},
+        code=script("port_ticks"),
+    )
+    plot.y_range.js_on_change("start", follow_zoom)
+    plot.y_range.js_on_change("end", follow_zoom)
     plot.toolbar.logo = None
     renderers: list[DataRenderer] = []
     items: list[LegendItem] = []
-    for series, colour in style.COLOURS.items():
+    shapes = style.markers(palette)
+    for series, colour in style.colours(palette).items():
         renderer: GlyphRenderer[Any] = plot.scatter(
             "ts",
             "y",
             source=source,
             view=CDSView(filter=GroupFilter(column_name="series", group=series)),
-            marker=style.DOT_MARKER,
-            size=style.DOT_SIZE,
+            marker=shapes[series],
+            # A shape other than a square needs a little more room to be told apart.
+            size=style.DOT_SIZE if shapes[series] == style.DOT_MARKER else style.DOT_SIZE + 2,
             fill_color=colour,
             fill_alpha="alpha",
             # A tapped dot opens its source's panel; the others stay as they were.
@@ -131,7 +157,8 @@ def day_figure(
             name=f"series:{series}",
         )
         renderers.append(renderer)
-        items.append(LegendItem(label=series, renderers=[renderer]))
+        # Hidden until the view holds the series (see order_series): an empty series has no swatch.
+        items.append(LegendItem(label=series, renderers=[renderer], visible=False, name=f"legend:{series}"))
     for kind, (colour, dash) in style.SCAN_STYLES.items():
         outline = plot.quad(
             left="left",
@@ -147,10 +174,57 @@ def day_figure(
             name=f"scans:{kind}",
         )
         outlines: list[Any] = [outline]
-        items.append(LegendItem(label=f"scan: {kind}", renderers=outlines))
+        items.append(
+            LegendItem(label=f"scan: {kind}", renderers=outlines, visible=False, name=f"legend:scan:{kind}")
+        )
     legend = Legend(items=items, click_policy="hide", location="top_left")
     plot.add_layout(legend, "right")
+    # Shown in the middle of an empty plot, saying why it is empty.
+    plot.add_layout(
+        Label(
+            name="plot-note",
+            x=x_range[0],
+            y=NOTE_PORT,
+            text="",
+            text_align="center",
+            visible=False,
+            text_color=style.FOREGROUND,
+            text_font_size="16px",
+        )
+    )
     return plot, renderers
+
+
+def order_series(plot: Any, counts: dict[str, int]) -> None:
+    """Draw the series in :func:`consumers.style.draw_order` of ``counts`` (rarest on top), as
+    ``fireplot render`` does, and show a legend entry only for a series the view holds."""
+    by_name = {r.name: r for r in plot.renderers}
+    dots = [by_name[f"series:{name}"] for name in style.draw_order(counts)]
+    others = [r for r in plot.renderers if not str(r.name or "").startswith("series:")]
+    # Scan outlines stay above every dot: they frame dots, they must not hide under them.
+    order = [r for r in others if not str(r.name or "").startswith("scans:")]
+    order += dots + [r for r in others if str(r.name or "").startswith("scans:")]
+    if [r.id for r in order] != [r.id for r in plot.renderers]:
+        plot.renderers = order
+    for item in plot.legend[0].items:
+        name = str(item.name or "")
+        if name.startswith("legend:") and not name.startswith("legend:scan:"):
+            item.visible = counts.get(name.removeprefix("legend:"), 0) > 0
+
+
+def show_scan_kinds(plot: Any, kinds: set[str]) -> None:
+    """Legend entries for the scan kinds the view holds, and none for the others."""
+    for item in plot.legend[0].items:
+        name = str(item.name or "")
+        if name.startswith("legend:scan:"):
+            item.visible = name.removeprefix("legend:scan:") in kinds
+
+
+def plot_note(plot: Any, text: str, x_ms: float) -> None:
+    """Say ``text`` at time ``x_ms`` (the middle of the view) of the plot, why it is empty;
+    an empty text hides the note."""
+    note = next(a for a in plot.center if getattr(a, "name", None) == "plot-note")
+    note.update(text=text, visible=bool(text), x=x_ms)
 
 
 def scans_table(scans: ColumnDataSource, plot: Any) -> DataTable:
@@ -167,8 +241,7 @@ def scans_table(scans: ColumnDataSource, plot: Any) -> DataTable:
             _number_column("packets", "packets"),
             _text_column("sites", "sites", 80),
         ],
-        width=560,
-        height=640,
+        sizing_mode="stretch_both",
     )
     scans.selected.js_on_change(
         "indices",
@@ -196,7 +269,7 @@ class SourcePanel:
             name="source-timeline-plot",
             x_axis_type="datetime",
             x_range=plot.x_range,
-            height=140,
+            height=110,
             sizing_mode="stretch_width",
             tools="",
             toolbar_location=None,
@@ -215,8 +288,8 @@ class SourcePanel:
                 _time_column("first", "first"),
                 _time_column("last", "last"),
             ],
-            width=560,
-            height=220,
+            sizing_mode="stretch_width",
+            height=150,
         )
         scans = _table(
             source=self.scans,
@@ -229,8 +302,8 @@ class SourcePanel:
                 _number_column("packets", "packets"),
                 _text_column("sites", "sites", 90),
             ],
-            width=620,
-            height=220,
+            sizing_mode="stretch_width",
+            height=120,
         )
         events = _table(
             source=self.events,
@@ -245,17 +318,20 @@ class SourcePanel:
                 _text_column("action", "action", 60),
                 _text_column("prefix", "prefix", 260),
             ],
-            sizing_mode="stretch_width",
-            height=240,
+            sizing_mode="stretch_both",
+            min_height=120,
         )
+        # Stacked to fit the drawer beside the plot; the recent events take what is left.
         self.layout = column(
-            row(self.title, self.filter_button, self.clear_button),
+            self.title,
+            row(self.filter_button, self.clear_button),
             timeline,
-            row(ports, scans),
+            ports,
+            scans,
             events,
             name="source-panel",
             visible=False,
-            sizing_mode="stretch_width",
+            sizing_mode="stretch_both",
         )
 
     def show(self, detail: drill.SourceDetail) -> None:
@@ -267,17 +343,87 @@ class SourcePanel:
         self.layout.visible = True
 
 
-def arrange(doc: Document, *parts: Any, plot: Any, beside: Any, below: Any) -> Column:
-    """The page: ``parts`` in rows above the plot, ``beside`` it on the right, ``below`` it.
+class Drawer:
+    """The panel beside the plot: the view's scans, or the source a clicked dot belongs to.
+
+    Closed until asked for (its button, or a click on a dot), so that the plot has the whole
+    width; open, it takes a fixed width beside the plot, in view whatever the window's size
+    (never below the fold). Scans or source: one at a time, the source panel when a dot was
+    clicked last. An empty scans list says why it is empty.
+    """
+
+    def __init__(
+        self, doc: Document, scans: ColumnDataSource, plot: Any, panel: SourcePanel, scan_root: Path
+    ) -> None:
+        self.scans = scans
+        self.scan_root = scan_root
+        self.plot = plot
+        self.panel = panel
+        self.button = Toggle(label="scans", name="scans-button", width=110, active=False)
+        self.close_button = Button(label="close \u2715", name="close-drawer", width=90)
+        self.note = Div(name="scans-note", render_as_text=True, disable_math=True)
+        self.table = scans_table(scans, plot)
+        self.scans_part = column(self.note, self.table, name="scans-part", sizing_mode="stretch_both")
+        self.layout = column(
+            self.close_button,
+            self.scans_part,
+            panel.layout,
+            name="drawer",
+            width=DRAWER_WIDTH,
+            sizing_mode="stretch_height",
+            visible=False,
+        )
+        parts = {
+            "drawer": self.layout,
+            "scans": self.scans_part,
+            "source": panel.layout,
+            "button": self.button,
+        }
+        self.button.js_on_change("active", CustomJS(args=parts, code=script("open_scans")))
+        self.close_button.js_on_click(CustomJS(args=parts, code=script("close_drawer")))
+        panel.layout.on_change("visible", self._source_shown)
+        scans.on_change("data", lambda _a, _o, _n: self.refresh())
+        self.refresh()
+        # The detector may start or stop while the page is open.
+        doc.add_periodic_callback(self.refresh, NOTE_REFRESH_MS)
+
+    def _source_shown(self, _attr: str, _old: Any, new: Any) -> None:
+        if new:
+            self.scans_part.visible = False
+            self.button.active = False
+            self.layout.visible = True
+
+    def refresh(self) -> None:
+        """The button's count, the legend's scan kinds and the note saying why no scans are listed."""
+        kinds = [str(k) for k in self.scans.data.get("kind", [])]
+        self.button.label = f"scans ({len(kinds)})"
+        show_scan_kinds(self.plot, set(kinds))
+        self.note.text = "" if kinds else self.why_empty()
+        self.note.visible = not kinds
+
+    def why_empty(self) -> str:
+        if not heartbeat.running(self.scan_root):
+            return (
+                "no scans listed: the detector is not running (fireplot up runs it; "
+                "alone: fireplot detect --follow)"
+            )
+        return "no scans yet in this view (the detector is running)"
+
+
+def arrange(doc: Document, *parts: Any, plot: Any, drawer: Drawer) -> Column:
+    """The page: ``parts`` in rows above the plot, which fills the rest of the window; the drawer
+    beside it on the right.
 
     Also the page's theme and template: a black page around the black plot, or the dots'
     contrast is lost in a white frame.
     """
     layout = column(
         *parts,
-        row(plot, beside, sizing_mode="stretch_width"),
-        below,
-        sizing_mode="stretch_width",
+        row(plot, drawer.layout, sizing_mode="stretch_both", name="plot-row"),
+        sizing_mode="stretch_both",
+        name="page",
+        # The template gives this root what the window has left (templates/index.html).
+        css_classes=["fireplot-page"],
     )
     doc.add_root(layout)
     doc.theme = Theme(json=style.theme_json())

@@ -21,6 +21,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 from bokeh.document import Document
+from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
@@ -92,7 +93,7 @@ class DayPage:
         self.tick_time = layout.tick_time(self.zone_name)
         start, end = day_bounds(self.date, self.zone)
         self.plot, renderers = layout.day_figure(
-            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end))
+            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end)), web.palette
         )
         self.hover_time = layout.hover_time(self.zone_name)
         self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
@@ -112,16 +113,16 @@ class DayPage:
         self.summary = layout.message("summary")
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
+        self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
+        # Rows shown by series in the browser: the dots' drawing order follows them.
+        self._series_counts: dict[str, int] = {}
         self._connect()
         layout.arrange(
             doc,
             self.controls.navigation(),
-            self.controls.filter_row(),
-            self.summary,
-            self.notice,
+            row(self.controls.filter_row(), self.drawer.button, self.summary, self.notice),
             plot=self.plot,
-            beside=layout.scans_table(self.scans, self.plot),
-            below=self.panel.layout,
+            drawer=self.drawer,
         )
         # Nothing on screen refers to the CSV carrier or the packed dots: as roots they reach the browser.
         doc.add_root(self.controls.csv)
@@ -280,6 +281,7 @@ class DayPage:
         start_ms, end_ms = _ms(start), _ms(end)
         self.plot.x_range.update(start=start_ms, end=end_ms, reset_start=start_ms, reset_end=end_ms)
         self.summary.text = "loading\u2026"
+        layout.plot_note(self.plot, "", start_ms)
         feed: Feed
         if self.days == 1:
             feed = DayFeed(self.store, date, site, self.web.max_points, self.filters, self.zone)
@@ -534,15 +536,31 @@ class DayPage:
             self.source.data = empty_data()
             self.transfer.send(frame.data)
             self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
+            self._series_counts = {}
         else:
             new: dict[str, Any] = dict(frame.data)
             self.source.stream(new)
             if "src_ip" in new and self._shown_ips:
                 self._shown_ips.append(new["src_ip"])
+        names, counts = np.unique(np.asarray(frame.data["series"], dtype=str), return_counts=True)
+        for name, n in zip(names, counts, strict=True):
+            self._series_counts[str(name)] = self._series_counts.get(str(name), 0) + int(n)
+        layout.order_series(self.plot, self._series_counts)
+        start, end = self.view_bounds()
+        layout.plot_note(self.plot, self._why_empty(), (_ms(start) + _ms(end)) / 2)
         text = feed.summary()
         if self.filters:
             text += " (filtered)"
         self.summary.text = text
+
+    def _why_empty(self) -> str:
+        """Why the plot holds no dot ("" when it holds some)."""
+        if any(self._series_counts.values()):
+            return ""
+        if shift_day(self.date, 1 - self.days) > today_in(self.zone):
+            return "this day is in the future" if self.days == 1 else "these days are in the future"
+        what = "no events on this day" if self.days == 1 else "no events in these days"
+        return what + " (matching the filters)" if self.filters else what
 
 
 def _ms(t: dt.datetime) -> float:

@@ -21,11 +21,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from bokeh.document import Document
-from bokeh.layouts import column
+from bokeh.layouts import column, row
 from bokeh.models import ColumnDataSource
+from bokeh.models.css import InlineStyleSheet
+from bokeh.models.widgets.buttons import Toggle
 from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import DataTable, StringFormatter, TableColumn
 
+from consumers import style
 from pipeline import datasets
 from pipeline.config import WebConfig
 from pipeline.health import duration_text, read_snapshot
@@ -83,6 +86,16 @@ def table_data(snapshot: dict[str, Any] | None, now: dt.datetime) -> tuple[dict[
     return data, "; ".join(parts)
 
 
+def line_colour(snapshot: dict[str, Any] | None, data: dict[str, list[Any]], line: str) -> str:
+    """The status line's colour: red when a site is silent or the worker stopped reporting,
+    green when every site sends, grey while there is no report to judge."""
+    if snapshot is None:
+        return style.FOREGROUND
+    if "SILENT" in data["status"] or "is the worker running" in line:
+        return SILENT_COLOUR
+    return OK_COLOUR
+
+
 def live_root(store: Store) -> Path:
     """The live archive's root, also for a page showing a dataset (``<live>/datasets/NAME``):
     health is about the sites feeding the archive, whichever dataset is on screen."""
@@ -124,8 +137,15 @@ class StatusStrip:
             index_position=None,
             height=140,
             sizing_mode="stretch_width",
+            stylesheets=[InlineStyleSheet(css=style.TABLE_CSS)],
+            visible=False,
         )
-        self.layout = column(self.status, self.table, sizing_mode="stretch_width")
+        # One coloured line; the per-site table only on demand, so the plot keeps the screen.
+        self.details = Toggle(label="site details", name="site-health-details", width=110)
+        self.details.js_link("active", self.table, "visible")
+        self.layout = column(
+            row(self.details, self.status), self.table, sizing_mode="stretch_width", name="status-strip"
+        )
 
     def refresh(self) -> None:
         snapshot = read_snapshot(self.root)
@@ -136,6 +156,7 @@ class StatusStrip:
         data, line = table_data(snapshot, dt.datetime.now(dt.UTC))
         self.source.data = data
         self.status.text = line
+        self.status.styles = {"color": line_colour(snapshot, data, line), "padding-top": "4px"}
 
 
 def attach(doc: Document, store: Store, web: WebConfig) -> StatusStrip:

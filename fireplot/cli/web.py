@@ -69,7 +69,7 @@ def _render(cfg: Config, args: argparse.Namespace) -> int:
 
     try:
         date = parse_date(args.date, dt.datetime.now(dt.UTC).date())
-        layout = Layout(width_px=args.width_px, height_px=args.height_px)
+        layout = Layout(width_px=args.width_px, height_px=args.height_px, palette=cfg.web.palette)
         store = open_store(args.store or cfg.worker.store_dir, args.dataset)
         check_sites(store, args.site)
     except ValueError as exc:

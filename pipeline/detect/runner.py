@@ -50,6 +50,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from pipeline.config import Config, DetectConfig, KafkaConfig
+from pipeline.detect import heartbeat
 from pipeline.detect.engine import (
     FAST_KINDS,
     SCAN_SCHEMA,
@@ -350,6 +351,7 @@ def follow(
                 ev.evaluate(wm)
             if on_tick is not None:
                 on_tick(wm)
+        heartbeat.write(ev.scans.root, ev.evaluated_us, ev.cfg.follow_interval_s)
         time.sleep(ev.cfg.follow_interval_s)
 
 

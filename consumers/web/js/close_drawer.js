@@ -1,0 +1,3 @@
+// CustomJS on the drawer's close button; args: drawer, scans, source, button.
+drawer.visible = false
+button.active = false
