@@ -106,7 +106,6 @@ def rect(driver: Any, name: str) -> dict[str, float]:
     return out
 
 
-@pytest.mark.browser
 @pytest.mark.parametrize(("width", "height"), SIZES)
 def test_plot_fills_most_of_the_window(site: Site, width: int, height: int, tmp_path: Path) -> None:
     """At each window size the plot takes >= 70 % of the height, whole (x axis in view)."""
@@ -127,7 +126,6 @@ def test_plot_fills_most_of_the_window(site: Site, width: int, height: int, tmp_
         assert plot["height"] >= 0.70 * height - 100
 
 
-@pytest.mark.browser
 def test_scans_and_source_open_in_view(driver: Any, site: Site) -> None:
     """The scans button opens the drawer beside the plot; a clicked dot opens its source there."""
     driver.set_window_size(1280, 800)
@@ -179,7 +177,6 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
     return (int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16))
 
 
-@pytest.mark.browser
 def test_the_rarer_series_is_drawn_on_top(driver: Any, site: Site, tmp_path: Path) -> None:
     """Two series on one spot: the rarer one's colour shows, whichever family it is (as in render)."""
     driver.set_window_size(1280, 800)
@@ -197,7 +194,6 @@ def test_the_rarer_series_is_drawn_on_top(driver: Any, site: Site, tmp_path: Pat
     assert shown == [style.Series.TCP4, style.Series.TCP6]
 
 
-@pytest.mark.browser
 def test_port_labels_follow_a_zoom(driver: Any, site: Site) -> None:
     """Zoomed to ports 21-25, every whole port there is a labelled tick, not only 22."""
     open_page(driver, f"{site.url}?date={site.today.isoformat()}")
@@ -274,7 +270,6 @@ return out
 )
 
 
-@pytest.mark.browser
 def test_every_visible_text_is_readable(driver: Any, site: Site) -> None:
     """WCAG AA: every visible text (widgets, tables, status) at least 4.5:1 against its ground."""
     open_page(driver, f"{site.url}?date={site.today.isoformat()}")
@@ -295,7 +290,6 @@ def scans_note(driver: Any) -> str:
     return text
 
 
-@pytest.mark.browser
 def test_empty_panels_say_why(driver: Any, site: Site) -> None:
     """An empty day, a future day, and a scans list with and without a running detector."""
     open_page(driver, f"{site.url}?date={site.empty.isoformat()}")
