@@ -34,6 +34,7 @@ from a fast scan's 15th port to its announcement is about the grid step
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
@@ -63,6 +64,7 @@ from pipeline.detect.engine import (
     points,
 )
 from pipeline.detect.scanstore import ScanStore
+from pipeline.detect.slowtrack import SlowTracker
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import DATASET_SCHEMA, PARTITIONING, Store
 
@@ -208,8 +210,11 @@ class Evaluator:
     source: EventSource
     scans: ScanStore
     on_new: Callable[[list[dict[str, Any]]], None] | None = None
+    # Every record an evaluation adds or changes (the scans topic: the latest version per scan_id).
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None
     evaluated_us: int | None = None  # end of the last evaluation; None: nothing yet
     stats: DetectStats = field(default_factory=DetectStats)
+    tracker: SlowTracker | None = None
 
     def evaluate(self, end_us: int, since_us: int | None = None) -> list[dict[str, Any]]:
         """Detect up to end_us; return the scans not in the dataset before (new ones)."""
@@ -228,6 +233,11 @@ class Evaluator:
         prev = self.evaluated_us if self.evaluated_us is not None else (since_us or end_us)
         if end_us <= prev and self.evaluated_us is not None:
             return []
+        if self.evaluated_us is None or self.tracker is None:
+            # Persistent tracking restarts at the day boundary at or before prev, from the
+            # checkpoint saved there (replay and a restarted live detector alike).
+            self.tracker = SlowTracker(self.cfg, self.scans.root / "_track")
+            self.tracker.start(prev)
         starts: dict[str, int] = {}
         for kind, spec in specs.items():
             # A kind changes only when a new grid point falls at or before the end.
@@ -237,10 +247,11 @@ class Evaluator:
         if self.evaluated_us is None:
             starts = {k: (prev // s.epoch_us) * s.epoch_us for k, s in specs.items()}
         self.evaluated_us = end_us
+        new = self._track(end_us)
         if not starts:
-            return []
+            return new
         # Each kind reads back only its own window: a tick that re-evaluates the fast kinds
-        # must not read the slow kinds' 8 h look-back (that would grow every tick's cost).
+        # must not read the slow kinds' look-back (that would grow every tick's cost).
         lo = min(start - specs[kind].window_us for kind, start in starts.items())
         pts = points(self.source(lo, end_us), self.cfg)
         detector = Detector(self.cfg)
@@ -257,17 +268,49 @@ class Evaluator:
                     )
                 )
                 plans.append((kind, epoch, part))
-        new = self._announce_then_write(plans)
+        new += self._announce_then_write(plans)
         if any(k in starts for k in (*FAST_KINDS, *SLOW_KINDS)):
             new += self._cross_site(min(starts.values()), end_us)
+        return new
+
+    def _track(self, end_us: int) -> list[dict[str, Any]]:
+        """Advance the slow/distributed tracker to end_us; upsert the records it changed."""
+        assert self.tracker is not None
+        tracker = self.tracker
+        before = copy.deepcopy(tracker.stats)  # fmt: skip
+        changed = tracker.advance(lambda lo, hi: points(self.source(lo, hi), self.cfg), end_us)
+        self._merge_stats(_minus(tracker.stats, before))
+        found = pa.concat_tables(changed) if changed else SCAN_SCHEMA.empty_table()
+        if found.num_rows == 0:
+            return []
+        # A scan's newest version wins when it changed in several day chunks of one call.
+        rows = {r["scan_id"]: r for r in found.to_pylist()}
+        found = pa.Table.from_pylist(list(rows.values()), schema=SCAN_SCHEMA)
+        groups: dict[tuple[str, int], list[int]] = {}
+        kinds = found.column("kind").to_pylist()
+        epochs = pc.cast(found.column("epoch_start"), pa.int64()).to_pylist()
+        for i, key in enumerate(zip(kinds, epochs, strict=True)):
+            groups.setdefault(key, []).append(i)
+        parts = [(kind, epoch, found.take(pa.array(idx))) for (kind, epoch), idx in sorted(groups.items())]
+        new = [r for kind, epoch, part in parts for r in self.scans.new_in(kind, epoch, part)]
+        updated = [r for kind, epoch, part in parts for r in self.scans.changed_in(kind, epoch, part)]
+        if new and self.on_new is not None:
+            self.on_new(new)
+        if updated and self.on_update is not None:
+            self.on_update(updated)
+        for kind, epoch, part in parts:
+            self.scans.upsert(kind, epoch, part)
         return new
 
     def _announce_then_write(self, plans: list[tuple[str, int, pa.Table]]) -> list[dict[str, Any]]:
         """Announce the scans the dataset lacks, then write: a crash in between announces them
         again on restart (at least once, same scan_id) rather than never."""
         new = [scan for kind, epoch, part in plans for scan in self.scans.new_in(kind, epoch, part)]
+        updated = [r for kind, epoch, part in plans for r in self.scans.changed_in(kind, epoch, part)]
         if new and self.on_new is not None:
             self.on_new(new)
+        if updated and self.on_update is not None:
+            self.on_update(updated)
         for kind, epoch, part in plans:
             self.scans.replace(kind, epoch, part)
         return new
@@ -287,6 +330,15 @@ class Evaluator:
             mine, theirs = getattr(self.stats, name), getattr(s, name)
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
+
+
+def _minus(a: DetectStats, b: DetectStats) -> DetectStats:
+    """What a's counters added since b (the tracker keeps running totals)."""
+    out = DetectStats()  # events: the grid detector counts them once
+    for name in ("candidates", "dropped_keys", "scans"):
+        mine, old = getattr(a, name), getattr(b, name)
+        setattr(out, name, {k: v - old.get(k, 0) for k, v in mine.items() if v - old.get(k, 0)})
+    return out
 
 
 def replay(ev: Evaluator, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
@@ -354,39 +406,16 @@ def follow(
 
 
 def alert_hooks(
-    cfg: DetectConfig,
-    kafka_bootstrap: str | None = None,
-    stats: DetectStats | None = None,
-    security: KafkaConfig | None = None,
+    cfg: DetectConfig, stats: DetectStats | None = None
 ) -> Callable[[list[dict[str, Any]]], None]:
-    """Per new scan: the alert command (scan JSON on stdin), the webhook, the scans topic.
+    """Per new scan: the alert command (scan JSON on stdin) and the webhook - once per scan_id.
 
     Called with the scans an evaluation found absent from the scan dataset, just before
     it writes them (see the module docstring for the exact semantics). A failed
     announcement is logged and counted in ``stats.alerts_failed`` by channel, not retried.
     """
-    producer: Any = None
-    if cfg.publish and kafka_bootstrap:
-        from kafka import KafkaProducer
-
-        from pipeline.broker import ensure_topics
-        from pipeline.kafka_security import client_kwargs
-
-        # The broker does not auto-create topics; one partition keeps scans in detection order.
-        ensure_topics(kafka_bootstrap, {cfg.kafka_topic: 1}, security=security)
-        producer = KafkaProducer(
-            bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
-        )
-
-    def failed(channel: str, scan: dict[str, Any], error: str) -> None:
-        log.warning(
-            "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
-        )
-        if stats is not None:
-            stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
 
     def fire(scans: list[dict[str, Any]]) -> None:
-        sent: list[tuple[dict[str, Any], Any]] = []
         for scan in scans:
             body = scan_json(scan)
             if cfg.alert_command:
@@ -400,9 +429,9 @@ def alert_hooks(
                         check=False,
                     )
                     if proc.returncode != 0:
-                        failed("command", scan, f"exit {proc.returncode}: {proc.stderr}")
+                        _failed(stats, "command", scan, f"exit {proc.returncode}: {proc.stderr}")
                 except (OSError, subprocess.TimeoutExpired) as exc:
-                    failed("command", scan, str(exc))
+                    _failed(stats, "command", scan, str(exc))
             if cfg.alert_webhook:
                 req = urllib.request.Request(  # noqa: S310 - the operator's configured URL
                     cfg.alert_webhook,
@@ -414,19 +443,61 @@ def alert_hooks(
                     with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - operator's URL
                         pass
                 except OSError as exc:
-                    failed("webhook", scan, str(exc))
-            if producer is not None:
-                key = str(scan["scan_id"]).encode()
-                sent.append((scan, producer.send(cfg.kafka_topic, key=key, value=body.encode())))
-        if producer is not None:
-            producer.flush(timeout=30)
-            for scan, fut in sent:
-                try:
-                    fut.get(timeout=1)
-                except Exception as exc:
-                    failed("topic", scan, repr(exc))
+                    _failed(stats, "webhook", scan, str(exc))
 
     return fire
+
+
+def _failed(stats: DetectStats | None, channel: str, scan: dict[str, Any], error: str) -> None:
+    log.warning(
+        "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
+    )
+    if stats is not None:
+        stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
+
+
+def topic_publisher(
+    cfg: DetectConfig,
+    kafka_bootstrap: str,
+    stats: DetectStats | None = None,
+    security: KafkaConfig | None = None,
+) -> Callable[[list[dict[str, Any]]], None]:
+    """Every new or changed scan record to the scans topic, keyed by scan_id.
+
+    The topic is compacted (``cleanup.policy=compact``): a scan that grows is published
+    again under the same key, and compaction keeps its latest record - one per scan.
+    """
+    from kafka import KafkaProducer
+
+    from pipeline.broker import ensure_topics
+    from pipeline.kafka_security import client_kwargs
+
+    # The broker does not auto-create topics; one partition keeps scans in detection order.
+    ensure_topics(
+        kafka_bootstrap, {cfg.kafka_topic: 1}, configs={"cleanup.policy": "compact"}, security=security
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
+    )
+
+    def publish(scans: list[dict[str, Any]]) -> None:
+        sent = [
+            (
+                scan,
+                producer.send(
+                    cfg.kafka_topic, key=str(scan["scan_id"]).encode(), value=scan_json(scan).encode()
+                ),
+            )
+            for scan in scans
+        ]
+        producer.flush(timeout=30)
+        for scan, fut in sent:
+            try:
+                fut.get(timeout=1)
+            except Exception as exc:
+                _failed(stats, "topic", scan, repr(exc))
+
+    return publish
 
 
 def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True) -> tuple[Evaluator, Store]:
@@ -434,7 +505,10 @@ def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True)
     scans_dir = cfg.detect.scans_dir or str(Path(store.root) / "scans")
     ev = Evaluator(cfg.detect, store_source(store), ScanStore(scans_dir))
     if hooks:
-        ev.on_new = alert_hooks(cfg.detect, cfg.kafka.effective_bootstrap, ev.stats, security=cfg.kafka)
+        ev.on_new = alert_hooks(cfg.detect, ev.stats)
+        bootstrap = cfg.kafka.effective_bootstrap
+        if cfg.detect.publish and bootstrap:
+            ev.on_update = topic_publisher(cfg.detect, bootstrap, ev.stats, security=cfg.kafka)
     return ev, store
 
 
