@@ -276,6 +276,11 @@ class DetectConfig:
     distributed_idle_s: float = doc(
         "distributed slow scan: a dst block's session ends after this long without a port new to it", 900.0
     )
+    track_step_s: float = doc(
+        "slow/distributed tracking consumes events up to the last multiple of this (event time) at or "
+        "before each evaluation's end (must divide a day)",
+        60.0,
+    )
     track_max_rows: int = doc(
         "slow/distributed tracking state: rows kept at most (ports, targets, port memory); beyond, the "
         "sessions with the fewest ports are evicted and counted",
@@ -339,6 +344,8 @@ class DetectConfig:
         ):
             if getattr(self, key) < 1:
                 raise ConfigError(f"[detect] {key}: must be >= 1, got {getattr(self, key)}")
+        if not self.track_step_s > 0 or 86400 % self.track_step_s:
+            raise ConfigError(f"[detect] track_step_s: must divide a day, got {self.track_step_s}")
         if 86400 % self.slow_epoch_s:
             raise ConfigError(f"[detect] slow_epoch_s: must divide a day, got {self.slow_epoch_s}")
 

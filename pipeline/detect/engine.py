@@ -177,11 +177,11 @@ def lookback_us(cfg: DetectConfig) -> int:
     return max(s.window_us for s in kind_specs(cfg).values())
 
 
-def connect(cfg: DetectConfig) -> Any:
+def connect(cfg: DetectConfig, threads: int | None = None) -> Any:
     import duckdb
 
-    con = duckdb.connect(config={"threads": cfg.duckdb_threads, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
-    return con
+    n = threads or cfg.duckdb_threads
+    return duckdb.connect(config={"threads": n, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
 
 
 def points(events: pa.Table, cfg: DetectConfig) -> pa.Table:

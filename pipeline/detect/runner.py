@@ -278,7 +278,13 @@ class Evaluator:
         assert self.tracker is not None
         tracker = self.tracker
         before = copy.deepcopy(tracker.stats)  # fmt: skip
-        changed = tracker.advance(lambda lo, hi: points(self.source(lo, hi), self.cfg), end_us)
+        # Only to a step boundary: live ticks then cost one chunk a step, and replay and live
+        # stopped at the same end hold the very same state.
+        step = int(self.cfg.track_step_s * US)
+        upto = (end_us // step) * step
+        if tracker.upto is None or upto <= tracker.upto:
+            return []
+        changed = tracker.advance(lambda lo, hi: points(self.source(lo, hi), self.cfg), upto)
         self._merge_stats(_minus(tracker.stats, before))
         found = pa.concat_tables(changed) if changed else SCAN_SCHEMA.empty_table()
         if found.num_rows == 0:

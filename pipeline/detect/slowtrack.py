@@ -198,7 +198,9 @@ class SlowTracker:
         return out
 
     def _chunk(self, pts: pa.Table, hi: int) -> pa.Table:
-        con = connect(self.cfg)
+        # One thread: a chunk is dozens of small statements, where waking a second thread
+        # on a busy machine costs more than it saves; big replays are a day per chunk.
+        con = connect(self.cfg, threads=1)
         try:
             for k, table in self.state.items():
                 con.register(f"{k}_arrow", table)
@@ -208,13 +210,11 @@ class SlowTracker:
                 "CREATE TEMP TABLE e AS SELECT site, src_ip, dst_ip, dst_port AS port, ts_us AS ts, cnt, lb "
                 "FROM pts_arrow WHERE dst_port IS NOT NULL"
             )
-            self.stats.events += int(con.execute("SELECT count(*) FROM e").fetchone()[0])
+            self.stats.events += int(con.execute("SELECT count(*) FROM e").fetchall()[0][0])
             slow = self._slow(con, hi)
             dist = self._distributed(con, hi)
             self._bound(con)
-            self.state = {
-                k: con.execute(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()
-            }
+            self.state = {k: con.sql(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()}
         finally:
             con.close()
         for kind, t in (("slow", slow), ("distributed", dist)):
@@ -254,12 +254,15 @@ class SlowTracker:
             "SELECT * FROM src_ports UNION ALL SELECT site, src_ip, sess, port, ts FROM es) GROUP BY ALL"
         )
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE nt AS SELECT * FROM ("
-            "SELECT site, src_ip, sess, dst_ip, min(t) AS t FROM (SELECT * FROM src_targets "
-            "UNION ALL SELECT site, src_ip, sess, dst_ip, ts FROM es) "
-            "GROUP BY ALL) QUALIFY row_number() OVER (PARTITION BY site, src_ip, sess ORDER BY t, dst_ip) "
-            f"<= {c.track_max_targets}"
+            "CREATE OR REPLACE TEMP TABLE nt AS SELECT site, src_ip, sess, dst_ip, min(t) AS t FROM ("
+            "SELECT * FROM src_targets UNION ALL SELECT site, src_ip, sess, dst_ip, ts FROM es) GROUP BY ALL"
         )
+        widest = con.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM nt GROUP BY site, src_ip, sess)")
+        if (widest.fetchall()[0][0] or 0) > c.track_max_targets:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE nt AS SELECT * FROM nt QUALIFY row_number() OVER "
+                f"(PARTITION BY site, src_ip, sess ORDER BY t, dst_ip) <= {c.track_max_targets}"
+            )
         # Open: the key's newest session, and an event at hi could still continue it.
         con.execute(
             "CREATE OR REPLACE TEMP TABLE nm AS SELECT *, sess = max(sess) OVER (PARTITION BY site, src_ip) "
@@ -270,21 +273,27 @@ class SlowTracker:
         span = int(c.slow_min_span_s * US)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE summ AS SELECT m.*, p.n AS nports, p.pmin, p.pmax, p.first_ts, "
-            "p.tp, t.n AS ntargets, t.tt FROM nm m JOIN (SELECT site, src_ip, sess, count(*) AS n, "
-            "min(port) AS pmin, max(port) AS pmax, min(t) AS first_ts, "
-            f"list(t ORDER BY t)[{c.slow_min_ports}] AS tp FROM np GROUP BY ALL) p "
-            "USING (site, src_ip, sess) "
-            "JOIN (SELECT site, src_ip, sess, count(*) AS n, "
-            f"list(t ORDER BY t)[{c.slow_min_targets}] AS tt FROM nt GROUP BY ALL) t "
-            "USING (site, src_ip, sess)"
+            "t.n AS ntargets FROM nm m JOIN (SELECT site, src_ip, sess, count(*) AS n, "
+            "min(port) AS pmin, max(port) AS pmax, min(t) AS first_ts FROM np GROUP BY ALL) p "
+            "USING (site, src_ip, sess) JOIN (SELECT site, src_ip, sess, count(*) AS n FROM nt "
+            "GROUP BY ALL) t "
+            f"USING (site, src_ip, sess) WHERE (m.touched OR (m.was AND NOT m.open)) AND "
+            f"(p.n >= {c.slow_min_ports} OR t.n >= {c.slow_min_targets})"
+        )
+        # The time a session reached a threshold, computed for the few over one.
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE summ AS SELECT s.*, p.tp, t.tt FROM summ s "
+            f"JOIN (SELECT site, src_ip, sess, list(t ORDER BY t)[{c.slow_min_ports}] AS tp FROM np "
+            "SEMI JOIN summ USING (site, src_ip, sess) GROUP BY ALL) p USING (site, src_ip, sess) "
+            f"JOIN (SELECT site, src_ip, sess, list(t ORDER BY t)[{c.slow_min_targets}] AS tt FROM nt "
+            "SEMI JOIN summ USING (site, src_ip, sess) GROUP BY ALL) t USING (site, src_ip, sess)"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE hits AS SELECT *, "
             f"CASE WHEN nports >= {c.slow_min_ports} AND (nports - 1)::DOUBLE / (last_ts - first_ts) < "
             f"{fast_p!r} THEN tp END AS dp, "
             f"CASE WHEN ntargets >= {c.slow_min_targets} AND (ntargets - 1)::DOUBLE / (last_ts - first_ts) < "
-            f"{fast_t!r} THEN tt END AS dt FROM summ "
-            f"WHERE last_ts - first_ts >= {span} AND (touched OR (was AND NOT open))"
+            f"{fast_t!r} THEN tt END AS dt FROM summ WHERE last_ts - first_ts >= {span}"
         )
         con.execute("DELETE FROM hits WHERE dp IS NULL AND dt IS NULL")
         taus = self._taus(con, "np", "hits", "site, src_ip, sess")
@@ -492,7 +501,7 @@ class SlowTracker:
     def _bound(self, con: Any) -> None:
         """Evict the sessions with the fewest ports until the state fits track_max_rows."""
         cap = self.cfg.track_max_rows
-        sizes = {k: int(con.execute(f"SELECT count(*) FROM {k}").fetchone()[0]) for k in STATE}
+        sizes = {k: int(con.execute(f"SELECT count(*) FROM {k}").fetchall()[0][0]) for k in STATE}
         over = sum(sizes.values()) - cap
         if over <= 0:
             return
@@ -523,7 +532,7 @@ class SlowTracker:
                 "CREATE OR REPLACE TEMP TABLE gone AS SELECT * FROM (SELECT *, sum(n) OVER "
                 f"(ORDER BY np, {keys} ROWS UNBOUNDED PRECEDING) - n AS before FROM sz) WHERE before < {over}"
             )
-            dropped, rows = con.execute("SELECT count(*), coalesce(sum(n), 0) FROM gone").fetchone()
+            dropped, rows = con.execute("SELECT count(*), coalesce(sum(n), 0) FROM gone").fetchall()[0]
             for t in (meta, *parts):
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE {t} AS SELECT * FROM {t} ANTI JOIN gone USING ({keys})"
