@@ -40,8 +40,9 @@ CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("slow-sequential-v4", ("-sS", "-r", "--min-rate", "0.1", "--max-rate", "1", "-p", "4000-4011"),
      netlab.FW_V4, "slow", 12),
     # nmap's default random order with --scan-delay: what -T0/-T1 send, 300x/15x faster.
-    ("slow-random-scan-delay-v4", ("-sS", "--scan-delay", "1s", "--max-retries", "0", "-p", "5000-5029"),
-     netlab.FW_V4, "slow", 30),
+    # (The lab's base arguments carry -T5 --min-rate 5000; these override them, as in the case above.)
+    ("slow-random-scan-delay-v4", ("-sS", "--scan-delay", "1s", "--max-scan-delay", "1s", "--min-rate", "0.1",
+                                   "--max-rate", "1", "-p", "5000-5029"), netlab.FW_V4, "slow", 30),
 ]
 ORDER = {"slow-sequential-v4": "ascending", "slow-random-scan-delay-v4": "random"}
 # Slow cases run ~300x faster than -T0 (5 min between probes) and ~15x faster than -T1 (15 s):
