@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.config import DetectConfig
@@ -143,6 +144,7 @@ class SlowTracker:
         self.upto: int | None = None
         self.state: dict[str, pa.Table] = {k: s.empty_table() for k, s in STATE.items()}
         self.stats = DetectStats()
+        self._idle: dict[str, pa.Table] = {}
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -198,28 +200,84 @@ class SlowTracker:
         return out
 
     def _chunk(self, pts: pa.Table, hi: int) -> pa.Table:
+        e = pts.filter(pc.is_valid(pts.column("dst_port"))).select(
+            ["site", "src_ip", "dst_ip", "dst_port", "ts_us", "cnt", "lb"]
+        )
+        e = e.rename_columns(["site", "src_ip", "dst_ip", "port", "ts", "cnt", "lb"])
+        self.stats.events += e.num_rows
+        e_slow, singles, passive = self._split(e, hi)
         # One thread: a chunk is dozens of small statements, where waking a second thread
         # on a busy machine costs more than it saves; big replays are a day per chunk.
         con = connect(self.cfg, threads=1)
         try:
             for k, table in self.state.items():
-                con.register(f"{k}_arrow", table)
+                con.register(f"{k}_arrow", passive.get(k, table))
                 con.execute(f"CREATE TEMP TABLE {k} AS SELECT * FROM {k}_arrow")
-            con.register("pts_arrow", pts)
-            con.execute(
-                "CREATE TEMP TABLE e AS SELECT site, src_ip, dst_ip, dst_port AS port, ts_us AS ts, cnt, lb "
-                "FROM pts_arrow WHERE dst_port IS NOT NULL"
-            )
-            self.stats.events += int(con.execute("SELECT count(*) FROM e").fetchall()[0][0])
+            con.register("e_arrow", e)
+            con.execute("CREATE TEMP TABLE e AS SELECT * FROM e_arrow")
+            con.register("e_slow", e_slow)
             slow = self._slow(con, hi)
             dist = self._distributed(con, hi)
-            self._bound(con)
-            self.state = {k: con.sql(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()}
+            state = {k: con.sql(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()}
         finally:
             con.close()
+        for k, part in singles.items():
+            state[k] = pa.concat_tables([state[k], part, self._idle[k]])
+        self.state = state
+        if self.rows() > self.cfg.track_max_rows:
+            self._bound_state()
         for kind, t in (("slow", slow), ("distributed", dist)):
             self.stats.scans[kind] = self.stats.scans.get(kind, 0) + t.num_rows
         return pa.concat_tables([slow, dist])
+
+    def _split(self, e: pa.Table, hi: int) -> tuple[pa.Table, dict[str, pa.Table], dict[str, pa.Table]]:
+        """Keep the slow SQL to the sources that could change a record: columnar work for the rest.
+
+        A source new to the state with one event in the chunk has one port and one target:
+        its session is that event, never a scan (both thresholds are >= 2), so its state rows
+        are built here directly (a spoofed flood is mostly such sources). Open sessions of
+        sources without events in the chunk stay as they are (set aside in ``self._idle``);
+        only touched ones and those the chunk closes go through the SQL (a closing scan
+        still gets its final record). Same state and records as running everything through it.
+        """
+        c = self.cfg
+        idle = int(c.slow_idle_s * US)
+        meta, ports, targets = (self.state[k] for k in ("src_meta", "src_ports", "src_targets"))
+        ek = _key(e)
+        sk = _key(meta)
+        empty = {k: STATE[k].empty_table() for k in ("src_meta", "src_ports", "src_targets")}
+        singles = dict(empty)
+        if min(c.slow_min_ports, c.slow_min_targets) >= 2 and e.num_rows:
+            counts = pa.table({"k": ek}).group_by("k").aggregate([("k", "count")])
+            once = counts.filter(pc.equal(counts.column("k_count"), 1)).column("k")
+            single = pc.and_(pc.is_in(ek, value_set=once), pc.invert(pc.is_in(ek, value_set=sk)))
+            one = e.filter(pc.and_(single, pc.less_equal(pc.subtract(hi, e.column("ts")), idle)))
+            site, src, ts = one.column("site"), one.column("src_ip"), one.column("ts")
+            singles = {
+                "src_meta": pa.table(
+                    [site, src, ts, ts, one.column("cnt"), one.column("lb")], schema=STATE["src_meta"]
+                ),
+                "src_ports": pa.table(
+                    [site, src, ts, pc.cast(one.column("port"), pa.int32()), ts], schema=STATE["src_ports"]
+                ),
+                "src_targets": pa.table(
+                    [site, src, ts, one.column("dst_ip"), ts], schema=STATE["src_targets"]
+                ),
+            }
+            e_slow = e.filter(pc.invert(single))
+            ek = pc.filter(ek, pc.invert(single))
+        else:
+            e_slow = e
+        # Untouched sessions still open at hi pass through unchanged.
+        touched = pc.is_in(sk, value_set=pc.unique(ek))
+        due = pc.greater(pc.subtract(hi, meta.column("last_ts")), idle)
+        active_keys = pc.filter(sk, pc.or_(touched, due))
+        passive, self._idle = {}, {}
+        for k, t in (("src_meta", meta), ("src_ports", ports), ("src_targets", targets)):
+            act = pc.is_in(_key(t), value_set=active_keys)
+            passive[k] = t.filter(act)
+            self._idle[k] = t.filter(pc.invert(act))
+        return e_slow, singles, passive
 
     def _sessions(self, con: Any, keys: str, meta: str, events: str, idle_us: int, out: str) -> None:
         """Cut each key's events into sessions at gaps > idle, continuing the open ones in meta."""
@@ -237,10 +295,10 @@ class SlowTracker:
         idle = int(c.slow_idle_s * US)
         k = "site, src_ip"
         # Sessions are decided per distinct (key, ts); events join back to them.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE kt AS SELECT DISTINCT {k}, ts FROM e")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE kt AS SELECT DISTINCT {k}, ts FROM e_slow")
         self._sessions(con, k, "src_meta", "kt", idle, "kts")
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE es AS SELECT e.*, s.sess FROM e JOIN kts s USING ({k}, ts)"
+            f"CREATE OR REPLACE TEMP TABLE es AS SELECT e.*, s.sess FROM e_slow e JOIN kts s USING ({k}, ts)"
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE nm AS SELECT site, src_ip, sess, max(last_ts) AS last_ts, "
@@ -498,6 +556,17 @@ class SlowTracker:
             "distributed": distributed,
         }
 
+    def _bound_state(self) -> None:
+        con = connect(self.cfg, threads=1)
+        try:
+            for k, table in self.state.items():
+                con.register(f"{k}_arrow", table)
+                con.execute(f"CREATE TEMP TABLE {k} AS SELECT * FROM {k}_arrow")
+            self._bound(con)
+            self.state = {k: con.sql(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()}
+        finally:
+            con.close()
+
     def _bound(self, con: Any) -> None:
         """Evict the sessions with the fewest ports until the state fits track_max_rows."""
         cap = self.cfg.track_max_rows
@@ -539,6 +608,11 @@ class SlowTracker:
                 )
             self.stats.dropped_keys[kind] = self.stats.dropped_keys.get(kind, 0) + int(dropped)
             over -= int(rows)
+
+
+def _key(t: pa.Table) -> pa.ChunkedArray:
+    """One string per (site, src_ip), for membership tests in Arrow."""
+    return pc.binary_join_element_wise(t.column("site"), t.column("src_ip"), "\x1f")
 
 
 def day_of(t_us: int) -> dt.date:
