@@ -247,9 +247,8 @@ class Evaluator:
         if self.evaluated_us is None:
             starts = {k: (prev // s.epoch_us) * s.epoch_us for k, s in specs.items()}
         self.evaluated_us = end_us
-        new = self._track(end_us)
         if not starts:
-            return new
+            return self._track(end_us)
         # Each kind reads back only its own window: a tick that re-evaluates the fast kinds
         # must not read the slow kinds' look-back (that would grow every tick's cost).
         lo = min(start - specs[kind].window_us for kind, start in starts.items())
@@ -268,7 +267,10 @@ class Evaluator:
                     )
                 )
                 plans.append((kind, epoch, part))
-        new += self._announce_then_write(plans)
+        # The grid kinds are announced before the tracker runs: a tracker chunk must not
+        # delay a fast scan's alert. Cross-site reads the tracker's records, so it comes last.
+        new = self._announce_then_write(plans)
+        new += self._track(end_us)
         if any(k in starts for k in (*FAST_KINDS, *SLOW_KINDS)):
             new += self._cross_site(min(starts.values()), end_us)
         return new
