@@ -39,9 +39,11 @@ import datetime as dt
 import json
 import logging
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,12 @@ class Evaluator:
     evaluated_us: int | None = None  # end of the last evaluation; None: nothing yet
     stats: DetectStats = field(default_factory=DetectStats)
     tracker: SlowTracker | None = None
+    # Set (the live path): the tracker runs in its own thread reading this source, so a
+    # tracker chunk never holds up the grid kinds' tick; None: in line (replay, tests).
+    track_source: EventSource | None = None
+    _track_job: Future[list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _track_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _stats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def evaluate(self, end_us: int, since_us: int | None = None) -> list[dict[str, Any]]:
         """Detect up to end_us; return the scans not in the dataset before (new ones)."""
@@ -248,7 +256,7 @@ class Evaluator:
             starts = {k: (prev // s.epoch_us) * s.epoch_us for k, s in specs.items()}
         self.evaluated_us = end_us
         if not starts:
-            return self._track(end_us)
+            return self._track_step(end_us)
         # Each kind reads back only its own window: a tick that re-evaluates the fast kinds
         # must not read the slow kinds' look-back (that would grow every tick's cost).
         lo = min(start - specs[kind].window_us for kind, start in starts.items())
@@ -270,10 +278,39 @@ class Evaluator:
         # The grid kinds are announced before the tracker runs: a tracker chunk must not
         # delay a fast scan's alert. Cross-site reads the tracker's records, so it comes last.
         new = self._announce_then_write(plans)
-        new += self._track(end_us)
+        new += self._track_step(end_us)
         if any(k in starts for k in (*FAST_KINDS, *SLOW_KINDS)):
             new += self._cross_site(min(starts.values()), end_us)
         return new
+
+    def _track_step(self, end_us: int) -> list[dict[str, Any]]:
+        """Track in line, or hand the step to the tracker thread unless it is still busy
+        (it then catches up to a later end on a later tick)."""
+        if self.track_source is None:
+            return self._track(end_us)
+        job = self._track_job
+        if job is not None and not job.done():
+            return []
+        if job is not None:
+            job.result()  # a failed step raises here, on the detector's own thread
+        if self._track_pool is None:
+            self._track_pool = ThreadPoolExecutor(1, thread_name_prefix="fp-track")
+        self._track_job = self._track_pool.submit(self._track, end_us)
+        return []
+
+    def drain(self) -> None:
+        """Wait for the tracker thread's step (raising its error), catch the tracker up to the
+        last evaluation (steps skipped while it was busy) and stop the thread."""
+        job, self._track_job = self._track_job, None
+        try:
+            if job is not None:
+                job.result()
+            if self.evaluated_us is not None and self.tracker is not None:
+                self._track(self.evaluated_us)
+        finally:
+            if self._track_pool is not None:
+                self._track_pool.shutdown(wait=True)
+                self._track_pool = None
 
     def _track(self, end_us: int) -> list[dict[str, Any]]:
         """Advance the slow/distributed tracker to end_us; upsert the records it changed."""
@@ -286,7 +323,8 @@ class Evaluator:
         upto = (end_us // step) * step
         if tracker.upto is None or upto <= tracker.upto:
             return []
-        changed = tracker.advance(lambda lo, hi: points(self.source(lo, hi), self.cfg), upto)
+        source = self.track_source or self.source
+        changed = tracker.advance(lambda lo, hi: points(source(lo, hi), self.cfg), upto)
         self._merge_stats(_minus(tracker.stats, before))
         found = pa.concat_tables(changed) if changed else SCAN_SCHEMA.empty_table()
         if found.num_rows == 0:
@@ -332,6 +370,10 @@ class Evaluator:
         return self._announce_then_write(plans)
 
     def _merge_stats(self, s: DetectStats) -> None:
+        with self._stats_lock:  # the tracker thread merges too
+            self._merge_stats_locked(s)
+
+    def _merge_stats_locked(self, s: DetectStats) -> None:
         self.stats.events += s.events
         self.stats.approx_sources = max(self.stats.approx_sources, s.approx_sources)
         for name in ("candidates", "dropped_keys", "scans"):
@@ -395,6 +437,24 @@ def follow(
     recent = RecentFiles(store)
     full = ev.source
     ev.source = recent.source(full)
+    # The tracker thread reads the store itself: the recent-files cache belongs to this loop.
+    ev.track_source = full
+    try:
+        _follow_loop(ev, store, since_us, stop, on_tick, recent, lateness)
+    finally:
+        ev.drain()
+        ev.track_source = None
+
+
+def _follow_loop(
+    ev: Evaluator,
+    store: Store,
+    since_us: int | None,
+    stop: Callable[[], bool],
+    on_tick: Callable[[int], None] | None,
+    recent: RecentFiles,
+    lateness: int,
+) -> None:
     while not stop():
         if ev.evaluated_us is None:
             newest = newest_event_us(store, since_us)

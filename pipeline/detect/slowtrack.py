@@ -51,6 +51,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -233,9 +234,10 @@ class SlowTracker:
     def _split(self, e: pa.Table, hi: int) -> tuple[pa.Table, dict[str, pa.Table], dict[str, pa.Table]]:
         """Keep the slow SQL to the sources that could change a record: columnar work for the rest.
 
-        A source new to the state with one event in the chunk has one port and one target:
-        its session is that event, never a scan (both thresholds are >= 2), so its state rows
-        are built here directly (a spoofed flood is mostly such sources). Open sessions of
+        A source new to the state whose events in the chunk hit one port of one target has
+        sessions that are never scans (both thresholds are >= 2): its state rows (the newest
+        session, if open) are built here with Arrow/numpy (a spoofed flood is mostly such
+        sources, and so is background radiation). Open sessions of
         sources without events in the chunk stay as they are (set aside in ``self._idle``);
         only touched ones and those the chunk closes go through the SQL (a closing scan
         still gets its final record). Same state and records as running everything through it.
@@ -248,22 +250,16 @@ class SlowTracker:
         empty = {k: STATE[k].empty_table() for k in ("src_meta", "src_ports", "src_targets")}
         singles = dict(empty)
         if min(c.slow_min_ports, c.slow_min_targets) >= 2 and e.num_rows:
-            counts = pa.table({"k": ek}).group_by("k").aggregate([("k", "count")])
-            once = counts.filter(pc.equal(counts.column("k_count"), 1)).column("k")
-            single = pc.and_(pc.is_in(ek, value_set=once), pc.invert(pc.is_in(ek, value_set=sk)))
-            one = e.filter(pc.and_(single, pc.less_equal(pc.subtract(hi, e.column("ts")), idle)))
-            site, src, ts = one.column("site"), one.column("src_ip"), one.column("ts")
-            singles = {
-                "src_meta": pa.table(
-                    [site, src, ts, ts, one.column("cnt"), one.column("lb")], schema=STATE["src_meta"]
-                ),
-                "src_ports": pa.table(
-                    [site, src, ts, pc.cast(one.column("port"), pa.int32()), ts], schema=STATE["src_ports"]
-                ),
-                "src_targets": pa.table(
-                    [site, src, ts, one.column("dst_ip"), ts], schema=STATE["src_targets"]
-                ),
-            }
+            g = (
+                pa.table({"k": ek, "p": e.column("port"), "d": e.column("dst_ip")})
+                .group_by("k")
+                .aggregate([("p", "count_distinct"), ("d", "count_distinct")])
+            )
+            plain = g.filter(
+                pc.and_(pc.equal(g.column("p_count_distinct"), 1), pc.equal(g.column("d_count_distinct"), 1))
+            ).column("k")
+            single = pc.and_(pc.is_in(ek, value_set=plain), pc.invert(pc.is_in(ek, value_set=sk)))
+            singles = _plain_sessions(e.filter(single).append_column("k", pc.filter(ek, single)), hi, idle)
             e_slow = e.filter(pc.invert(single))
             ek = pc.filter(ek, pc.invert(single))
         else:
@@ -608,6 +604,41 @@ class SlowTracker:
                 )
             self.stats.dropped_keys[kind] = self.stats.dropped_keys.get(kind, 0) + int(dropped)
             over -= int(rows)
+
+
+def _plain_sessions(one: pa.Table, hi: int, idle: int) -> dict[str, pa.Table]:
+    """State rows of sources probing one port of one target: the newest session, if still open.
+
+    Their sessions never hold two ports or two targets, so none is a scan; only the last
+    one can continue into later chunks. Cut at gaps > idle as ``_sessions`` does.
+    """
+    one = one.sort_by([("k", "ascending"), ("ts", "ascending")])
+    n = one.num_rows
+    if n == 0:
+        return {k: STATE[k].empty_table() for k in ("src_meta", "src_ports", "src_targets")}
+    k = one.column("k")
+    ts = one.column("ts").to_numpy()
+    newk = np.ones(n, dtype=bool)
+    newk[1:] = pc.not_equal(k.slice(1), k.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    start = newk.copy()
+    start[1:] |= (ts[1:] - ts[:-1]) > idle
+    seg = np.flatnonzero(start)
+    last = np.flatnonzero(np.append(newk[1:], True))
+    last_seg = (np.cumsum(start) - 1)[last]
+    sess = ts[seg][last_seg]
+    packets = np.add.reduceat(pc.fill_null(one.column("cnt"), 0).to_numpy(), seg)[last_seg]
+    lb = np.maximum.reduceat(one.column("lb").to_numpy(zero_copy_only=False).astype(np.int8), seg)[last_seg]
+    keep = (hi - ts[last]) <= idle
+    rows = one.take(pa.array(last[keep]))
+    sess, packets, lb = pa.array(sess[keep]), pa.array(packets[keep]), pa.array(lb[keep] > 0)
+    site, src, t_last = rows.column("site"), rows.column("src_ip"), rows.column("ts")
+    return {
+        "src_meta": pa.table([site, src, sess, t_last, packets, lb], schema=STATE["src_meta"]),
+        "src_ports": pa.table(
+            [site, src, sess, pc.cast(rows.column("port"), pa.int32()), sess], schema=STATE["src_ports"]
+        ),
+        "src_targets": pa.table([site, src, sess, rows.column("dst_ip"), sess], schema=STATE["src_targets"]),
+    }
 
 
 def _key(t: pa.Table) -> pa.ChunkedArray:
