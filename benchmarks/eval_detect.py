@@ -1,5 +1,12 @@
 """Scan detection quality: a labelled corpus, precision and recall per kind.
 
+The labels come from a scanner model, not from the detector's thresholds: nmap timing
+templates (-T5..-T2 and masscan rates for fast scans; -T1 = 15 s and -T0 = 5 min between
+probes, and --scan-delay 30 s..15 min, for slow ones), nmap's default random port order
+or -r's sequential one, top-port lists or ranges, and distributed scans in which 15-100
+sources share one slow walk over a target's ports, each probing a few. The corpus spans
+several days (default 60 h), so slow scans cross midnights and last up to days.
+
 The corpus is Internet background noise (many sources, a few packets each,
 popular ports weighted as honeypots see them, a steady rate over every site's
 addresses), popular-port hammering by a botnet of many sources (each spraying
@@ -34,7 +41,12 @@ from pipeline.config import DetectConfig
 from pipeline.detect.runner import Evaluator, replay, table_source
 from pipeline.detect.scanstore import ScanStore
 
-KINDS = ("vertical", "horizontal", "slow", "hammer", "coordinated", "cross_site")
+KINDS = ("vertical", "horizontal", "slow", "distributed", "hammer", "coordinated", "cross_site")
+# nmap's inter-probe delays: -T1 15 s, -T0 5 min, and --scan-delay values operators use.
+SLOW_DELAYS_S = (15.0, 30.0, 60.0, 120.0, 300.0, 300.0, 600.0, 900.0)
+TOP_PORTS = [80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723, 111, 995, 993,
+             5900, 1025, 587, 8888, 199, 1720, 465, 548, 113, 81, 6001, 10000, 514, 5060, 179, 1026, 2000,
+             8443, 8000, 32768, 554, 26, 1433, 49152, 2001, 515, 8008, 49154, 1027, 5666, 646]
 POPULAR = [23, 22, 80, 443, 445, 3389, 8080, 5900, 1433, 3306, 8443, 2323, 81, 6379, 5060, 123, 53, 161]
 SITES = ("ams", "fra", "nyc")
 T0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -138,17 +150,29 @@ class Corpus:
         for i, h in enumerate(hosts):
             self.add(t0 + i * 290 / len(hosts), site, src, f"10.{SITES.index(site)}.0.{h}", port)
         out.append(Injected("horizontal", {src}, {site}, t0, t0 + 300, decoy=True))
-        # slow: a monotonic walk of only 6-9 ports over hours, or 20 ports in random order.
+        # slow: a client retrying a handful of services (6-9 ports) for hours, in any order.
         site, src = r.choice(SITES), self.src()
-        dst, base = self.dst(site), r.randrange(1, 60000)
-        ordered = r.random() < 0.5
-        ports = list(range(base, base + 27, 3))[: r.randint(6, 9)] if ordered else \
-            r.sample(range(base, base + 200), 20)
-        t0 = t = self.when(len(ports) * 900)
-        for p in ports:
-            self.add(t, site, src, dst, p)
-            t += r.uniform(300, 1500)
+        dst = self.dst(site)
+        ports = r.sample(POPULAR, r.randint(6, 9))
+        t0 = t = self.when(len(ports) * 4 * 900)
+        for _ in range(4):
+            for p in ports:
+                self.add(t, site, src, dst, p)
+                t += r.uniform(60, 900)
         out.append(Injected("slow", {src}, {site}, t0, t, decoy=True))
+        # distributed: a botnet of 20-60 sources each trying the same 2-4 popular ports of one
+        # target over hours (shared ports, not a shared walk).
+        site = r.choice(SITES)
+        dst = self.dst(site)
+        shared = r.sample(POPULAR, r.randint(2, 4))
+        srcs = [self.src() for _ in range(r.randint(20, 60))]
+        t0 = self.when(6 * 3600)
+        for s_ in srcs:
+            t = t0 + r.uniform(0, 6 * 3600)
+            for p in shared:
+                self.add(t, site, s_, dst, p)
+                t += r.uniform(1, 30)
+        out.append(Injected("distributed", set(srcs), {site}, t0, t0 + 6 * 3600, decoy=True))
         # hammer: 20-28 hits an hour for 3 h on one port (too few), or 100 hits in 20 minutes.
         site, src, port = r.choice(SITES), self.src(), r.choice((23, 22, 445))
         dst = self.dst(site)
@@ -184,12 +208,15 @@ class Corpus:
     def when(self, duration: float) -> float:
         return self.rng.uniform(0, max(1.0, self.span() - duration - 60))
 
-    def vertical(self, site: str | None = None, src: str | None = None) -> Injected:
+    def vertical(self, site: str | None = None, src: str | None = None,
+                 near: float | None = None) -> Injected:
         r = self.rng
         n = r.choice((18, 25, 50, 200, 1000))
         rate = r.choice((0.4, 1, 5, 50, 1000))  # ports per second: -T1-ish to masscan
         site, src = site or r.choice(SITES), src or self.src()
         dst, t = self.dst(site), self.when(n / rate)
+        if near is not None:
+            t = min(near + r.uniform(0, 4 * 3600), self.span() - n / rate - 60)
         t0 = t
         for p in self._ports(n):
             self.add(t, site, src, dst, p)
@@ -208,18 +235,52 @@ class Corpus:
         return Injected("horizontal", {src}, {site}, t0, t)
 
     def slow(self) -> Injected:
+        """nmap -T1/-T0/--scan-delay: 20-300 ports (top ports or a range), random order unless -r."""
         r = self.rng
-        n, gap = r.choice((12, 20, 40)), r.choice((30, 120, 600, 1500))
+        n, gap = r.choice((20, 40, 100, 300)), r.choice(SLOW_DELAYS_S)
         site, src = r.choice(SITES), self.src()
-        dst, base = self.dst(site), r.randrange(1, 60000)
-        ports = list(range(base, base + n * 3, 3))
+        dst = self.dst(site)
         if r.random() < 0.5:
+            ports = TOP_PORTS[:n] if n <= len(TOP_PORTS) else TOP_PORTS + r.sample(range(1024, 65536), n - 50)
+        else:
+            base = r.randrange(1, 65536 - n)
+            ports = list(range(base, base + n))
+        ports = sorted(ports) if r.random() < 0.3 else r.sample(ports, len(ports))  # -r, else random
+        if r.random() < 0.1:
             ports.reverse()
-        t0 = t = self.when(n * gap)
+        duration = min(n * gap, self.span() - 120)
+        t0 = t = self.when(duration)
         for p in ports:
+            if t > self.span():
+                break
             self.add(t, site, src, dst, p)
-            t += gap * r.uniform(0.5, 1.5)
+            t += gap * r.uniform(0.8, 1.2)  # nmap's delays are near-constant
         return Injected("slow", {src}, {site}, t0, t)
+
+    def distributed(self) -> Injected:
+        """15-100 sources share one walk over a target's ports, each taking 1-6 ports in turn."""
+        r = self.rng
+        k = r.choice((15, 30, 60, 100))
+        n = min(k * r.randint(1, 6), 1000)
+        n = max(n, 60)
+        site = r.choice(SITES)
+        dst = self.dst(site)
+        lo = 1 if r.random() < 0.5 else r.randrange(1024, 60000)
+        ports = list(range(lo, lo + n))
+        if r.random() < 0.7:
+            r.shuffle(ports)
+        srcs = [self.src() for _ in range(k)]
+        gap = r.choice((20.0, 60.0, 180.0, 300.0))
+        duration = min(n * gap, self.span() - 120)
+        t0 = t = self.when(duration)
+        used: set[str] = set()
+        for i, p in enumerate(ports):
+            if t > self.span():
+                break
+            self.add(t, site, srcs[i % k], dst, p)
+            used.add(srcs[i % k])
+            t += gap * r.uniform(0.5, 1.5)
+        return Injected("distributed", used, {site}, t0, t)
 
     def hammer(self) -> Injected:
         r = self.rng
@@ -246,9 +307,12 @@ class Corpus:
         return Injected("coordinated", set(srcs), {site}, t0, t0 + per * step)
 
     def cross_site(self) -> list[Injected]:
+        """One source's campaign: fast scans of 2-3 sites within 4 hours of each other, in one UTC day."""
         src = self.src()
         sites = self.rng.sample(SITES, self.rng.choice((2, 3)))
-        parts = [self.vertical(site, src) for site in sites]
+        day = self.rng.randrange(max(1, int(self.span() // 86400)))
+        near = day * 86400 + self.rng.uniform(0, max(0.0, min(86400, self.span() - day * 86400) - 5 * 3600))
+        parts = [self.vertical(site, src, near) for site in sites]
         whole = Injected("cross_site", {src}, set(sites), min(p.start for p in parts),
                          max(p.end for p in parts))
         return [*parts, whole]
@@ -277,7 +341,8 @@ def build(seed: int, hours: float, noise_events: int, per_kind: int, botnet_sour
     for _ in range(decoys_per_kind):
         c.labels += c.decoys()
     for _ in range(per_kind):
-        c.labels += [c.vertical(), c.horizontal(), c.slow(), c.hammer(), c.coordinated(), *c.cross_site()]
+        c.labels += [c.vertical(), c.horizontal(), c.slow(), c.distributed(), c.hammer(), c.coordinated(),
+                     *c.cross_site()]
     return c
 
 
@@ -315,8 +380,8 @@ def decoys_detected(corpus: Corpus, scans: list[dict[str, Any]]) -> dict[str, tu
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--hours", type=float, default=12.0)
-    ap.add_argument("--noise-events", type=int, default=300_000)
+    ap.add_argument("--hours", type=float, default=60.0)
+    ap.add_argument("--noise-events", type=int, default=1_000_000)
     ap.add_argument("--per-kind", type=int, default=40)
     ap.add_argument("--botnet-sources", type=int, default=20_000,
                     help="sources hammering popular ports, each below every threshold")

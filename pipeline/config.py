@@ -265,12 +265,46 @@ class DetectConfig:
     horizontal_min_targets: int = doc("horizontal sweep: distinct dsts on one port from one src", 25)
     horizontal_window_s: float = doc("horizontal sweep: sliding window", 300.0)
     horizontal_step_s: float = doc("horizontal sweep: grid step", 15.0)
-    slow_min_ports: int = doc("diagonal/slow scan: distinct dst ports from one src (per site)", 10)
-    slow_window_s: float = doc("diagonal/slow scan: sliding window", 28800.0)
-    slow_step_s: float = doc("diagonal/slow scan: grid step", 600.0)
-    slow_min_abs_tau: float = doc("diagonal/slow scan: |Kendall tau| of port vs first-hit time", 0.8)
-    slow_min_span_s: float = doc("diagonal/slow scan: the walk lasts at least this long", 60.0)
-    slow_max_points: int = doc("diagonal/slow scan: first-hit points per scan used for tau", 512)
+    slow_min_ports: int = doc(
+        "slow scan: distinct dst ports one src probes in one tracking session (any port order)", 10
+    )
+    slow_min_targets: int = doc("slow scan: or distinct dsts one src probes in one tracking session", 25)
+    slow_idle_s: float = doc(
+        "slow scan: a src's tracking session ends after this long without an event (psad SCAN_TIMEOUT); "
+        "a session has no length limit, so a scan that keeps probing spans days as one scan",
+        3600.0,
+    )
+    slow_min_abs_tau: float = doc(
+        "slow scan: |Kendall tau| of port vs first-hit time at or above which the order is "
+        "ascending/descending (else random)",
+        0.8,
+    )
+    slow_min_span_s: float = doc("slow/distributed scan: the session lasts at least this long", 60.0)
+    slow_max_points: int = doc("slow/distributed scan: first-hit points per scan used for tau", 512)
+    distributed_min_ports: int = doc(
+        "distributed slow scan: distinct ports of one dst's port block probed by light sources", 30
+    )
+    distributed_min_sources: int = doc("distributed slow scan: light sources sharing the walk", 4)
+    distributed_block_ports: int = doc(
+        "distributed slow scan: ports are tracked per dst in blocks this wide (power of two)", 1024
+    )
+    distributed_idle_s: float = doc(
+        "distributed slow scan: a dst block's session ends after this long without a port new to it", 900.0
+    )
+    track_step_s: float = doc(
+        "slow/distributed tracking consumes events up to the last multiple of this (event time) at or "
+        "before each evaluation's end (must divide a day)",
+        60.0,
+    )
+    track_max_rows: int = doc(
+        "slow/distributed tracking state: rows kept at most (ports, targets, port memory); beyond, the "
+        "sessions with the fewest ports are evicted and counted",
+        2_000_000,
+    )
+    track_max_targets: int = doc(
+        "slow scan: distinct dsts remembered per session (more: distinct_targets is a lower bound)", 4096
+    )
+    track_checkpoints_kept: int = doc("slow tracking: daily state checkpoints kept (restart, replay)", 8)
     hammer_min_hits: int = doc("hammering: packets on one port from one src within the window", 30)
     hammer_window_s: float = doc("hammering: sliding window", 3600.0)
     hammer_step_s: float = doc("hammering: grid step = width of one activity slot", 300.0)
@@ -305,6 +339,30 @@ class DetectConfig:
     publish: bool = doc("publish new scans to kafka_topic", False)
     alert_command: tuple[str, ...] = doc("argv run per new scan, the scan as JSON on stdin", ())
     alert_webhook: str = doc("URL POSTed per new scan (JSON body); empty: none", "")
+
+    def __post_init__(self) -> None:
+        b = self.distributed_block_ports
+        if b < 1 or b > 65536 or b & (b - 1):
+            raise ConfigError(f"[detect] distributed_block_ports: a power of two in 1..65536, got {b}")
+        for key in ("slow_idle_s", "distributed_idle_s", "slow_min_span_s"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"[detect] {key}: must be > 0, got {getattr(self, key)}")
+        for key in (
+            "slow_min_ports",
+            "slow_min_targets",
+            "distributed_min_ports",
+            "distributed_min_sources",
+            "track_max_rows",
+            "track_max_targets",
+            "track_checkpoints_kept",
+            "slow_max_points",
+        ):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"[detect] {key}: must be >= 1, got {getattr(self, key)}")
+        if not self.track_step_s > 0 or 86400 % self.track_step_s:
+            raise ConfigError(f"[detect] track_step_s: must divide a day, got {self.track_step_s}")
+        if 86400 % self.slow_epoch_s:
+            raise ConfigError(f"[detect] slow_epoch_s: must divide a day, got {self.slow_epoch_s}")
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class TestVertical:
             ev.add(100 + i, "1.1.1.1", "10.0.0.1", 1000 + i)
         for i in range(15):
             ev.add(1000 + i * 9, "2.2.2.2", "10.0.0.1", 2000 + i)
-        # The slow one walks ports in order over two minutes: a (short) diagonal, not vertical.
+        # The slow one walks 15 ports over two minutes: a (short) slow scan, not vertical.
         assert kinds(detect(ev, tmp_path)) == [("slow", ("2.2.2.2",))]
 
     def test_ufw_prefix_makes_counts_lower_bounds(self, tmp_path: Path) -> None:
@@ -75,22 +75,37 @@ class TestHorizontal:
 
 
 class TestSlow:
-    @pytest.mark.parametrize("direction", [1, -1])
-    def test_monotonic_walk_over_hours_is_diagonal(self, tmp_path: Path, direction: int) -> None:
+    @pytest.mark.parametrize(("direction", "order"), [(1, "ascending"), (-1, "descending")])
+    def test_monotonic_walk_over_hours_is_a_slow_scan_ordered(self, tmp_path: Path, direction: int,
+                                                               order: str) -> None:
         ev = Events()
         for i in range(12):
             ev.add(600 + i * 1200, "4.4.4.4", "10.0.0.2", 5000 + direction * i * 11)
-        assert kinds(detect(ev, tmp_path)) == [("slow", ("4.4.4.4",))]
+        rv = detect(ev, tmp_path)
+        assert kinds(rv) == [("slow", ("4.4.4.4",))]
+        assert (rv[0]["order"], rv[0]["tau"], rv[0]["distinct_ports"]) == (order, float(direction), 12)
 
-    def test_random_order_over_hours_is_not_diagonal(self, tmp_path: Path) -> None:
-        """Twelve ports over hours without a trend (|tau| < 0.8) are not a diagonal."""
+    def test_random_order_over_hours_is_a_slow_scan_in_random_order(self, tmp_path: Path) -> None:
+        """Twelve ports over hours without a trend (|tau| < 0.8): still a slow scan, order random."""
         ev = Events()
         ports = [31, 5, 77, 12, 90, 44, 3, 61, 25, 80, 18, 50]
         for i, p in enumerate(ports):
             ev.add(600 + i * 1200, "4.4.4.4", "10.0.0.2", p)
+        rv = detect(ev, tmp_path)
+        assert kinds(rv) == [("slow", ("4.4.4.4",))]
+        assert rv[0]["order"] == "random" and abs(rv[0]["tau"]) < 0.8
+        assert (rv[0]["distinct_ports"], rv[0]["port_min"], rv[0]["port_max"]) == (12, 3, 90)
+
+    def test_nine_ports_or_a_gap_longer_than_the_idle_timeout_is_not(self, tmp_path: Path) -> None:
+        """Nine ports are one short; twelve ports with a 61-minute silence in the middle are two sessions."""
+        ev = Events()
+        for i in range(9):
+            ev.add(600 + i * 1200, "4.4.4.4", "10.0.0.2", 100 + i * 7)
+        for i in range(12):
+            ev.add(600 + i * 600 + (3660 if i >= 6 else 0), "4.4.4.5", "10.0.0.2", 100 + i * 7)
         assert detect(ev, tmp_path) == []
 
-    def test_fast_sequential_walk_is_vertical_not_diagonal(self, tmp_path: Path) -> None:
+    def test_fast_sequential_walk_is_vertical_not_slow(self, tmp_path: Path) -> None:
         ev = Events()
         for i in range(200):
             ev.add(100 + i * 0.05, "4.4.4.4", "10.0.0.2", 1 + i)

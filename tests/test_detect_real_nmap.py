@@ -3,8 +3,10 @@
 Each nmap run's own log lines (nftables -> NFLOG -> ulogd2 LOGEMU) are parsed and
 run through the detectors alone. Timing templates -T2...-T5, sequential (-r) and
 random order, UDP and IPv6 are fast scans; a sequential walk with --scan-delay
-emulates -T0/-T1 (whose 5 min / 15 s per probe would not fit a test) with the
-slow kind's time thresholds compressed to match, so it must be a diagonal. The
+emulates -T0/-T1 (whose 5 min / 15 s per probe would not fit a test), and so does
+nmap's default random order with ``--scan-delay 1s``, with the slow kind's time
+thresholds compressed to match (``SLOW_LAB``): both are slow scans, the first in
+ascending order, the second in random order. The
 same 200 ports scanned at -T5 in random and in sequential (-r) order are both vertical.
 
 Horizontal sweeps: the firewall namespace carries 30 more addresses per family
@@ -38,7 +40,17 @@ CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("T5-syn-v6", ("-6", "-sS", "-T5", "-p", "1-120"), netlab.FW_V6, "vertical", 120),
     ("slow-sequential-v4", ("-sS", "-r", "--min-rate", "0.1", "--max-rate", "1", "-p", "4000-4011"),
      netlab.FW_V4, "slow", 12),
+    # nmap's default random order with --scan-delay: what -T0/-T1 send, 300x/15x faster.
+    # (The lab's base arguments carry -T5 --min-rate 5000; these override them, as in the case above.)
+    ("slow-random-scan-delay-v4", ("-sS", "--scan-delay", "1s", "--max-scan-delay", "1s", "--min-rate", "0.1",
+                                   "--max-rate", "1", "-p", "5000-5029"), netlab.FW_V4, "slow", 30),
 ]
+ORDER = {"slow-sequential-v4": "ascending", "slow-random-scan-delay-v4": "random"}
+# Slow cases run ~300x faster than -T0 (5 min between probes) and ~15x faster than -T1 (15 s):
+# their time thresholds are compressed alike - minimum span 5 s, "fast" meaning 15 ports in 5 s,
+# a source's session ending after 30 s of silence (3600 s at -T0 speed), tracking every second.
+SLOW_LAB = DetectConfig(slow_min_span_s=5.0, vertical_window_s=5.0, vertical_step_s=1.0, slow_idle_s=30.0,
+                        track_step_s=1.0)
 
 
 SWEEP_HOSTS = 30
@@ -73,10 +85,7 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
         assert result.rejects == []
         events = result.events
         assert events.num_rows == len(run.probes)
-        # The slow case runs ~100x faster than -T1; its thresholds are compressed alike
-        # (minimum span 5 s, "fast" meaning 15 ports in 5 s), the port-order test unchanged.
-        cfg = DetectConfig(slow_min_span_s=5.0, vertical_window_s=5.0, vertical_step_s=1.0) \
-            if kind == "slow" else DetectConfig()
+        cfg = SLOW_LAB if kind == "slow" else DetectConfig()
         ev = Evaluator(cfg, table_source(events), ScanStore(Path(tmp) / "scans"))
         first = min(events.column("ts").to_pylist())
         replay(ev, first - dt.timedelta(hours=1), first + dt.timedelta(hours=9))
@@ -84,6 +93,8 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
     got = [(s["kind"], s["sources"], s["distinct_ports"]) for s in scans]
     src = netlab.SCAN_V6 if target == netlab.FW_V6 else netlab.SCAN_V4
     assert [(kind, [src], ports)] == got, (name, run.elapsed_s, got)
+    if kind == "slow":
+        assert [(s["order"], s["days_spanned"], s["status"]) for s in scans] == [(ORDER[name], 1, "closed")]
 
 
 @pytest.mark.timeout(240)

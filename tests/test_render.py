@@ -284,7 +284,7 @@ class TestDrawOrderAndDailyPage:
             first_ts=start + dt.timedelta(hours=8), last_ts=start + dt.timedelta(hours=10),
             detected_at=start + dt.timedelta(hours=10), port_min=100, port_max=1000,
             distinct_ports=900, distinct_targets=1, packets=900, score=1.0, lower_bound=False,
-            status="closed", epoch_start=start,
+            status="closed", epoch_start=start, days_spanned=1, distributed=False,
         )  # fmt: skip
         epoch_us = int(start.timestamp()) * 1_000_000
         ScanStore(store.root / "scans").replace(

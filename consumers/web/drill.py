@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from consumers import style
 from consumers.web.feeds.columns import SourceData, as_numpy
 from consumers.web.feeds.contract import site_scope
-from pipeline.detect.engine import SCAN_SCHEMA
+from pipeline.detect.engine import SCAN_SCHEMA, conform
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import Store
 
@@ -159,7 +159,7 @@ def read_scans(
     tables = []
     for path in scan_files(root, start, end):
         try:
-            tables.append(pq.read_table(path).cast(SCAN_SCHEMA))
+            tables.append(conform(pq.read_table(path)))
         except FileNotFoundError:  # the detector removed an epoch's file that lost all its scans
             continue
     if not tables:

@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 
 from pipeline.config import DetectConfig
 
-KINDS: Final = ("vertical", "horizontal", "slow", "hammer", "coordinated", "cross_site")
+KINDS: Final = ("vertical", "horizontal", "slow", "distributed", "hammer", "coordinated", "cross_site")
 FAST_KINDS: Final = ("vertical", "horizontal", "coordinated")
-SLOW_KINDS: Final = ("slow", "hammer")
+SLOW_KINDS: Final = ("hammer",)  # grid kinds on the slow epoch; slow/distributed: pipeline.detect.slowtrack
 US: Final = 1_000_000
 
 SCAN_SCHEMA: Final = pa.schema(
@@ -57,8 +57,50 @@ SCAN_SCHEMA: Final = pa.schema(
         pa.field("lower_bound", pa.bool_(), nullable=False),
         pa.field("status", pa.string(), nullable=False),
         pa.field("epoch_start", pa.timestamp("us", tz="UTC"), nullable=False),
+        # Properties (null where they do not apply): the port order of a slow or distributed
+        # scan (ascending | descending | random, from Kendall tau of port vs first-hit time),
+        # the UTC dates the scan touches, whether several sources share the scan.
+        pa.field("order", pa.string()),
+        pa.field("tau", pa.float64()),
+        pa.field("days_spanned", pa.int32(), nullable=False),
+        pa.field("distributed", pa.bool_(), nullable=False),
     ]
 )
+
+
+def days_spanned(first_us: int, last_us: int) -> int:
+    """UTC dates from the first to the last event, both counted (1: within one day)."""
+    return int(last_us // (86_400 * US) - first_us // (86_400 * US)) + 1
+
+
+def conform(table: pa.Table) -> pa.Table:
+    """A scan table in SCAN_SCHEMA, properties filled in for files written before they existed."""
+    n = table.num_rows
+    if "order" not in table.column_names:
+        first = pc.cast(pc.cast(table.column("first_ts"), pa.timestamp("us", tz="UTC")), pa.int64())
+        last = pc.cast(pc.cast(table.column("last_ts"), pa.timestamp("us", tz="UTC")), pa.int64())
+        day = 86_400 * US
+        span = pc.add(pc.subtract(pc.divide(last, day), pc.divide(first, day)), 1)
+        kinds = table.column("kind")
+        table = (
+            table.append_column("order", pa.nulls(n, pa.string()))
+            .append_column("tau", pa.nulls(n, pa.float64()))
+            .append_column("days_spanned", pc.cast(span, pa.int32()))
+            .append_column("distributed", pc.is_in(kinds, value_set=pa.array(["coordinated", "distributed"])))
+        )
+    return table.select(SCAN_SCHEMA.names).cast(SCAN_SCHEMA)
+
+
+def records_table(recs: list[dict[str, Any]]) -> pa.Table:
+    """Scan records (times as integer microseconds) as a SCAN_SCHEMA table."""
+    arrays = []
+    for f in SCAN_SCHEMA:
+        vals = [r[f.name] for r in recs]
+        if pa.types.is_timestamp(f.type):
+            arrays.append(pa.array(vals, pa.int64()).cast(f.type))
+        else:
+            arrays.append(pa.array(vals, f.type))
+    return pa.Table.from_arrays(arrays, schema=SCAN_SCHEMA)
 
 
 @dataclass
@@ -120,9 +162,6 @@ def kind_specs(cfg: DetectConfig) -> dict[str, KindSpec]:
         "coordinated": KindSpec(
             "coordinated", ("site", "dst_ip"), int(cfg.coordinated_window_s * US), v_step, fast_e
         ),
-        "slow": KindSpec(
-            "slow", ("site", "src_ip"), int(cfg.slow_window_s * US), int(cfg.slow_step_s * US), slow_e
-        ),
         "hammer": KindSpec(
             "hammer",
             ("site", "src_ip", "dst_port"),
@@ -138,11 +177,11 @@ def lookback_us(cfg: DetectConfig) -> int:
     return max(s.window_us for s in kind_specs(cfg).values())
 
 
-def _connect(cfg: DetectConfig) -> Any:
+def connect(cfg: DetectConfig, threads: int | None = None) -> Any:
     import duckdb
 
-    con = duckdb.connect(config={"threads": cfg.duckdb_threads, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
-    return con
+    n = threads or cfg.duckdb_threads
+    return duckdb.connect(config={"threads": n, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
 
 
 def points(events: pa.Table, cfg: DetectConfig) -> pa.Table:
@@ -186,7 +225,7 @@ class Detector:
         self.stats = DetectStats()
 
     def run(self, pts: pa.Table, starts: dict[str, int], end_us: int) -> pa.Table:
-        con = _connect(self.cfg)
+        con = connect(self.cfg)
         try:
             con.register("pts_arrow", pts)
             con.execute("CREATE TEMP TABLE pts AS SELECT * FROM pts_arrow WHERE dst_port IS NOT NULL")
@@ -295,14 +334,12 @@ class Detector:
             recs["lower_bound"].append(bool(lb))
             recs["status"].append("closed" if closed else "open")
             recs["epoch_start"].append(epoch * e)
-        arrays = []
-        for f in SCAN_SCHEMA:
-            vals = recs[f.name]
-            if pa.types.is_timestamp(f.type):
-                arrays.append(pa.array(vals, pa.int64()).cast(f.type))
-            else:
-                arrays.append(pa.array(vals, f.type))
-        return pa.Table.from_arrays(arrays, schema=SCAN_SCHEMA)
+            recs["order"].append(None)
+            recs["tau"].append(None)
+            recs["days_spanned"].append(days_spanned(ts0, ts1))
+            recs["distributed"].append(spec.kind == "coordinated")
+        n = len(recs["scan_id"])
+        return records_table([{k: v[i] for k, v in recs.items()} for i in range(n)])
 
     def _distinct_kind(
         self, con: Any, spec: KindSpec, start: int, end: int, value: str, threshold: int
@@ -337,38 +374,6 @@ class Detector:
         t = self.cfg.horizontal_min_targets
         self._distinct_kind(con, spec, start, end, "dst_ip", t)
         return self._records(con, spec, end, t)
-
-    def _slow(self, con: Any, spec: KindSpec, start: int, end: int) -> pa.Table:
-        c = self.cfg
-        self._distinct_kind(con, spec, start, end, "dst_port", c.slow_min_ports)
-        # Trend test per island: Kendall tau between first-hit time and port, over the
-        # first slow_max_points ports; pairs ordered by port, so n(n-1)/2 pairs exactly.
-        w = spec.window_us
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE fp AS SELECT * FROM (SELECT i.site, i.src_ip, i.epoch, "
-            f"i.first_b, e.dst_port AS p, min(e.ts_us) AS t FROM islands i JOIN ev e ON "
-            f"i.site = e.site AND i.src_ip = e.src_ip AND e.ts_us >= i.first_b - {w} "
-            f"AND e.ts_us < i.last_b GROUP BY ALL) QUALIFY row_number() OVER "
-            f"(PARTITION BY site, src_ip, epoch, first_b ORDER BY t, p) <= {c.slow_max_points}"
-        )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE trend AS SELECT a.site, a.src_ip, a.epoch, a.first_b, "
-            "sum(sign(b.t - a.t))::DOUBLE / count(*) AS tau FROM fp a JOIN fp b ON a.site = b.site "
-            "AND a.src_ip = b.src_ip AND a.epoch = b.epoch AND a.first_b = b.first_b AND a.p < b.p "
-            "GROUP BY ALL"
-        )
-        # A walk faster than the vertical threshold's rate is a fast scan, not a diagonal.
-        span = int(c.slow_min_span_s * US)
-        fast_rate = c.vertical_min_ports / (c.vertical_window_s * US)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE islands AS SELECT i.* FROM islands i JOIN trend t USING "
-            f"(site, src_ip, epoch, first_b) JOIN (SELECT site, src_ip, epoch, first_b, "
-            f"max(t) - min(t) AS span, count(*) AS npts FROM fp GROUP BY ALL) s "
-            f"USING (site, src_ip, epoch, first_b) "
-            f"WHERE abs(t.tau) >= {c.slow_min_abs_tau} AND s.span >= {span} "
-            f"AND (s.npts - 1)::DOUBLE / s.span < {fast_rate!r}"
-        )
-        return self._records(con, spec, end, c.slow_min_ports)
 
     def _hammer(self, con: Any, spec: KindSpec, start: int, end: int) -> pa.Table:
         c = self.cfg
@@ -465,7 +470,10 @@ class Detector:
 
 def cross_site(scans: pa.Table, cfg: DetectConfig, epoch_us: int) -> pa.Table:
     """Sources detected scanning at several sites within one slow epoch, from the other kinds' scans."""
-    base = scans.filter(pc.not_equal(scans.column("kind"), "cross_site"))
+    # A distributed scan's sources are each below every threshold: not a source's scan.
+    base = scans.filter(
+        pc.invert(pc.is_in(scans.column("kind"), value_set=pa.array(["cross_site", "distributed"])))
+    )
     if base.num_rows == 0:
         return SCAN_SCHEMA.empty_table()
     flat = pa.table(
@@ -513,6 +521,13 @@ def cross_site(scans: pa.Table, cfg: DetectConfig, epoch_us: int) -> pa.Table:
                 if all(s == "closed" for s in part.column("status").to_pylist())
                 else "open",
                 "epoch_start": ep * epoch_us,
+                "order": None,
+                "tau": None,
+                "days_spanned": days_spanned(
+                    int(pc.min(pc.cast(part.column("first_ts"), pa.int64())).as_py()),
+                    int(pc.max(pc.cast(part.column("last_ts"), pa.int64())).as_py()),
+                ),
+                "distributed": False,
             }
         )
     if not recs:

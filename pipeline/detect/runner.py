@@ -34,13 +34,16 @@ from a fast scan's 15th port to its announcement is about the grid step
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +67,7 @@ from pipeline.detect.engine import (
     points,
 )
 from pipeline.detect.scanstore import ScanStore
+from pipeline.detect.slowtrack import SlowTracker
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import DATASET_SCHEMA, PARTITIONING, Store
 
@@ -209,8 +213,17 @@ class Evaluator:
     source: EventSource
     scans: ScanStore
     on_new: Callable[[list[dict[str, Any]]], None] | None = None
+    # Every record an evaluation adds or changes (the scans topic: the latest version per scan_id).
+    on_update: Callable[[list[dict[str, Any]]], None] | None = None
     evaluated_us: int | None = None  # end of the last evaluation; None: nothing yet
     stats: DetectStats = field(default_factory=DetectStats)
+    tracker: SlowTracker | None = None
+    # Set (the live path): the tracker runs in its own thread reading this source, so a
+    # tracker chunk never holds up the grid kinds' tick; None: in line (replay, tests).
+    track_source: EventSource | None = None
+    _track_job: Future[list[dict[str, Any]]] | None = field(default=None, repr=False)
+    _track_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _stats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def evaluate(self, end_us: int, since_us: int | None = None) -> list[dict[str, Any]]:
         """Detect up to end_us; return the scans not in the dataset before (new ones)."""
@@ -229,6 +242,11 @@ class Evaluator:
         prev = self.evaluated_us if self.evaluated_us is not None else (since_us or end_us)
         if end_us <= prev and self.evaluated_us is not None:
             return []
+        if self.evaluated_us is None or self.tracker is None:
+            # Persistent tracking restarts at the day boundary at or before prev, from the
+            # checkpoint saved there (replay and a restarted live detector alike).
+            self.tracker = SlowTracker(self.cfg, self.scans.root / "_track")
+            self.tracker.start(prev)
         starts: dict[str, int] = {}
         for kind, spec in specs.items():
             # A kind changes only when a new grid point falls at or before the end.
@@ -239,9 +257,9 @@ class Evaluator:
             starts = {k: (prev // s.epoch_us) * s.epoch_us for k, s in specs.items()}
         self.evaluated_us = end_us
         if not starts:
-            return []
+            return self._track_step(end_us)
         # Each kind reads back only its own window: a tick that re-evaluates the fast kinds
-        # must not read the slow kinds' 8 h look-back (that would grow every tick's cost).
+        # must not read the slow kinds' look-back (that would grow every tick's cost).
         lo = min(start - specs[kind].window_us for kind, start in starts.items())
         pts = points(self.source(lo, end_us), self.cfg)
         detector = Detector(self.cfg)
@@ -258,17 +276,88 @@ class Evaluator:
                     )
                 )
                 plans.append((kind, epoch, part))
+        # The grid kinds are announced before the tracker runs: a tracker chunk must not
+        # delay a fast scan's alert. Cross-site reads the tracker's records, so it comes last.
         new = self._announce_then_write(plans)
+        new += self._track_step(end_us)
         if any(k in starts for k in (*FAST_KINDS, *SLOW_KINDS)):
             new += self._cross_site(min(starts.values()), end_us)
+        return new
+
+    def _track_step(self, end_us: int) -> list[dict[str, Any]]:
+        """Track in line, or hand the step to the tracker thread unless it is still busy
+        (it then catches up to a later end on a later tick)."""
+        if self.track_source is None:
+            return self._track(end_us)
+        job = self._track_job
+        if job is not None and not job.done():
+            return []
+        if job is not None:
+            job.result()  # a failed step raises here, on the detector's own thread
+        if self._track_pool is None:
+            self._track_pool = ThreadPoolExecutor(1, thread_name_prefix="fp-track")
+        self._track_job = self._track_pool.submit(self._track, end_us)
+        return []
+
+    def drain(self) -> None:
+        """Wait for the tracker thread's step (raising its error), catch the tracker up to the
+        last evaluation (steps skipped while it was busy) and stop the thread."""
+        job, self._track_job = self._track_job, None
+        try:
+            if job is not None:
+                job.result()
+            if self.evaluated_us is not None and self.tracker is not None:
+                self._track(self.evaluated_us)
+        finally:
+            if self._track_pool is not None:
+                self._track_pool.shutdown(wait=True)
+                self._track_pool = None
+
+    def _track(self, end_us: int) -> list[dict[str, Any]]:
+        """Advance the slow/distributed tracker to end_us; upsert the records it changed."""
+        assert self.tracker is not None
+        tracker = self.tracker
+        before = copy.deepcopy(tracker.stats)  # fmt: skip
+        # Only to a step boundary: live ticks then cost one chunk a step, and replay and live
+        # stopped at the same end hold the very same state.
+        step = int(self.cfg.track_step_s * US)
+        upto = (end_us // step) * step
+        if tracker.upto is None or upto <= tracker.upto:
+            return []
+        source = self.track_source or self.source
+        changed = tracker.advance(lambda lo, hi: points(source(lo, hi), self.cfg), upto)
+        self._merge_stats(_minus(tracker.stats, before))
+        found = pa.concat_tables(changed) if changed else SCAN_SCHEMA.empty_table()
+        if found.num_rows == 0:
+            return []
+        # A scan's newest version wins when it changed in several day chunks of one call.
+        rows = {r["scan_id"]: r for r in found.to_pylist()}
+        found = pa.Table.from_pylist(list(rows.values()), schema=SCAN_SCHEMA)
+        groups: dict[tuple[str, int], list[int]] = {}
+        kinds = found.column("kind").to_pylist()
+        epochs = pc.cast(found.column("epoch_start"), pa.int64()).to_pylist()
+        for i, key in enumerate(zip(kinds, epochs, strict=True)):
+            groups.setdefault(key, []).append(i)
+        parts = [(kind, epoch, found.take(pa.array(idx))) for (kind, epoch), idx in sorted(groups.items())]
+        new = [r for kind, epoch, part in parts for r in self.scans.new_in(kind, epoch, part)]
+        updated = [r for kind, epoch, part in parts for r in self.scans.changed_in(kind, epoch, part)]
+        if new and self.on_new is not None:
+            self.on_new(new)
+        if updated and self.on_update is not None:
+            self.on_update(updated)
+        for kind, epoch, part in parts:
+            self.scans.upsert(kind, epoch, part)
         return new
 
     def _announce_then_write(self, plans: list[tuple[str, int, pa.Table]]) -> list[dict[str, Any]]:
         """Announce the scans the dataset lacks, then write: a crash in between announces them
         again on restart (at least once, same scan_id) rather than never."""
         new = [scan for kind, epoch, part in plans for scan in self.scans.new_in(kind, epoch, part)]
+        updated = [r for kind, epoch, part in plans for r in self.scans.changed_in(kind, epoch, part)]
         if new and self.on_new is not None:
             self.on_new(new)
+        if updated and self.on_update is not None:
+            self.on_update(updated)
         for kind, epoch, part in plans:
             self.scans.replace(kind, epoch, part)
         return new
@@ -282,12 +371,25 @@ class Evaluator:
         return self._announce_then_write(plans)
 
     def _merge_stats(self, s: DetectStats) -> None:
+        with self._stats_lock:  # the tracker thread merges too
+            self._merge_stats_locked(s)
+
+    def _merge_stats_locked(self, s: DetectStats) -> None:
         self.stats.events += s.events
         self.stats.approx_sources = max(self.stats.approx_sources, s.approx_sources)
         for name in ("candidates", "dropped_keys", "scans"):
             mine, theirs = getattr(self.stats, name), getattr(s, name)
             for k, v in theirs.items():
                 mine[k] = mine.get(k, 0) + v
+
+
+def _minus(a: DetectStats, b: DetectStats) -> DetectStats:
+    """What a's counters added since b (the tracker keeps running totals)."""
+    out = DetectStats()  # events: the grid detector counts them once
+    for name in ("candidates", "dropped_keys", "scans"):
+        mine, old = getattr(a, name), getattr(b, name)
+        setattr(out, name, {k: v - old.get(k, 0) for k, v in mine.items() if v - old.get(k, 0)})
+    return out
 
 
 def replay(ev: Evaluator, since: dt.datetime, until: dt.datetime) -> list[dict[str, Any]]:
@@ -336,6 +438,24 @@ def follow(
     recent = RecentFiles(store)
     full = ev.source
     ev.source = recent.source(full)
+    # The tracker thread reads the store itself: the recent-files cache belongs to this loop.
+    ev.track_source = full
+    try:
+        _follow_loop(ev, store, since_us, stop, on_tick, recent, lateness)
+    finally:
+        ev.drain()
+        ev.track_source = None
+
+
+def _follow_loop(
+    ev: Evaluator,
+    store: Store,
+    since_us: int | None,
+    stop: Callable[[], bool],
+    on_tick: Callable[[int], None] | None,
+    recent: RecentFiles,
+    lateness: int,
+) -> None:
     while not stop():
         if ev.evaluated_us is None:
             newest = newest_event_us(store, since_us)
@@ -356,39 +476,16 @@ def follow(
 
 
 def alert_hooks(
-    cfg: DetectConfig,
-    kafka_bootstrap: str | None = None,
-    stats: DetectStats | None = None,
-    security: KafkaConfig | None = None,
+    cfg: DetectConfig, stats: DetectStats | None = None
 ) -> Callable[[list[dict[str, Any]]], None]:
-    """Per new scan: the alert command (scan JSON on stdin), the webhook, the scans topic.
+    """Per new scan: the alert command (scan JSON on stdin) and the webhook - once per scan_id.
 
     Called with the scans an evaluation found absent from the scan dataset, just before
     it writes them (see the module docstring for the exact semantics). A failed
     announcement is logged and counted in ``stats.alerts_failed`` by channel, not retried.
     """
-    producer: Any = None
-    if cfg.publish and kafka_bootstrap:
-        from kafka import KafkaProducer
-
-        from pipeline.broker import ensure_topics
-        from pipeline.kafka_security import client_kwargs
-
-        # The broker does not auto-create topics; one partition keeps scans in detection order.
-        ensure_topics(kafka_bootstrap, {cfg.kafka_topic: 1}, security=security)
-        producer = KafkaProducer(
-            bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
-        )
-
-    def failed(channel: str, scan: dict[str, Any], error: str) -> None:
-        log.warning(
-            "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
-        )
-        if stats is not None:
-            stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
 
     def fire(scans: list[dict[str, Any]]) -> None:
-        sent: list[tuple[dict[str, Any], Any]] = []
         for scan in scans:
             body = scan_json(scan)
             if cfg.alert_command:
@@ -402,9 +499,9 @@ def alert_hooks(
                         check=False,
                     )
                     if proc.returncode != 0:
-                        failed("command", scan, f"exit {proc.returncode}: {proc.stderr}")
+                        _failed(stats, "command", scan, f"exit {proc.returncode}: {proc.stderr}")
                 except (OSError, subprocess.TimeoutExpired) as exc:
-                    failed("command", scan, str(exc))
+                    _failed(stats, "command", scan, str(exc))
             if cfg.alert_webhook:
                 req = urllib.request.Request(  # noqa: S310 - the operator's configured URL
                     cfg.alert_webhook,
@@ -416,19 +513,61 @@ def alert_hooks(
                     with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - operator's URL
                         pass
                 except OSError as exc:
-                    failed("webhook", scan, str(exc))
-            if producer is not None:
-                key = str(scan["scan_id"]).encode()
-                sent.append((scan, producer.send(cfg.kafka_topic, key=key, value=body.encode())))
-        if producer is not None:
-            producer.flush(timeout=30)
-            for scan, fut in sent:
-                try:
-                    fut.get(timeout=1)
-                except Exception as exc:
-                    failed("topic", scan, repr(exc))
+                    _failed(stats, "webhook", scan, str(exc))
 
     return fire
+
+
+def _failed(stats: DetectStats | None, channel: str, scan: dict[str, Any], error: str) -> None:
+    log.warning(
+        "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
+    )
+    if stats is not None:
+        stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
+
+
+def topic_publisher(
+    cfg: DetectConfig,
+    kafka_bootstrap: str,
+    stats: DetectStats | None = None,
+    security: KafkaConfig | None = None,
+) -> Callable[[list[dict[str, Any]]], None]:
+    """Every new or changed scan record to the scans topic, keyed by scan_id.
+
+    The topic is compacted (``cleanup.policy=compact``): a scan that grows is published
+    again under the same key, and compaction keeps its latest record - one per scan.
+    """
+    from kafka import KafkaProducer
+
+    from pipeline.broker import ensure_topics
+    from pipeline.kafka_security import client_kwargs
+
+    # The broker does not auto-create topics; one partition keeps scans in detection order.
+    ensure_topics(
+        kafka_bootstrap, {cfg.kafka_topic: 1}, configs={"cleanup.policy": "compact"}, security=security
+    )
+    producer = KafkaProducer(
+        bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
+    )
+
+    def publish(scans: list[dict[str, Any]]) -> None:
+        sent = [
+            (
+                scan,
+                producer.send(
+                    cfg.kafka_topic, key=str(scan["scan_id"]).encode(), value=scan_json(scan).encode()
+                ),
+            )
+            for scan in scans
+        ]
+        producer.flush(timeout=30)
+        for scan, fut in sent:
+            try:
+                fut.get(timeout=1)
+            except Exception as exc:
+                _failed(stats, "topic", scan, repr(exc))
+
+    return publish
 
 
 def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True) -> tuple[Evaluator, Store]:
@@ -436,7 +575,10 @@ def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True)
     scans_dir = cfg.detect.scans_dir or str(Path(store.root) / "scans")
     ev = Evaluator(cfg.detect, store_source(store), ScanStore(scans_dir))
     if hooks:
-        ev.on_new = alert_hooks(cfg.detect, cfg.kafka.effective_bootstrap, ev.stats, security=cfg.kafka)
+        ev.on_new = alert_hooks(cfg.detect, ev.stats)
+        bootstrap = cfg.kafka.effective_bootstrap
+        if cfg.detect.publish and bootstrap:
+            ev.on_update = topic_publisher(cfg.detect, bootstrap, ev.stats, security=cfg.kafka)
     return ev, store
 
 

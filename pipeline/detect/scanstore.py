@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import durable
-from pipeline.detect.engine import SCAN_SCHEMA, US
+from pipeline.detect.engine import SCAN_SCHEMA, US, conform
 
 
 class ScanStore:
@@ -37,10 +37,31 @@ class ScanStore:
         if scans.num_rows == 0:
             return []
         old_ids = self._old_ids(self.path(kind, epoch_us))
-        scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
+        scans = conform(scans).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
         mask = pc.invert(pc.is_in(scans.column("scan_id"), value_set=pa.array(sorted(old_ids), pa.string())))
         new: list[dict[str, Any]] = scans.filter(mask).to_pylist()
         return new
+
+    def changed_in(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
+        """The scans whose record differs from the one the epoch's file holds (or that it lacks)."""
+        path = self.path(kind, epoch_us)
+        old = {} if not path.exists() else {r["scan_id"]: r for r in conform(pq.read_table(path)).to_pylist()}
+        return [r for r in scans.cast(SCAN_SCHEMA).to_pylist() if old.get(r["scan_id"]) != r]
+
+    def upsert(self, kind: str, epoch_us: int, scans: pa.Table) -> None:
+        """Put these records in the epoch's file, replacing those with the same scan_id, keeping the rest.
+
+        The tracked kinds (slow, distributed) report only the scans an evaluation changed:
+        a scan spanning days keeps its one record, filed under the day it started.
+        """
+        if scans.num_rows == 0:
+            return
+        path = self.path(kind, epoch_us)
+        if path.exists():
+            old = conform(pq.read_table(path))
+            keep = pc.invert(pc.is_in(old.column("scan_id"), value_set=scans.column("scan_id")))
+            scans = pa.concat_tables([old.filter(keep), scans.cast(SCAN_SCHEMA)])
+        self.replace(kind, epoch_us, scans)
 
     def replace(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
         """Make the epoch's file hold exactly these scans; return those that were not in it."""
@@ -74,7 +95,7 @@ class ScanStore:
             files = [p for p in files if lo <= _epoch_of(p) < hi]
         if not files:
             return SCAN_SCHEMA.empty_table()
-        table = pa.concat_tables([pq.read_table(p).cast(SCAN_SCHEMA) for p in files])
+        table = pa.concat_tables([conform(pq.read_table(p)) for p in files])
         col = table.column(by)
         if since is not None:
             table = table.filter(pc.greater_equal(col, pa.scalar(since, SCAN_SCHEMA.field(by).type)))
