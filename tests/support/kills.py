@@ -82,9 +82,18 @@ class ShipperRun:
         self.saved_before = _registry_state(registry)
         self.started = time.monotonic()
         self.proc: subprocess.Popen[bytes] = system.start(name, "ship", str(log), "--site", "test")
-        self.tmp = registry.with_name(f".{registry.name}.{self.proc.pid}.tmp")
+        # pipeline.durable writes beside the target as .<name>.<random>.tmp; one that appears
+        # during this run and is still there is a registry write in progress (or cut by the kill).
+        self.temps_before = self._temps()
         self.first_save: float | None = None
         self.read_once = False  # the log's fd was seen open
+
+    def _temps(self) -> set[Path]:
+        return set(self.registry.parent.glob(f".{self.registry.name}.*.tmp"))
+
+    def writing(self) -> bool:
+        """A registry write of this run is under way: its temp file exists, not yet renamed."""
+        return bool(self._temps() - self.temps_before)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -109,7 +118,7 @@ class ShipperRun:
         while self.alive() and time.monotonic() < deadline:
             if cond == "saved" and self.saved():
                 return True
-            if cond == "writing" and (self.tmp.exists() or self.saved()):
+            if cond == "writing" and (self.writing() or self.saved()):
                 return True
             if cond == "eof" and self.at_eof():
                 return True
@@ -123,7 +132,7 @@ class ShipperRun:
             return None
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=30)
-        if self.tmp.exists():
+        if self.writing():
             return "registry write"  # written, not renamed: the kill fell inside the atomic write
         if eof:
             return "final drain"
