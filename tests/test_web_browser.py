@@ -115,6 +115,7 @@ def live_scan(day: dt.date) -> tuple[int, pa.Table]:
         "sources": [LIVE_SCANNER], "first_ts": first, "last_ts": last, "detected_at": now,
         "port_min": 1000, "port_max": 1200, "distinct_ports": 150, "distinct_targets": 1, "packets": 150,
         "sites": ["alpha"], "score": 1.0, "lower_bound": False, "status": "open", "epoch_start": start,
+        "days_spanned": 1, "distributed": False,
     }  # fmt: skip
     return int(start.timestamp() * US), pa.Table.from_pylist([row], schema=SCAN_SCHEMA)
 

@@ -104,7 +104,7 @@ def hostile_scan() -> pa.Table:
         "detected_at": t0 + dt.timedelta(minutes=31), "port_min": 1000, "port_max": 1000 + len(PAYLOADS) - 1,
         "distinct_ports": len(PAYLOADS), "distinct_targets": 1, "packets": len(PAYLOADS),
         "sites": [*SITES, *PAYLOADS.values()], "score": 1.0, "lower_bound": False, "status": "closed",
-        "epoch_start": start_of(DAY),
+        "epoch_start": start_of(DAY), "days_spanned": 1, "distributed": False,
     }  # fmt: skip
     return pa.Table.from_pylist([rec], SCAN_SCHEMA)
 
