@@ -319,10 +319,9 @@ def hover(driver: Any, x: int, y: int) -> str:
     text: str = wait_for(
         "the hover tooltip",
         lambda: driver.execute_script(
-            JS_DEEP + "for (const el of walk(document))"
-            "  if (el.classList.contains('bk-tooltip-content') && el.textContent)"
-            "    return el.textContent;"
-            "return null"
+            # the page's own one-line-per-dot tooltip (consumers/web/tooltip.py)
+            "const el = document.querySelector('.fireplot-tooltip');"
+            "return el && el.style.display !== 'none' && el.textContent ? el.textContent : null"
         ),
         timeout=5,
     )
