@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from pipeline.archive.topics import PatternTopics
 from pipeline.broker import LocalKafka
 from pipeline.broker.mirror import MirrorMaker, Site, mm2_properties, remote_topic
 from pipeline.config import ConfigError, KafkaConfig
 from pipeline.wire import MAX_REQUEST_BYTES
-from pipeline.archive.topics import PatternTopics
 from producers.demo import Demo, write_lines
 from tests.support.system import System, free_port
 
