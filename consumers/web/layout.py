@@ -17,7 +17,6 @@ from bokeh.models import (
     CDSView,
     ColumnDataSource,
     CustomJS,
-    CustomJSHover,
     CustomJSTickFormatter,
     FixedTicker,
     GroupFilter,
@@ -56,35 +55,9 @@ NOTE_PORT: Final = 200.0
 # How often an open page looks at the detector's heartbeat.
 NOTE_REFRESH_MS: Final = 5000
 
-RAW_TOOLTIPS: Final = [
-    ("time", "@ts{custom}"),
-    ("source", "@src_ip"),
-    ("destination", "@dst_ip"),
-    ("port", "@port @service"),
-    ("protocol", "@proto/IPv@ip_version"),
-    ("action", "@action"),
-    ("packets", "@count"),
-    ("site", "@site"),
-    ("sensor", "@host"),
-    ("prefix", "@prefix"),
-]
-AGGREGATED_TOOLTIPS: Final = [
-    ("from", "@ts{custom}"),
-    ("port", "@port @service"),
-    ("protocol", "@proto/IPv@ip_version"),
-    ("events", "@events"),
-    ("sources", "@sources"),
-]
-
-
 def message(name: str, visible: bool = True) -> Div:
     """A line of text above the plot; what it says may come from the store or the URL."""
     return Div(name=name, render_as_text=True, disable_math=True, visible=visible)
-
-
-def hover_time(zone: str) -> CustomJSHover:
-    """The hover's time, to the millisecond, in ``zone`` (set its ``args`` to change zone)."""
-    return CustomJSHover(args={"zone": zone}, code=script("zoned_parts", "hover_time"))
 
 
 def tick_time(zone: str) -> CustomJSTickFormatter:

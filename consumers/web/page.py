@@ -95,7 +95,6 @@ class DayPage:
         self.plot, renderers = layout.day_figure(
             self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end)), web.palette
         )
-        self.hover_time = layout.hover_time(self.zone_name)
         self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
         self.plot.add_tools(TapTool(renderers=renderers))
         self.controls = Controls(sites, dataset_names, dataset, self.save_tool)
@@ -248,7 +247,6 @@ class DayPage:
         self.zone_name, self.zone = name, zone
         self.controls.offer_zone(name)
         self.controls.zone_select.value = name
-        self.hover_time.args = {"zone": name}
         tooltip.set_zone(self.hover, name)
         self.tick_time.args = {"zone": name}
         self.plot.xaxis.axis_label = f"time ({name})"

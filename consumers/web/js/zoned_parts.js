@@ -1,4 +1,4 @@
-// Prefix of hover_time.js and tick_time.js. Times are kept in UTC milliseconds everywhere; only
+// Prefix of tick_time.js. Times are kept in UTC milliseconds everywhere; only
 // their labels are in the page's zone, formatted by the browser (Intl knows every IANA zone and
 // its DST). Args: zone, an IANA zone name.
 const parts = (ms) => Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
