@@ -1,58 +1,19 @@
-"""The Parquet store: layout, durable writes, and reads by site and time.
+"""The Store: a flush committed in three durable steps, and reads by site and time.
 
-Layout (hive-partitioned by event time, UTC)::
-
-    <root>/events/site=<site>/date=<YYYY-MM-DD>/hour=<HH>/<file>.parquet
-    <root>/_sink/<topic>+<partition>.json      committed Kafka offsets
-
-Data files name the Kafka records they hold,
-``<topic>+<partition>+<first offset:020d>+<last offset:020d>.parquet``, so a
-redelivered batch rewrites the same name instead of adding a copy. Partition
-columns live in the path only; readers get them back typed from
-``PARTITIONING`` (never inferred: an inferred ``hour`` is int32 and ``date`` a
-string in one reader and a date in another).
-
-A flush is committed in three steps, each durable before the next:
-1. every file is written under a hidden temporary name and fsynced;
-2. each is renamed to its final name and its directory fsynced;
-3. the partition's ``_sink`` manifest records the last offset, atomically.
-On start a worker reads the manifest, deletes files of that partition beyond
-it (a flush cut short between steps 2 and 3) and skips records at or below it
-(a crash between step 3 and the Kafka offset commit). That is how the store
-stays exact through kill -9 without Kafka transactions.
-
-Fencing. Every flush of a topic-partition runs under an exclusive ``flock`` on
-``_sink/<topic>+<partition>.lock`` and re-reads the manifest inside it, so a
-worker that lost the partition in a rebalance but is still flushing what it
-had taken, and the new owner recovering the partition, are serialised: the
-second skips what the first committed, and a file beyond the manifest seen
-under the lock can only be a crashed flush's. Each partition-hour directory a
-flush writes into is held under a shared lock on ``_locks/...`` that
-compaction takes exclusively for its directory swap (``pipeline.compact``).
-Locks are local ``flock``s: the store must be a local (or NFSv4) file system.
-
-Duplicates from at-least-once shippers. An event is ``(source_id,
-source_offset)``; a shipper that re-sends after a crash sends the same ids
-again under new Kafka offsets, with the same key (site/host), so on the same
-topic-partition. The manifest keeps, per source_id, the highest source_offset
-that partition has stored. Events above it are new without looking at any
-file (the steady state costs one hash lookup per batch, not a read); events at
-or below it are *candidates* and are checked exactly against the id columns of
-their partition-hour's files (only the two id columns, pruned by row-group
-statistics). A candidate is dropped only when its id is really stored, so an
-out-of-order source costs a read, never an event.
+One class because both sides share one rule set: the reader's retry on a
+vanished file is the answer to the writer's and compaction's directory swaps,
+and a store given as an object-store URI is the same Store, read-only. The
+protocol is in the package docstring (``pipeline.store``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import json
 import os
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,62 +27,23 @@ import pyarrow.parquet as pq
 
 from pipeline import durable
 from pipeline.event import EVENT_SCHEMA, FIELD_NAMES
-
-EVENTS_DIR = "events"
-SINK_DIR = "_sink"
-LOCKS_DIR = "_locks"
-ID_COLUMNS = ["source_id", "source_offset"]
-PARTITION_KEYS = ("site", "date", "hour")
-PARTITIONING_SCHEMA = pa.schema([("site", pa.string()), ("date", pa.date32()), ("hour", pa.int8())])
-PARTITIONING = ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")
-# Files hold every event column except the ones the path already says.
-FILE_SCHEMA = pa.schema([EVENT_SCHEMA.field(n) for n in FIELD_NAMES if n != "site"])
-DATASET_SCHEMA = (
-    FILE_SCHEMA.append(PARTITIONING_SCHEMA.field("site"))
-    .append(PARTITIONING_SCHEMA.field("date"))
-    .append(PARTITIONING_SCHEMA.field("hour"))
+from pipeline.store.dedupe import candidate_mask, high_water_of, unique_ids
+from pipeline.store.layout import (
+    DATASET_SCHEMA,
+    EVENTS_DIR,
+    FILE_SCHEMA,
+    ID_COLUMNS,
+    PARQUET_WRITE_OPTIONS,
+    PARTITIONING,
+    SINK_DIR,
+    OffsetRange,
+    hour_lock_path,
+    is_uri,
+    parse_file_name,
+    partition_dir,
+    split_by_partition,
 )
-# How the sink writes a flush's files (the benchmark's reference writes with the same).
-# Dictionary pages only for columns with few distinct values: for time, source
-# port, source address and offset Parquet builds a dictionary, overflows it and
-# falls back to plain encoding, about a third of the encoding time for larger files.
-PARQUET_WRITE_OPTIONS: dict[str, object] = {
-    "compression": "zstd",
-    "row_group_size": 128 * 1024,
-    "use_dictionary": [
-        "host", "dst_ip", "dst_port", "proto", "ip_version", "action", "in_if", "out_if",
-        "tcp_flags", "prefix", "count", "source_id", "schema_version",
-    ],
-}  # fmt: skip
-_NAME_RE = re.compile(r"^(?P<topic>.+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
-_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_uri(location: str | Path) -> bool:
-    """True for a filesystem URI such as ``s3://bucket/prefix?region=eu-west-1`` (not a local path)."""
-    return isinstance(location, str) and _URI_RE.match(location) is not None
-
-
-@dataclass(frozen=True)
-class OffsetRange:
-    topic: str
-    partition: int
-    first: int
-    last: int
-
-    def file_name(self) -> str:
-        return f"{self.topic}+{self.partition}+{self.first:020d}+{self.last:020d}.parquet"
-
-
-def parse_file_name(name: str) -> OffsetRange | None:
-    m = _NAME_RE.match(name)
-    if not m:
-        return None
-    return OffsetRange(m["topic"], int(m["partition"]), int(m["first"]), int(m["last"]))
-
-
-def partition_dir(root: Path, site: str, date: dt.date, hour: int) -> Path:
-    return root / EVENTS_DIR / f"site={site}" / f"date={date.isoformat()}" / f"hour={hour:02d}"
+from pipeline.store.locks import file_lock
 
 
 def closed_hours(store: Store, older_than_s: float, now: dt.datetime) -> list[tuple[str, dt.date, int]]:
@@ -141,27 +63,6 @@ def closed_hours(store: Store, older_than_s: float, now: dt.datetime) -> list[tu
     return out
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Iterator[bool]:
-    """Hold an flock on ``path`` (created if missing); yields False if non-blocking and busy."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(fd, flags)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def hour_lock_path(root: Path, site: str, date: dt.date, hour: int) -> Path:
-    return root / LOCKS_DIR / f"site={site}" / f"{date.isoformat()}T{hour:02d}.lock"
-
-
 @dataclass
 class PartitionState:
     """What the manifest of one topic-partition says is durably in the store."""
@@ -177,82 +78,6 @@ class FlushResult:
     events_written: int
     bytes_written: int
     duplicates_dropped: int
-
-
-def unique_ids(table: pa.Table) -> pa.Table:
-    """The table without repeated (source_id, source_offset), first occurrence kept."""
-    n = table.num_rows
-    if n < 2:
-        return table
-    sources = pc.dictionary_encode(table.column("source_id").combine_chunks())
-    offsets = table.column("source_offset").to_numpy()
-    if len(sources.dictionary) < 2**22 and offsets.min() >= 0 and offsets.max() < 2**41:
-        # Both id columns packed into one int64 sort key: a sort of 8-byte keys
-        # is several times cheaper than hashing (string, int64) pairs.
-        key = (sources.indices.to_numpy(zero_copy_only=False).astype(np.int64) << 41) | offsets
-        order = np.argsort(key, kind="stable")
-        sorted_key = key[order]
-        repeat = sorted_key[1:] == sorted_key[:-1]
-        if not repeat.any():
-            return table
-        keep = np.ones(n, dtype=bool)
-        keep[order[1:][repeat]] = False  # stable sort: the first occurrence leads each run
-        return table.filter(pa.array(keep))
-    indexed = table.select(ID_COLUMNS).append_column("_i", pa.array(np.arange(n)))
-    first = indexed.group_by(ID_COLUMNS, use_threads=False).aggregate([("_i", "min")]).column("_i_min")
-    if len(first) == n:
-        return table
-    return table.take(pc.sort_indices(first))
-
-
-def high_water_of(table: pa.Table) -> dict[str, int]:
-    """Highest source_offset per source_id in the table."""
-    g = (
-        table.select(ID_COLUMNS)
-        .group_by("source_id", use_threads=False)
-        .aggregate([("source_offset", "max")])
-    )
-    return dict(
-        zip(g.column("source_id").to_pylist(), g.column("source_offset_max").to_pylist(), strict=True)
-    )
-
-
-def candidate_mask(table: pa.Table, high_water: dict[str, int]) -> pa.Array:
-    """True where an event's offset is at or below its source's high-water mark (maybe stored)."""
-    if not high_water:
-        return pa.array(np.zeros(table.num_rows, dtype=bool))
-    keys = pa.array(list(high_water), pa.string())
-    marks = pa.array(list(high_water.values()), pa.int64())
-    pos = pc.index_in(table.column("source_id"), value_set=keys)
-    mark = pc.take(marks, pos)  # null where the source is new
-    return pc.fill_null(pc.less_equal(table.column("source_offset"), mark), False)
-
-
-def split_by_partition(table: pa.Table) -> Iterator[tuple[str, dt.date, int, pa.Table]]:
-    """Group events by (site, UTC date, UTC hour) of their event time, each group sorted by time.
-
-    One sort of the whole table by (site, hour, ts) and a slice per run of
-    equal keys: filtering the table once per group costs a full pass each."""
-    n = table.num_rows
-    if n == 0:
-        return
-    ts = table.column("ts").cast(pa.int64()).to_numpy()
-    hour_index = np.floor_divide(ts, 3_600_000_000)
-    sites = pc.dictionary_encode(table.column("site").combine_chunks())
-    codes = sites.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    key = (codes << 32) + hour_index + 2**31  # biased: hours before 1970 stay non-negative
-    order = np.lexsort((ts, key))
-    sorted_key = key[order]
-    bounds = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
-    # Batches from one sensor usually arrive in time order: then no reordering copy.
-    in_order = bool(np.all(order[1:] > order[:-1]))
-    ordered = table if in_order else table.take(pa.array(order))
-    names = sites.dictionary.to_pylist()
-    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), n], strict=True):
-        k = int(sorted_key[start])
-        hour_start = epoch + dt.timedelta(hours=k - ((k >> 32) << 32) - 2**31)
-        yield names[k >> 32], hour_start.date(), hour_start.hour, ordered.slice(start, end - start)
 
 
 _POOL: ThreadPoolExecutor | None = None
