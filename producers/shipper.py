@@ -1,18 +1,12 @@
 """The shipper: log files → parsed, filtered Arrow batches → the events topic, losing nothing.
 
-One loop per run: read a batch of lines, parse it into events (columns, not
-rows), drop what the edge filter rules out (counted per reason), keep the
-rejected lines with their reasons (dead-letter file and topic), publish the
-rest. The parsing of files and stdin runs in a thread (``[shipper]
-parse_thread``) or in child processes (``[shipper] parse_processes``, both in
-``producers.parse_pool``) while this thread reads the next batch and publishes
-the previous one; results are taken strictly in input order, so everything
-after parsing happens exactly as if it were done in line. Each
-batch's end offset is written to the read-position registry only when Kafka
-has acknowledged it and everything before it (the publisher runs
-acknowledgement callbacks in send order), so a restart resumes at a line that
-was surely delivered and re-sends at most what was in flight, under the same
-``(source_id, source_offset)`` identity.
+This module is about the files: it reads batches of lines and hands them to
+``BatchShipper`` (``producers.batch_shipper``: parse, filter, keep rejects,
+publish, in input order). Each batch's end offset is written to the
+read-position registry only when Kafka has acknowledged it and everything
+before it, so a restart resumes at a line that was surely delivered and
+re-sends at most what was in flight, under the same ``(source_id,
+source_offset)`` identity.
 
 Inputs are named by content (``producers.registry``): ``<site>:<fingerprint>``
 where the fingerprint hashes the first line, so a renamed or compressed
@@ -25,32 +19,22 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
-import json
 import logging
 import os
 import select
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
-from zoneinfo import ZoneInfo
 
-import pyarrow.compute as pc
-
-from pipeline import parsers, wire
 from pipeline.config import Config
-from pipeline.event import EVENT_SCHEMA
-from pipeline.filters import EdgeFilter, FilterResult
-from pipeline.parsers import ParseContext, Reject
+from producers.batch_shipper import BatchShipper, ShipStats
 from producers.lines import LineBatch, fingerprint, read_batches
-from producers.parse_pool import BatchParser, ParsePool, ParseThread
 from producers.publisher import Publisher
 from producers.registry import Registry
 
 if TYPE_CHECKING:
-    # prometheus_client is imported only when metrics are served.
     from producers.metrics import ShipperMetrics
 
 log = logging.getLogger("fireplot.shipper")
@@ -59,52 +43,6 @@ STDIN = Path("-")
 # After rename+create, the old file is read until it has been quiet this many polls:
 # the writer may still append to it until it reopens its log.
 ROTATE_QUIET_POLLS = 5
-
-
-@dataclass
-class ShipStats:
-    lines: int = 0
-    events_sent: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
-    filtered: dict[str, int] = field(default_factory=dict)
-    files: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "files": self.files,
-            "lines": self.lines,
-            "events_sent": self.events_sent,
-            "rejected": sum(self.rejected.values()),
-            "rejected_by_reason": dict(sorted(self.rejected.items())),
-            "filtered_by_reason": self.filtered,
-        }
-
-
-def _reason_class(reason: str) -> str:
-    # Reasons carry the offending value ("bad SRC address '…'"); metrics and
-    # summaries group by the part before it so attacker text cannot explode them.
-    return reason.split("'", 1)[0].split(":", 1)[0].strip() or "unknown"
-
-
-def _letters(rejects: list[Reject]) -> list[dict[str, object]]:
-    return [
-        {"source_id": r.source_id, "offset": r.offset, "reason": r.reason, "line": r.line} for r in rejects
-    ]
-
-
-class DeadLetters:
-    """Rejected lines, one JSON object per line, with source position and reason."""
-
-    def __init__(self, directory: Path, site: str) -> None:
-        self.path = directory / f"{site}.rejects.jsonl"
-
-    def write(self, rejects: list[Reject]) -> None:
-        if not rejects:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            # ensure_ascii keeps control characters from the log escaped.
-            fh.write("".join(json.dumps(d, ensure_ascii=True) + "\n" for d in _letters(rejects)))
 
 
 @dataclass
@@ -124,21 +62,13 @@ class Source:
     awaiting_identity: bool = False  # truncated to less than a line: no fingerprint yet
 
 
-@dataclass
-class _Parsing:
-    """A batch handed to the parse pool, waiting for its turn to be published."""
-
-    lines: int
-    source_id: str
-    on_ack: Callable[[], None] | None
-    in_pool: bool  # False: nothing to parse (an empty batch), only its acknowledgement to keep in order
-
-
 def _is_gzip(path: Path) -> bool:
     return path.suffix == ".gz"
 
 
-class Shipper:
+class Shipper(BatchShipper):
+    """Files and streams → batches, with read positions (registry), ``--follow`` and rotation."""
+
     def __init__(
         self,
         cfg: Config,
@@ -149,155 +79,10 @@ class Shipper:
         metrics: ShipperMetrics | None = None,
         progress: Callable[[Path, int, bool], None] | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.site = cfg.shipper.site
-        self.host = host if host is not None else cfg.shipper.host
-        self.fmt = fmt
-        self.parse = parsers.get(fmt)
-        if fmt in ("auto", "netfilter"):
-            from pipeline.parsers import netfilter, netfilter_native
-
-            chosen = netfilter.engine()
-            if chosen == "native":
-                log.info(
-                    "netfilter parser: native scanner", extra={"library": netfilter_native.library_path()}
-                )
-            else:
-                # Same events, about a third of the speed: worth a line in the log.
-                log.warning(
-                    "netfilter parser: pyarrow path only",
-                    extra={"why": netfilter_native.why_unavailable() or "FIREPLOT_NETFILTER_ENGINE=arrow"},
-                )
-        self.filter = EdgeFilter(cfg.shipper)
-        self.publisher = publisher
+        super().__init__(cfg, publisher, fmt, host, metrics)
         self.registry = registry
-        self.metrics = metrics
-        self.dead = DeadLetters(Path(cfg.shipper.dead_letter_dir), self.site)
-        self.tz = ZoneInfo(cfg.shipper.timezone)
-        self.stats = ShipStats()
-        self._ctx: dict[str, ParseContext] = {}
         # (path, bytes read so far, file finished): for backfill's progress bar.
         self.progress = progress
-        self.parse_processes = cfg.shipper.parse_processes
-        # Batches parsing or parsed and waiting while this thread reads on: one
-        # being parsed and one waiting per parser, so no parser idles while
-        # this thread publishes; more only costs memory.
-        self._ahead = 2 * self.parse_processes if self.parse_processes else 2 * cfg.shipper.parse_thread
-        self._pool: BatchParser | None = None
-        self._parsing: deque[_Parsing] = deque()
-
-    # -- one batch -----------------------------------------------------------------------------
-
-    def ship_batch(self, batch: LineBatch, source_id: str, on_ack: Callable[[], None] | None = None) -> None:
-        """Parse, filter and queue one batch; ``on_ack`` runs when Kafka has all of it (and all before)."""
-        if len(batch) == 0:
-            if on_ack:
-                on_ack()
-            return
-        result = self.parse(batch.lines, batch.offsets, self._context(source_id))
-        self._publish(len(batch), source_id, result, on_ack)
-
-    def _context(self, source_id: str) -> ParseContext:
-        ctx = self._ctx.get(source_id)
-        if ctx is None:
-            ctx = ParseContext(site=self.site, source_id=source_id, host=self.host, tz=self.tz)
-            self._ctx = {source_id: ctx}  # one live context: sources change rarely
-        return ctx
-
-    def _publish(
-        self,
-        n_lines: int,
-        source_id: str,
-        result: parsers.ParseResult,
-        on_ack: Callable[[], None] | None,
-        filtered: FilterResult | None = None,
-    ) -> None:
-        """Everything after parsing, for one batch: counts, dead letters, edge filter (unless
-        ``filtered`` is its outcome already), Kafka."""
-        self.stats.lines += n_lines
-        m = self.metrics
-        if m:
-            m.lines.inc(n_lines)
-        if result.rejects:
-            for r in result.rejects:
-                cls = _reason_class(r.reason)
-                self.stats.rejected[cls] = self.stats.rejected.get(cls, 0) + 1
-                if m:
-                    m.rejected.labels(cls).inc()
-            self.dead.write(result.rejects)
-            self.publisher.send_dead_letters(source_id.encode(), _letters(result.rejects))
-        if filtered is None:
-            filtered = self.filter(result.events)
-        for reason, n in filtered.dropped.items():
-            self.stats.filtered[reason] = self.stats.filtered.get(reason, 0) + n
-            if m and n:
-                m.filtered.labels(reason).inc(n)
-        events = filtered.kept
-        if events.num_rows:
-            hosts = events.column("host").unique().to_pylist()
-            for i, host in enumerate(hosts):
-                part = events if len(hosts) == 1 else events.filter(pc.equal(events.column("host"), host))
-                last = i == len(hosts) - 1
-                self.publisher.send(wire.record_key(self.site, host), part, on_ack if last else None)
-            self.stats.events_sent += events.num_rows
-            if m:
-                m.events.inc(events.num_rows)
-        elif on_ack:
-            self.publisher.send(b"", events, on_ack)  # nothing to send: acknowledged in turn
-        self.publisher.drain(wait=False)
-        if m:
-            m.spool_bytes.set(self.publisher.spool_bytes)
-
-    # -- batches through the parse pool -----------------------------------------------------------
-
-    def _submit(self, batch: LineBatch, source_id: str, on_ack: Callable[[], None] | None = None) -> None:
-        """Ship ``batch``, parsing it in the pool when there is one; ``flush_parsed`` finishes the rest."""
-        if self._ahead == 0:
-            self.ship_batch(batch, source_id, on_ack)
-            return
-        if len(batch) == 0 and not self._parsing:
-            if on_ack:
-                on_ack()
-            return
-        pool = self._start_pool()
-        if len(batch):
-            pool.submit(batch.lines, batch.offsets, self._context(source_id))
-        self._parsing.append(_Parsing(len(batch), source_id, on_ack, in_pool=len(batch) > 0))
-        while len(self._parsing) > self._ahead:
-            self._publish_next()
-
-    def _publish_next(self) -> None:
-        item = self._parsing.popleft()
-        if not item.in_pool:
-            if item.on_ack:
-                self.publisher.send(b"", EMPTY_EVENTS, item.on_ack)  # acknowledged in turn
-            return
-        pool = self._pool
-        assert pool is not None
-        batch = pool.result()
-        self._publish(item.lines, item.source_id, batch.parsed, item.on_ack, batch.filtered)
-
-    def flush_parsed(self) -> None:
-        """Publish every batch still in the parse pool, in order."""
-        while self._parsing:
-            self._publish_next()
-
-    def _start_pool(self) -> BatchParser:
-        if self._pool is None:
-            self._pool = (
-                ParsePool(self.fmt, self.parse_processes)
-                if self.parse_processes
-                else ParseThread(self.fmt, self.filter)
-            )
-            self._pool.start()
-        return self._pool
-
-    def close(self) -> None:
-        """Stop the parse thread or processes; batches still in them were never published nor acknowledged."""
-        self._parsing.clear()
-        if self._pool is not None:
-            self._pool.close()
-            self._pool = None
 
     def _acker(self, src: Source, end: int) -> Callable[[], None]:
         reg, m = self.registry, self.metrics
@@ -364,7 +149,7 @@ class Shipper:
         """Ship what ``src`` has past its position; True if anything was read."""
         got = False
         for batch in read_batches(src.fh, src.pos, final=final, max_lines=self.cfg.shipper.batch_lines):
-            self._submit(batch, src.source_id, self._acker(src, batch.end_offset))
+            self.submit(batch, src.source_id, self._acker(src, batch.end_offset))
             src.pos = batch.end_offset
             got = True
             if self.progress:
@@ -392,8 +177,8 @@ class Shipper:
         """Ship a non-seekable stream (stdin): named by its first line, offsets from its start."""
         self.stats.files += 1
         for batch, sid in _stream_batches(fh, self.cfg.shipper.batch_lines, self.site, name):
-            self._submit(batch, sid)
-            if self._parsing and not _readable_now(fh):
+            self.submit(batch, sid)
+            if self.pending and not _readable_now(fh):
                 # A live pipe with nothing more yet: what came is shipped now, not
                 # held in the pool until more lines arrive.
                 self.flush_parsed()
@@ -516,7 +301,7 @@ class Shipper:
         if follow and STDIN in paths:
             raise ValueError("--follow reads files; stdin is read to its end without it")
         if self.parse_processes:
-            self._start_pool()  # the children start up while the first lines are read
+            self.start_pool()  # the children start up while the first lines are read
         try:
             if follow:
                 self.follow([str(p) for p in paths], stop)
@@ -536,9 +321,6 @@ class Shipper:
         if self.registry:
             self.registry.save()
         return self.stats
-
-
-EMPTY_EVENTS = EVENT_SCHEMA.empty_table()
 
 
 def _readable_now(fh: BinaryIO) -> bool:

@@ -6,7 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from producers.shipper import _reason_class
+from producers.dead_letters import reason_class
 from tests.support.lines import Mixed, write_mixed
 from tests.support.metrics import by_label, scrape, wait_metric
 from tests.support.system import System, free_port
@@ -15,7 +15,7 @@ from tests.support.topics import read_dead_letters, use_own_dead_letter_topic
 
 def expected_rejects(mixed: Mixed, letters: list[dict[str, object]]) -> dict[str, float]:
     assert len(letters) == len(mixed.rejected)
-    return dict(Counter(_reason_class(str(d["reason"])) for d in letters))
+    return dict(Counter(reason_class(str(d["reason"])) for d in letters))
 
 
 def test_live_follow_metrics_match_what_was_shipped_rejected_and_filtered(
@@ -52,7 +52,7 @@ def test_live_follow_metrics_match_what_was_shipped_rejected_and_filtered(
     assert samples[("fireplot_shipper_lines_read_total", ())] == total_lines
     letters = read_dead_letters(system.bootstrap, topic, len(first.rejected) + len(second.rejected))
     assert len(letters) == len(first.rejected) + len(second.rejected)
-    want = Counter(_reason_class(str(d["reason"])) for d in letters)
+    want = Counter(reason_class(str(d["reason"])) for d in letters)
     assert by_label(samples, "fireplot_shipper_rejected_lines_total") == dict(want)
     assert by_label(samples, "fireplot_shipper_filtered_events_total") == dict(
         Counter(first.filtered) + Counter(second.filtered)
