@@ -14,8 +14,12 @@ scan files, snapshots, rendered images). The promise, and how it is kept:
 
 If writing fails, the temporary file is removed and the target is untouched.
 A process killed between 1 and 3 leaves a hidden ``.*.tmp`` behind, never a
-torn target (at most one per crash: a leftover is not reused, because it
-cannot be told from another writer's file in progress).
+torn target. Leftovers are removed by the next process that replaces a file
+in that directory (``remove_stale_temps``, once per directory and process):
+only files named by this module's pattern, last modified before this process
+began, and not locked. A writer holds an ``flock`` on its temporary file
+until the rename, so a live writer's file (in this process or another) is
+never taken for a leftover; the kernel drops the lock of a killed one.
 
 Writers that commit many files at once (the store's flush) or swap whole
 directories (compaction) keep their own sequence of these steps and use
@@ -25,13 +29,23 @@ directories (compaction) keep their own sequence of these steps and use
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import re
 import secrets
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
+# ``.<target name>.<8 hex digits>.tmp``, as _create_temp names them, and nothing else.
+TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}" + re.escape(TEMP_SUFFIX) + "$")
+# Temporary files last modified before this are not this process's (nor, unlocked, anyone's).
+_STARTED = time.time()
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
 
 
 def fsync_dir(path: Path) -> None:
@@ -60,15 +74,61 @@ def make_dirs(directory: Path) -> None:
         fsync_dir(d.parent)
 
 
+def remove_stale_temps(directory: Path) -> list[Path]:
+    """Remove the temporary files that killed writers left in ``directory``; the ones removed.
+
+    A file is removed only when its name is this module's pattern, it was last
+    modified before this process began, and no one holds its lock (a writer
+    holds it from creation to rename, the kernel releases it when the writer
+    dies)."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if not TEMP_NAME.match(entry.name):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime >= _STARTED:
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue  # renamed or removed meanwhile: a writer finished
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer's
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _sweep_once(directory: Path) -> None:
+    directory = Path(os.path.abspath(directory))
+    with _swept_lock:
+        if directory in _swept:
+            return
+        _swept.add(directory)
+    if remove_stale_temps(directory):
+        fsync_dir(directory)
+
+
 def _create_temp(path: Path) -> tuple[Path, BinaryIO]:
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             # "x": created here or not at all; mode 0666 less the umask, as for
             # any new file, so a rendered PNG stays readable by a web server.
-            return tmp, open(tmp, "xb")
+            fh = open(tmp, "xb")  # noqa: SIM115 - closed by replacing()
         except FileExistsError:
             continue
+        # Marks the file as a live writer's for remove_stale_temps until it is closed.
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        return tmp, fh
 
 
 @contextlib.contextmanager
@@ -79,13 +139,16 @@ def replacing(path: str | Path) -> Iterator[BinaryIO]:
     the block removes the temporary file and leaves ``path`` as it was."""
     path = Path(path)
     make_dirs(path.parent)
+    _sweep_once(path.parent)
     tmp, fh = _create_temp(path)
     try:
+        # Closed (its lock released) only after the rename: until then the
+        # temporary file is visibly a live writer's.
         with fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline import durable
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _others(directory: Path, *keep: Path) -> list[str]:
@@ -151,29 +156,103 @@ class TestAtomicity:
         """A writer killed with SIGKILL inside the block leaves the old content whole (and a hidden .tmp)."""
         path = tmp_path / "state"
         durable.write_bytes(path, b"old")
-        code = (
-            "import sys, time\n"
-            "from pipeline import durable\n"
-            "with durable.replacing(sys.argv[1]) as fh:\n"
-            "    fh.write(b'new' * 100000); fh.flush()\n"
-            "    print('writing', flush=True); time.sleep(60)\n"
-        )
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, str(path)],
-            stdout=subprocess.PIPE,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline() == b"writing\n"
+        with _writer_in_block(path) as proc:
             proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
         assert path.read_bytes() == b"old"
         leftovers = _others(tmp_path, path)
         assert len(leftovers) == 1 and leftovers[0].startswith(".state.") and leftovers[0].endswith(".tmp")
+
+
+@contextlib.contextmanager
+def _writer_in_block(path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Another process inside ``durable.replacing(path)``, new bytes written and flushed; reaped on exit."""
+    code = (
+        "import sys, time\n"
+        "from pipeline import durable\n"
+        "with durable.replacing(sys.argv[1]) as fh:\n"
+        "    fh.write(b'new' * 100000); fh.flush()\n"
+        "    print('writing', flush=True); time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"writing\n"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _write_in_new_process(path: Path, data: bytes) -> None:
+    code = (
+        "import sys\nfrom pipeline import durable\ndurable.write_bytes(sys.argv[1], sys.argv[2].encode())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path), data.decode()], check=True, cwd=REPO)
+
+
+def _age(path: Path, seconds: float) -> None:
+    t = time.time() - seconds
+    os.utime(path, (t, t))
+
+
+class TestLeftovers:
+    def test_the_next_process_removes_what_a_killed_writer_left(self, tmp_path: Path) -> None:
+        """After a kill -9 mid-write, the next process replacing a file in that directory removes the
+        killed writer's temporary file, and both targets hold exactly their content."""
+        path = tmp_path / "state"
+        durable.write_bytes(path, b"old")
+        with _writer_in_block(path) as proc:
+            proc.send_signal(signal.SIGKILL)
+        assert len(_others(tmp_path, path)) == 1  # the leftover
+        _write_in_new_process(tmp_path / "other", b"other")
+        assert _others(tmp_path) == ["other", "state"]
+        assert path.read_bytes() == b"old" and (tmp_path / "other").read_bytes() == b"other"
+
+    def test_a_live_writers_temp_is_never_taken_for_a_leftover(self, tmp_path: Path) -> None:
+        """A writer in another process that began before this one keeps its temporary file (it holds
+        its lock) and finishes whole; once it is killed, the same file is a leftover and is removed."""
+        path = tmp_path / "state"
+        with _writer_in_block(path) as proc:
+            (tmp,) = (tmp_path / n for n in _others(tmp_path))
+            _age(tmp, 3600)  # as if that writer had started long before this process
+            assert durable.remove_stale_temps(tmp_path) == []
+            durable.write_bytes(tmp_path / "other", b"x")  # this process's first write there sweeps too
+            assert tmp.exists()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            assert durable.remove_stale_temps(tmp_path) == [tmp]
+        assert _others(tmp_path) == ["other"]
+
+    def test_only_old_unlocked_files_named_as_durable_names_them_are_removed(self, tmp_path: Path) -> None:
+        """Planted files: removed only the old, unlocked one of the exact pattern; look-alikes, a
+        fresh temp, a locked one and a directory stay."""
+        stale = tmp_path / ".state.json.0123abcd.tmp"
+        kept = [
+            ".state.json.tmp",  # the store's own flush temps, not durable's
+            ".state.json.0123ABCD.tmp",
+            ".state.json.0123abcde.tmp",
+            ".state.json.0123abc.tmp",
+            "state.json.0123abcd.tmp",
+            ".state.json.0123abcd.tmp.bak",
+            ".locked.0123abcd.tmp",
+        ]
+        for name in [stale.name, *kept]:
+            (tmp_path / name).write_bytes(b"x")
+            _age(tmp_path / name, 3600)
+        (tmp_path / ".fresh.89abcdef.tmp").write_bytes(b"x")  # after this process began
+        (tmp_path / ".dir.0123abcd.tmp").mkdir()
+        _age(tmp_path / ".dir.0123abcd.tmp", 3600)
+        with open(tmp_path / ".locked.0123abcd.tmp", "rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)  # another open file: conflicts like another process
+            rv = durable.remove_stale_temps(tmp_path)
+        assert [stale] == rv
+        assert _others(tmp_path) == sorted([*kept, ".fresh.89abcdef.tmp", ".dir.0123abcd.tmp"])
+
+    def test_a_missing_directory_has_no_leftovers(self, tmp_path: Path) -> None:
+        """Asking about a directory that does not exist is an empty answer, not an error."""
+        assert durable.remove_stale_temps(tmp_path / "nope") == []
 
 
 class TestDurability:
