@@ -6,7 +6,7 @@ the process's default collectors out of tests that start two shippers.
 
 The one metrics mechanism of fireplot: the worker exposes its counters
 through the same library (``pipeline/archive/metrics.py``,
-``pipeline/health.py``). Here the metric objects are the counters, since the
+``pipeline/health/``). Here the metric objects are the counters, since the
 shipper keeps no other; this module is imported only when metrics are
 served, so a one-shot ``fireplot ship`` never pays prometheus_client's import.
 """

@@ -73,15 +73,17 @@ class Shipper(BatchShipper):
         self,
         cfg: Config,
         publisher: Publisher,
+        *,
+        registry: Registry | None = None,
+        progress: Callable[[Path, int, bool], None] | None = None,
+        # the batch side's
         fmt: str = "auto",
         host: str | None = None,
-        registry: Registry | None = None,
         metrics: ShipperMetrics | None = None,
-        progress: Callable[[Path, int, bool], None] | None = None,
     ) -> None:
+        """``progress(path, bytes read so far, file finished)``: for backfill's progress bar."""
         super().__init__(cfg, publisher, fmt, host, metrics)
         self.registry = registry
-        # (path, bytes read so far, file finished): for backfill's progress bar.
         self.progress = progress
 
     def _acker(self, src: Source, end: int) -> Callable[[], None]:

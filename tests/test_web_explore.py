@@ -15,7 +15,6 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,10 @@ from consumers.web.feeds.filters import FilterError, Filters
 from consumers.web.feeds.range import RangeFeed
 from pipeline import rollup
 from pipeline.config import DetectConfig
-from pipeline.detect.runner import Evaluator, replay, store_source
+from pipeline.detect.runner import Evaluator, replay
 from pipeline.detect.scanstore import ScanStore
 from pipeline.event import conform
-from pipeline.store import OffsetRange, Store
+from pipeline.store import Store
 from tests.support import browser
 from tests.support.browser import (
     JS_DEEP,
@@ -48,8 +47,16 @@ from tests.support.browser import (
     wait_for_source,
 )
 from tests.support.events import row
+from tests.support.site import (
+    Site,
+    allow_downloads,
+    detect_day,
+    new_store,
+    serving,
+    start_of,
+    write_rows,
+)
 
-TOPIC = "fireplot.events"
 DAY = dt.date(2026, 10, 15)
 SPAN_DAYS = 7
 MAX_POINTS = 150
@@ -61,10 +68,6 @@ FORMULAS = ('=HYPERLINK("http://x.example/","y")', "+1+2", "-3+4", "@SUM(A1)")
 NOISE_PORTS = (22, 23, 80, 443, 3389)
 LATE_HOUR = 5
 BUSY_DAY = DAY + dt.timedelta(days=1)  # more events than MAX_POINTS: drawn aggregated
-
-
-def start_of(day: dt.date, hour: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
 
 
 class Builder:
@@ -111,40 +114,20 @@ def day_rows(b: Builder, rng: random.Random) -> list[dict[str, Any]]:
     return rows
 
 
-@dataclass
-class Site:
-    url: str
-    store: Store
-    scans: ScanStore
-    downloads: Path
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    reason = browser.missing()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("explore")
-    store = Store(root / "store")
+    store = new_store(tmp_path_factory, "explore")
     b, rng = Builder(), random.Random(5)
     partition = 0
     for k in range(1, SPAN_DAYS):
-        rows = b.noise(DAY - dt.timedelta(days=k), 20 + 10 * k, rng)
-        store.write_flush(
-            OffsetRange(TOPIC, partition, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows))
-        )
+        write_rows(store, partition, b.noise(DAY - dt.timedelta(days=k), 20 + 10 * k, rng))
         partition += 1
-    busy = b.noise(BUSY_DAY, 3 * MAX_POINTS, rng)
-    store.write_flush(OffsetRange(TOPIC, partition, 0, len(busy) - 1), conform(pa.Table.from_pylist(busy)))
+    write_rows(store, partition, b.noise(BUSY_DAY, 3 * MAX_POINTS, rng))
     partition += 1
-    rows = day_rows(b, rng)
-    store.write_flush(OffsetRange(TOPIC, partition, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
+    write_rows(store, partition, day_rows(b, rng))
     partition += 1
 
-    scans = ScanStore(store.root / "scans")
-    replay(
-        Evaluator(DetectConfig(), store_source(store), scans), start_of(DAY), start_of(DAY + dt.timedelta(1))
-    )
+    scans = detect_day(store, DAY)
     found = {(s["kind"], tuple(s["sources"])) for s in scans.read().to_pylist()}
     assert {("vertical", (SCANNER,)), ("horizontal", (SWEEPER,))} <= found, found
 
@@ -153,20 +136,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     late_day = DAY - dt.timedelta(days=2)
     late = [b.event(start_of(late_day, LATE_HOUR) + dt.timedelta(minutes=m), "198.51.100.9", "192.0.2.1", 443)
             for m in (1, 2, 3)]  # fmt: skip
-    store.write_flush(OffsetRange(TOPIC, partition, 0, 2), conform(pa.Table.from_pylist(late)))
+    write_rows(store, partition, late)
 
-    env = {"FIREPLOT_WEB__MAX_POINTS": str(MAX_POINTS)}
-    with browser.web_server(store.root, root / "server.log", env) as url:
-        yield Site(url, store, scans, root / "downloads")
+    with serving(store, {"FIREPLOT_WEB__MAX_POINTS": str(MAX_POINTS)}) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
     with chromium() as d:
         site.downloads.mkdir()
-        d.execute_cdp_cmd(
-            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
-        )
+        allow_downloads(d, site.downloads)
         yield d
 
 
@@ -486,12 +466,12 @@ class TestRangeFeed:
         """An hour with events but no rollup, and one changed since its rollup, both count fully."""
         store, b, rng = Store(tmp_path), Builder(), random.Random(1)
         rows = b.noise(DAY, 200, rng)
-        store.write_flush(OffsetRange(TOPIC, 0, 0, 199), conform(pa.Table.from_pylist(rows)))
+        write_rows(store, 0, rows)
         rollup.update(store)
         late = [b.event(start_of(DAY, 3), "198.51.100.1", "192.0.2.1", 22)]
-        store.write_flush(OffsetRange(TOPIC, 1, 0, 0), conform(pa.Table.from_pylist(late)))
+        write_rows(store, 1, late)
         other = [b.event(start_of(DAY + dt.timedelta(days=1), 1), "198.51.100.1", "192.0.2.1", 22)]
-        store.write_flush(OffsetRange(TOPIC, 2, 0, 0), conform(pa.Table.from_pylist(other)))
+        write_rows(store, 2, other)
         feed = RangeFeed(store, start_of(DAY), start_of(DAY + dt.timedelta(days=2)), None, max_points=50)
 
         frame = feed.load()
@@ -515,7 +495,7 @@ class TestSiteScope:
             for r in b.noise(DAY, n, rng):
                 r["site"] = site_name
                 rows.append(r)
-        store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
+        write_rows(store, 0, rows)
         assert rollup.update(store) > 0
         day_start, day_end = start_of(DAY), start_of(DAY + dt.timedelta(days=1))
         scans = ScanStore(tmp_path / "scans")

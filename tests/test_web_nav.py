@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,26 +18,17 @@ import pyarrow as pa
 import pytest
 
 from consumers.web.feeds.filters import FilterError, Filters, file_safe
-from pipeline.config import DetectConfig
-from pipeline.detect.runner import Evaluator, replay, store_source
-from pipeline.detect.scanstore import ScanStore
-from pipeline.event import conform
-from pipeline.store import OffsetRange, Store
 from tests.support import browser
 from tests.support.browser import JS_DEEP, click, open_page, source, wait_for
 from tests.support.events import row
+from tests.support.site import Site, allow_downloads, detect_day, new_store, serving, start_of, write_rows
 
-TOPIC = "fireplot.events"
 DAY = dt.date(2026, 10, 15)
 HOSTILE = '<img src=x onerror="window.__pwned=1">'
 SCANNER = "203.0.113.66"
 PILE = 8  # events on one spot: more than the tooltip's five lines
 PILE_AT = dt.datetime(2026, 10, 15, 12, 0, 0, tzinfo=dt.UTC)
 PORTS = (22, 23, 80, 443, 3389, 8080)
-
-
-def start_of(day: dt.date, hour: int = 0) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour), tzinfo=dt.UTC)
 
 
 def day_events(day: dt.date, offset: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -64,41 +53,22 @@ def day_events(day: dt.date, offset: int, rng: random.Random) -> list[dict[str, 
     return rows
 
 
-@dataclass
-class Site:
-    url: str
-    store: Store
-    root: Path
-    downloads: Path
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    reason = browser.missing()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("nav")
-    store = Store(root / "store")
+    store = new_store(tmp_path_factory, "nav")
     rng = random.Random(7)
     for k, day in enumerate((DAY - dt.timedelta(days=1), DAY)):
-        rows = day_events(day, 1000 * k, rng)
-        store.write_flush(OffsetRange(TOPIC, k, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
-    scans = ScanStore(store.root / "scans")
-    replay(
-        Evaluator(DetectConfig(), store_source(store), scans), start_of(DAY), start_of(DAY + dt.timedelta(1))
-    )
-    assert any(s["kind"] == "vertical" for s in scans.read().to_pylist())
-    with browser.web_server(store.root, root / "server.log") as url:
-        yield Site(url, store, root, root / "downloads")
+        write_rows(store, k, day_events(day, 1000 * k, rng))
+    assert any(s["kind"] == "vertical" for s in detect_day(store, DAY).read().to_pylist())
+    with serving(store) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def driver(site: Site) -> Iterator[Any]:
     with browser.chromium() as d:
         site.downloads.mkdir()
-        d.execute_cdp_cmd(
-            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
-        )
+        allow_downloads(d, site.downloads)
         yield d
 
 

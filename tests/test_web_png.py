@@ -18,17 +18,14 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from consumers import style
-from pipeline.event import conform
-from pipeline.store import OffsetRange, Store
 from tests.support import browser
 from tests.support.browser import Chromium, click, open_page, wait_for
 from tests.support.events import row
+from tests.support.site import Site, allow_downloads, new_store, serving, start_of, write_rows
 
-TOPIC: Final = "fireplot.events"
 DAY: Final = dt.date(2026, 10, 20)
 # (hour, minute, protocol, IP version, destination port): ports off the labelled
 # ticks and times off the hour grid, so no grid line runs through a dot's ring.
@@ -85,37 +82,23 @@ def dots() -> list[Dot]:
     ]
 
 
-@dataclass
-class Site:
-    url: str
-    downloads: Path
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    reason = browser.missing()
-    if reason:
-        pytest.skip(reason)
-    root = tmp_path_factory.mktemp("png")
-    store = Store(root / "store")
-    start = dt.datetime.combine(DAY, dt.time(), tzinfo=dt.UTC)
+    store = new_store(tmp_path_factory, "png")
     rows = [
-        row(start + dt.timedelta(hours=h, minutes=m), n, proto=proto, ip_version=v, dst_port=port)
+        row(start_of(DAY) + dt.timedelta(hours=h, minutes=m), n, proto=proto, ip_version=v, dst_port=port)
         for n, (h, m, proto, v, port) in enumerate(DOTS)
     ]
-    store.write_flush(OffsetRange(TOPIC, 0, 0, len(rows) - 1), conform(pa.Table.from_pylist(rows)))
-    downloads = root / "downloads"
-    downloads.mkdir()
-    with browser.web_server(store.root, root / "server.log") as url:
-        yield Site(url, downloads)
+    write_rows(store, 0, rows)
+    with serving(store) as s:
+        s.downloads.mkdir()
+        yield s
 
 
 @pytest.fixture(scope="module")
 def driver(site: Site, chromium: Chromium) -> Iterator[Any]:
     with chromium() as d:
-        d.execute_cdp_cmd(
-            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(site.downloads)}
-        )
+        allow_downloads(d, site.downloads)
         yield d
 
 

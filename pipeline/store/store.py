@@ -27,22 +27,9 @@ import pyarrow.parquet as pq
 
 from pipeline import durable
 from pipeline.event import EVENT_SCHEMA, FIELD_NAMES
+from pipeline.store import layout
 from pipeline.store.dedupe import candidate_mask, high_water_of, unique_ids
-from pipeline.store.layout import (
-    DATASET_SCHEMA,
-    EVENTS_DIR,
-    FILE_SCHEMA,
-    ID_COLUMNS,
-    PARQUET_WRITE_OPTIONS,
-    PARTITIONING,
-    SINK_DIR,
-    OffsetRange,
-    hour_lock_path,
-    is_uri,
-    parse_file_name,
-    partition_dir,
-    split_by_partition,
-)
+from pipeline.store.layout import OffsetRange
 from pipeline.store.locks import file_lock
 
 
@@ -98,7 +85,7 @@ class Store:
         self.location = str(root)
         self.filesystem: pafs.FileSystem | None = None
         self._fs_root = ""
-        if is_uri(root):
+        if layout.is_uri(root):
             # An object-store URI is read-only here: writes need flock and rename (module doc),
             # so only the read side below goes through the pyarrow filesystem. ``root`` then
             # names no local directory, and what lives only beside a local store (offset
@@ -114,16 +101,16 @@ class Store:
 
     @property
     def events_root(self) -> Path:
-        return self.root / EVENTS_DIR
+        return self.root / layout.EVENTS_DIR
 
     # ---- writing ---------------------------------------------------------
 
     def manifest_path(self, topic: str, partition: int) -> Path:
-        return self.root / SINK_DIR / f"{topic}+{partition}.json"
+        return self.root / layout.SINK_DIR / f"{topic}+{partition}.json"
 
     def partition_lock(self, topic: str, partition: int) -> contextlib.AbstractContextManager[bool]:
         """Exclusive lock serialising every writer of one topic-partition (see module doc)."""
-        return file_lock(self.root / SINK_DIR / f"{topic}+{partition}.lock")
+        return file_lock(self.root / layout.SINK_DIR / f"{topic}+{partition}.lock")
 
     def partition_state(self, topic: str, partition: int) -> PartitionState:
         try:
@@ -152,7 +139,7 @@ class Store:
                     path.unlink(missing_ok=True)
                     removed.append(path)
                     continue
-                rng = parse_file_name(path.name)
+                rng = layout.parse_file_name(path.name)
                 if rng and rng.topic == topic and rng.partition == partition and rng.last > committed:
                     path.unlink(missing_ok=True)
                     removed.append(path)
@@ -160,7 +147,7 @@ class Store:
 
     def stored_ids(self, site: str, date: dt.date, hour: int, candidates: pa.Table) -> pa.Table:
         """Which of the candidate ids a partition-hour already holds (two columns read, pruned)."""
-        directory = partition_dir(self.root, site, date, hour)
+        directory = layout.partition_dir(self.root, site, date, hour)
         for attempt in range(5):
             files = [str(p) for p in directory.glob("*.parquet")] if directory.exists() else []
             if not files:
@@ -174,8 +161,8 @@ class Store:
                 & (ds.field("source_offset") <= pc.max(offsets))
             )
             try:
-                return ds.dataset(files, format="parquet", schema=FILE_SCHEMA).to_table(
-                    columns=ID_COLUMNS, filter=flt
+                return ds.dataset(files, format="parquet", schema=layout.FILE_SCHEMA).to_table(
+                    columns=layout.ID_COLUMNS, filter=flt
                 )
             except FileNotFoundError:
                 # compaction swapped the directory between listing and reading
@@ -224,12 +211,14 @@ class Store:
                         maybe = pa.array(np.ones(table.num_rows, dtype=bool))
                     else:
                         maybe = candidate_mask(table, state.high_water)
-                    for site, date, hour, part in split_by_partition(table.append_column("_cand", maybe)):
+                    for site, date, hour, part in layout.split_by_partition(
+                        table.append_column("_cand", maybe)
+                    ):
                         if (site, date, hour) not in held:
                             # Shared, so taken in any order: compaction holds one hour
                             # (exclusively) at a time and waits for nothing else meanwhile.
                             locks.enter_context(
-                                file_lock(hour_lock_path(self.root, site, date, hour), shared=True)
+                                file_lock(layout.hour_lock_path(self.root, site, date, hour), shared=True)
                             )
                             held.add((site, date, hour))
                         # Parquet encoding and zstd release the GIL; fsyncs of different files overlap.
@@ -278,16 +267,18 @@ class Store:
         cand = part.column("_cand")
         part = part.drop_columns(["_cand"])
         if pc.any(cand).as_py():
-            stored = self.stored_ids(site, date, hour, part.filter(cand).select(ID_COLUMNS))
+            stored = self.stored_ids(site, date, hour, part.filter(cand).select(layout.ID_COLUMNS))
             if stored.num_rows:
-                part = part.join(stored, keys=ID_COLUMNS, join_type="left anti", use_threads=False)
+                part = part.join(stored, keys=layout.ID_COLUMNS, join_type="left anti", use_threads=False)
                 part = part.sort_by([("ts", "ascending")])
         if not part.num_rows:
             return None
-        final = partition_dir(self.root, site, date, hour) / rng.file_name()
+        final = layout.partition_dir(self.root, site, date, hour) / rng.file_name()
         durable.make_dirs(final.parent)  # a new hour directory must outlive power loss too
         tmp = final.with_name(f".{final.name}.tmp")
-        pq.write_table(part.drop_columns(["site"]).cast(FILE_SCHEMA), tmp, **PARQUET_WRITE_OPTIONS)
+        pq.write_table(
+            part.drop_columns(["site"]).cast(layout.FILE_SCHEMA), tmp, **layout.PARQUET_WRITE_OPTIONS
+        )
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
             size = os.fstat(fh.fileno()).st_size
@@ -309,15 +300,15 @@ class Store:
 
     def dataset(self) -> ds.Dataset | None:
         fs, root = self.listing_root()
-        events = f"{root}/{EVENTS_DIR}"
+        events = f"{root}/{layout.EVENTS_DIR}"
         if fs.get_file_info(events).type == pafs.FileType.NotFound:
             return None
         return ds.dataset(
             events,
             filesystem=fs,
             format="parquet",
-            partitioning=PARTITIONING,
-            schema=DATASET_SCHEMA,
+            partitioning=layout.PARTITIONING,
+            schema=layout.DATASET_SCHEMA,
             ignore_prefixes=[".", "_"],
         )
 
@@ -386,7 +377,7 @@ class Store:
 
     def sites(self) -> list[str]:
         fs, root = self.listing_root()
-        listing = fs.get_file_info(pafs.FileSelector(f"{root}/{EVENTS_DIR}", allow_not_found=True))
+        listing = fs.get_file_info(pafs.FileSelector(f"{root}/{layout.EVENTS_DIR}", allow_not_found=True))
         names = (info.base_name for info in listing if info.type == pafs.FileType.Directory)
         return sorted(n[len("site=") :] for n in names if n.startswith("site="))
 
