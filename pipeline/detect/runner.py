@@ -543,8 +543,14 @@ def topic_publisher(
     from pipeline.kafka_security import client_kwargs
 
     # The broker does not auto-create topics; one partition keeps scans in detection order.
+    # A topic made before (by hand, or by an older fireplot) is made compacted too: without
+    # it the topic keeps every version of a growing scan until retention drops them all.
     ensure_topics(
-        kafka_bootstrap, {cfg.kafka_topic: 1}, configs={"cleanup.policy": "compact"}, security=security
+        kafka_bootstrap,
+        {cfg.kafka_topic: 1},
+        configs={"cleanup.policy": "compact"},
+        security=security,
+        align_existing=True,
     )
     producer = KafkaProducer(
         bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
