@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from consumers import style
 from consumers.web.feeds.columns import SourceData, as_numpy
 from consumers.web.feeds.contract import site_scope
-from pipeline.detect.engine import SCAN_SCHEMA, conform
+from pipeline.detect.records import SCAN_SCHEMA, conform
 from pipeline.detect.scanstore import spanning_files
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import Store

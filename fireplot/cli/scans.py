@@ -61,7 +61,7 @@ def _scans(cfg: Config, args: argparse.Namespace) -> int:
     shows from any of them), every field of the record: kind, sources, sites, first_ts,
     last_ts, ports, counts, status, and the properties order (ascending, descending, random;
     from tau), days_spanned and distributed (several sources share the scan)."""
-    from pipeline.detect.engine import KINDS
+    from pipeline.detect.records import KINDS
     from pipeline.detect.runner import scan_json
     from pipeline.detect.scanstore import ScanStore
 

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import durable
-from pipeline.detect.engine import SCAN_SCHEMA, US, conform
+from pipeline.detect.records import SCAN_SCHEMA, US, conform
 
 SPANS = "_spans.json"
 _SCAN_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[a-z_]+\+\d{20}\.parquet")
