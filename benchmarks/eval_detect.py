@@ -70,6 +70,7 @@ class Corpus:
     cols: dict[str, list[Any]] = field(default_factory=lambda: {
         k: [] for k in ("ts", "site", "src_ip", "dst_ip", "dst_port", "prefix", "count")})
     labels: list[Injected] = field(default_factory=list)
+    any_time: bool = False  # cross-site campaigns anywhere in time, across midnight too
     _next_src: int = 0
 
     def src(self) -> str:
@@ -307,11 +308,15 @@ class Corpus:
         return Injected("coordinated", set(srcs), {site}, t0, t0 + per * step)
 
     def cross_site(self) -> list[Injected]:
-        """One source's campaign: fast scans of 2-3 sites within 4 hours of each other, in one UTC day."""
+        """One source's campaign: fast scans of 2-3 sites within 4 hours of each other, in one UTC day
+        (the detector's definition: a source at >= 2 sites in one day), or, with ``any_time``,
+        anywhere (a campaign across midnight, outside that definition: measures what it misses)."""
         src = self.src()
         sites = self.rng.sample(SITES, self.rng.choice((2, 3)))
         day = self.rng.randrange(max(1, int(self.span() // 86400)))
         near = day * 86400 + self.rng.uniform(0, max(0.0, min(86400, self.span() - day * 86400) - 5 * 3600))
+        if self.any_time:
+            near = self.rng.uniform(0, max(0.0, self.span() - 5 * 3600))
         parts = [self.vertical(site, src, near) for site in sites]
         whole = Injected("cross_site", {src}, set(sites), min(p.start for p in parts),
                          max(p.end for p in parts))
@@ -334,8 +339,8 @@ class Corpus:
 
 
 def build(seed: int, hours: float, noise_events: int, per_kind: int, botnet_sources: int = 0,
-          decoys_per_kind: int = 0) -> Corpus:
-    c = Corpus(random.Random(seed), hours)
+          decoys_per_kind: int = 0, any_time: bool = False) -> Corpus:
+    c = Corpus(random.Random(seed), hours, any_time=any_time)
     c.noise(noise_events)
     c.botnet(botnet_sources)
     for _ in range(decoys_per_kind):
@@ -386,9 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--botnet-sources", type=int, default=20_000,
                     help="sources hammering popular ports, each below every threshold")
     ap.add_argument("--decoys-per-kind", type=int, default=100, help="near-threshold look-alikes per kind")
+    ap.add_argument("--cross-site-any-time", action="store_true",
+                    help="cross-site campaigns anywhere in time, across midnight too (default: one UTC day)")
     args = ap.parse_args(argv)
     corpus = build(args.seed, args.hours, args.noise_events, args.per_kind, args.botnet_sources,
-                   args.decoys_per_kind)
+                   args.decoys_per_kind, args.cross_site_any_time)
     events = corpus.table()
     with tempfile.TemporaryDirectory(prefix="fp-eval-") as tmp:
         ev = Evaluator(DetectConfig(), table_source(events), ScanStore(tmp))

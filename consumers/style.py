@@ -230,6 +230,7 @@ SCAN_STYLES: Final[dict[str, tuple[str, str]]] = {
     "vertical": ("#00ffff", "solid"),  # cyan: many ports of one target, fast
     "horizontal": ("#ff8c00", "solid"),  # dark orange: one port across many targets
     "slow": ("#00ffff", "dashed"),  # the vertical colour, dashed: the same walk, slowly
+    "distributed": ("#ffd700", "dashed"),  # the coordinated colour, dashed: many sources, slowly
     "hammer": ("#ff69b4", "solid"),  # pink: one port, again and again
     "coordinated": ("#ffd700", "dotted"),  # gold: several sources sharing the work
     "cross_site": ("#ff4500", "dashdot"),  # red-orange: one source at several sites

@@ -33,6 +33,7 @@ import fcntl
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +165,29 @@ def write_bytes(path: str | Path, data: bytes) -> None:
 def write_text(path: str | Path, text: str, encoding: str = "utf-8") -> None:
     """Replace ``path`` with ``text``; after a crash it holds the old or the new text."""
     write_bytes(path, text.encode(encoding))
+
+
+def replace_dir(built: Path, target: Path) -> None:
+    """Put directory ``built`` in place of directory ``target``, a crash leaving one or the other whole.
+
+    ``built`` sits beside ``target`` (same parent) and its files were fsynced by the caller.
+    A directory cannot be renamed over a non-empty one, so the old ``target`` is moved aside to
+    ``.<name>.old`` first: a crash between the two renames leaves only that, which
+    ``current_dir`` then returns (the next ``replace_dir`` clears it)."""
+    fsync_dir(built)
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(built, target)
+    fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def current_dir(target: Path) -> Path | None:
+    """Directory ``target`` as ``replace_dir`` left it: itself, or its old version after a crash
+    between moving it aside and renaming the new one in; None when there is neither."""
+    if target.is_dir():
+        return target
+    old = target.with_name(f".{target.name}.old")
+    return old if old.is_dir() else None

@@ -319,3 +319,44 @@ def test_detector_crashing_after_announcing_announces_the_scan_again_on_restart_
     replay(restarted, t0, t0 + dt.timedelta(hours=2))
     assert heard == [heard[0], heard[0]], "once more after the crash, then never again"
     assert restarted.scans.read().column("scan_id").to_pylist() == [heard[0]]
+
+
+def _topic_configs(bootstrap: str, topic: str) -> dict[str, Any]:
+    """The topic's effective settings on the broker (key -> value)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
+    finally:
+        admin.close()
+    return {k: v["value"] for k, v in got["topic"][topic].items()}
+
+
+def test_scans_topic_made_before_without_compaction_is_made_compacted(kafka_bootstrap: str) -> None:
+    """A scans topic someone created with the default delete policy (by hand, an older fireplot):
+    the publisher sets cleanup.policy=compact on it at start, keeping its other settings."""
+    import uuid
+
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    from pipeline.detect.runner import topic_publisher
+
+    topic = f"scans-pre-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 1, 1, topic_configs={"retention.ms": "86400000"})])
+    finally:
+        admin.close()
+    assert _topic_configs(kafka_bootstrap, topic)["cleanup.policy"] == "delete"
+    publish = topic_publisher(DetectConfig(kafka_topic=topic), kafka_bootstrap)
+    after = _topic_configs(kafka_bootstrap, topic)
+    assert after["cleanup.policy"] == "compact"
+    assert after["retention.ms"] == "86400000", "its other settings stay"
+    # It publishes to the topic; a second start (already compacted) neither fails nor changes it.
+    publish([{"scan_id": "x1", "kind": "vertical"}])
+    topic_publisher(DetectConfig(kafka_topic=topic), kafka_bootstrap)
+    assert _topic_configs(kafka_bootstrap, topic)["cleanup.policy"] == "compact"
+    assert [(k, v["kind"]) for k, v in read_topic(kafka_bootstrap, topic)] == [(b"x1", "vertical")]

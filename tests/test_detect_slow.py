@@ -260,6 +260,31 @@ def test_replay_from_a_later_day_continues_from_the_checkpoint(tmp_path: Path) -
     assert rv.column("first_ts")[0].as_py() == DAY0 + dt.timedelta(hours=12)
 
 
+def test_replay_resumes_from_a_checkpoint_a_crash_left_moved_aside(tmp_path: Path) -> None:
+    """A save killed between moving the old checkpoint aside and renaming the new one in leaves
+    only ``.<day>.old``: the next start reads it, and the next save replaces it."""
+    ev = Events()
+    t0_scan(ev, "203.0.113.10", "10.0.0.5", random.Random(8).sample(range(1, 5000), 500), 12 * 3600.0)
+    table = ev.table()
+    e = Evaluator(DetectConfig(), table_source(table), ScanStore(tmp_path))
+    replay(e, DAY0, DAY0 + dt.timedelta(days=3))
+    whole = e.scans.read()
+    day1 = to_us(DAY0 + dt.timedelta(days=1))
+    ckpt = tmp_path / "_track" / f"{day1:020d}"
+    saved = SlowTracker(DetectConfig(), tmp_path / "_track")
+    saved.start(day1)
+    assert saved.rows() > 0
+    ckpt.rename(ckpt.with_name(f".{ckpt.name}.old"))  # the crash
+    crashed = SlowTracker(DetectConfig(), tmp_path / "_track")
+    crashed.start(day1)
+    assert all(crashed.state[k].equals(saved.state[k]) for k in saved.state)
+    e2 = Evaluator(DetectConfig(), table_source(table), ScanStore(tmp_path))
+    replay(e2, DAY0 + dt.timedelta(days=1, hours=5), DAY0 + dt.timedelta(days=3))
+    assert e2.scans.read().equals(whole)
+    names = sorted(p.name for p in (tmp_path / "_track").iterdir())
+    assert not [n for n in names if n.startswith(".")], names
+
+
 def test_state_and_checkpoints_stay_bounded_and_a_flood_is_counted(tmp_path: Path) -> None:
     """More sources than track_max_rows allows: the state never exceeds it, evictions are counted,
     the scanning source (most ports) survives, and only track_checkpoints_kept days stay on disk."""

@@ -24,15 +24,18 @@ import pyarrow.parquet as pq
 from consumers import style
 from consumers.web.feeds.columns import SourceData, as_numpy
 from consumers.web.feeds.contract import site_scope
-from pipeline.detect.engine import SCAN_SCHEMA, conform
+from pipeline.detect.records import SCAN_SCHEMA, conform
+from pipeline.detect.scanstore import spanning_files
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import Store
 
 # Newest events of a source listed in its panel; the timeline and port table count them all.
 PANEL_EVENTS: Final = 500
 TIMELINE_BINS: Final = 48
-# Scan epochs last at most a day (DetectConfig.slow_epoch_s must divide one):
-# a scan overlapping the view is filed under a date at most this far before it.
+# Scan epochs last at most a day (DetectConfig.slow_epoch_s must divide one): a grid
+# kind's scan overlapping the view is filed under a date at most this far before it. A
+# tracked scan (slow, distributed) runs for days under the date it started: the dates
+# it covers name its file (scanstore.spanning_files).
 SCAN_EPOCH_MAX: Final = dt.timedelta(days=1)
 
 _SOURCE_COLUMNS: Final = [
@@ -126,7 +129,8 @@ def scan_files(root: Path, start: dt.datetime, end: dt.datetime) -> list[Path]:
             continue
         if first_day <= day <= last_day:
             files += [p for p in day_dir.glob("*.parquet") if not p.name.startswith(".")]
-    return sorted(files)
+    spanning = [p for p in spanning_files(root, start.date(), end.date()) if p.exists()]
+    return sorted({*files, *spanning})
 
 
 ScanStamp = frozenset[tuple[str, int, int]]
@@ -203,6 +207,13 @@ def scan_data(scans: pa.Table) -> SourceData:
         "targets": as_numpy(scans.column("distinct_targets")),
         "packets": as_numpy(scans.column("packets")),
         "status": _text(scans.column("status")),
+        # Properties of the tracked kinds: port order (ascending, descending, random), the
+        # UTC days the scan covers, and whether several sources share it.
+        "order": _text(scans.column("order")),
+        "days": as_numpy(scans.column("days_spanned")),
+        "shared": as_numpy(
+            pc.if_else(pc.fill_null(scans.column("distributed"), False), "several sources", "one source")
+        ),
     }
 
 

@@ -55,6 +55,7 @@ NOTE_PORT: Final = 200.0
 # How often an open page looks at the detector's heartbeat.
 NOTE_REFRESH_MS: Final = 5000
 
+
 def message(name: str, visible: bool = True) -> Div:
     """A line of text above the plot; what it says may come from the store or the URL."""
     return Div(name=name, render_as_text=True, disable_math=True, visible=visible)
@@ -211,6 +212,9 @@ def scans_table(scans: ColumnDataSource, plot: Any) -> DataTable:
             _text_column("ports", "ports", 80),
             _time_column("left", "first"),
             _time_column("right", "last"),
+            _number_column("days", "days"),
+            _text_column("order", "order", 80),
+            _text_column("shared", "shared by", 100),
             _number_column("packets", "packets"),
             _text_column("sites", "sites", 80),
         ],
@@ -272,6 +276,8 @@ class SourcePanel:
                 _text_column("ports", "ports", 90),
                 _time_column("left", "first"),
                 _time_column("right", "last"),
+                _number_column("days", "days"),
+                _text_column("order", "order", 80),
                 _number_column("packets", "packets"),
                 _text_column("sites", "sites", 90),
             ],

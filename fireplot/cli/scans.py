@@ -28,7 +28,8 @@ def register(sub: Commands) -> None:
     scans.add_argument("--until", type=iso_datetime, help="and before this time")
     scans.add_argument("--site", help="only scans seen at this site")
     scans.add_argument(
-        "--kind", help="only this kind (vertical, horizontal, slow, hammer, coordinated, cross_site)"
+        "--kind",
+        help="only this kind (vertical, horizontal, slow, distributed, hammer, coordinated, cross_site)",
     )
     add_store(scans)
 
@@ -56,7 +57,11 @@ def _detect(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _scans(cfg: Config, args: argparse.Namespace) -> int:
-    from pipeline.detect.engine import KINDS
+    """One JSON object a line per scan active in [--since, --until) (a scan of several days
+    shows from any of them), every field of the record: kind, sources, sites, first_ts,
+    last_ts, ports, counts, status, and the properties order (ascending, descending, random;
+    from tau), days_spanned and distributed (several sources share the scan)."""
+    from pipeline.detect.records import KINDS
     from pipeline.detect.runner import scan_json
     from pipeline.detect.scanstore import ScanStore
 
@@ -64,7 +69,7 @@ def _scans(cfg: Config, args: argparse.Namespace) -> int:
         print(f"fireplot: unknown kind {args.kind!r}; known: {', '.join(KINDS)}", file=sys.stderr)
         return EXIT_USAGE
     root = cfg.detect.scans_dir or str(Path(args.store or cfg.worker.store_dir) / "scans")
-    table = ScanStore(root).read(args.since, args.until, site=args.site, kind=args.kind)
+    table = ScanStore(root).read(args.since, args.until, site=args.site, kind=args.kind, by="active")
     for row in table.to_pylist():
         sys.stdout.write(scan_json(row) + "\n")
     return EXIT_OK

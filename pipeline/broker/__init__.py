@@ -375,15 +375,19 @@ def ensure_topics(
     configs: dict[str, str] | None = None,
     security: KafkaConfig | None = None,
     timeout_s: float = 30.0,
+    align_existing: bool = False,
 ) -> None:
     """Create the topics that do not exist yet (name -> partitions).
 
     ``security``: the [kafka] section whose TLS/SASL settings the admin client
     uses (None: PLAINTEXT). ``timeout_s`` bounds reaching the cluster, so a
     refused login fails the command instead of retrying for ever.
+    ``align_existing``: also set ``configs`` on topics that already exist (an
+    incremental alter: their other settings stay), for a setting the topic's
+    consumers rely on, such as ``cleanup.policy=compact``; a refusal raises.
     """
     from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
+    from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
     from pipeline.kafka_security import client_kwargs
@@ -404,5 +408,12 @@ def ensure_topics(
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(new)
+        old = sorted(name for name in topics if name in existing)
+        if align_existing and configs and old:
+            res = [ConfigResource(ConfigResourceType.TOPIC, name, configs=dict(configs)) for name in old]
+            result = admin.alter_configs(res, incremental=True)
+            refused = {n: r for n, r in result.get("topic", {}).items() if r != "OK"}
+            if refused or set(result.get("topic", {})) != set(old):
+                raise RuntimeError(f"setting {configs} on existing topics failed: {refused or result}")
     finally:
         admin.close()

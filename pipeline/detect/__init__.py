@@ -14,7 +14,8 @@ function of its events (plus a look-back of the longest window). Live mode only
 re-evaluates the current epoch up to ``newest event - lateness_s``.
 """
 
-from pipeline.detect.engine import KINDS, SCAN_SCHEMA, Detector, DetectStats
+from pipeline.detect.engine import Detector
+from pipeline.detect.records import KINDS, SCAN_SCHEMA, DetectStats
 from pipeline.detect.runner import Evaluator, follow, replay
 from pipeline.detect.scanstore import ScanStore
 

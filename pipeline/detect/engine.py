@@ -23,117 +23,26 @@ kind survive (the rest are counted and the run marked flooded).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.config import DetectConfig
-
-KINDS: Final = ("vertical", "horizontal", "slow", "distributed", "hammer", "coordinated", "cross_site")
-FAST_KINDS: Final = ("vertical", "horizontal", "coordinated")
-SLOW_KINDS: Final = ("hammer",)  # grid kinds on the slow epoch; slow/distributed: pipeline.detect.slowtrack
-US: Final = 1_000_000
-
-SCAN_SCHEMA: Final = pa.schema(
-    [
-        pa.field("scan_id", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("site", pa.string(), nullable=False),
-        pa.field("sources", pa.list_(pa.string()), nullable=False),
-        pa.field("first_ts", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("last_ts", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("detected_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("port_min", pa.int32()),
-        pa.field("port_max", pa.int32()),
-        pa.field("distinct_ports", pa.int64(), nullable=False),
-        pa.field("distinct_targets", pa.int64(), nullable=False),
-        pa.field("packets", pa.int64(), nullable=False),
-        pa.field("sites", pa.list_(pa.string()), nullable=False),
-        pa.field("score", pa.float64(), nullable=False),
-        pa.field("lower_bound", pa.bool_(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("epoch_start", pa.timestamp("us", tz="UTC"), nullable=False),
-        # Properties (null where they do not apply): the port order of a slow or distributed
-        # scan (ascending | descending | random, from Kendall tau of port vs first-hit time),
-        # the UTC dates the scan touches, whether several sources share the scan.
-        pa.field("order", pa.string()),
-        pa.field("tau", pa.float64()),
-        pa.field("days_spanned", pa.int32(), nullable=False),
-        pa.field("distributed", pa.bool_(), nullable=False),
-    ]
+from pipeline.detect.records import (
+    KINDS,
+    SCAN_SCHEMA,
+    US,
+    DetectStats,
+    days_spanned,
+    epoch_scan_id,
+    records_table,
 )
 
-
-def days_spanned(first_us: int, last_us: int) -> int:
-    """UTC dates from the first to the last event, both counted (1: within one day)."""
-    return int(last_us // (86_400 * US) - first_us // (86_400 * US)) + 1
-
-
-def conform(table: pa.Table) -> pa.Table:
-    """A scan table in SCAN_SCHEMA, properties filled in for files written before they existed."""
-    n = table.num_rows
-    if "order" not in table.column_names:
-        first = pc.cast(pc.cast(table.column("first_ts"), pa.timestamp("us", tz="UTC")), pa.int64())
-        last = pc.cast(pc.cast(table.column("last_ts"), pa.timestamp("us", tz="UTC")), pa.int64())
-        day = 86_400 * US
-        span = pc.add(pc.subtract(pc.divide(last, day), pc.divide(first, day)), 1)
-        kinds = table.column("kind")
-        table = (
-            table.append_column("order", pa.nulls(n, pa.string()))
-            .append_column("tau", pa.nulls(n, pa.float64()))
-            .append_column("days_spanned", pc.cast(span, pa.int32()))
-            .append_column("distributed", pc.is_in(kinds, value_set=pa.array(["coordinated", "distributed"])))
-        )
-    return table.select(SCAN_SCHEMA.names).cast(SCAN_SCHEMA)
-
-
-def records_table(recs: list[dict[str, Any]]) -> pa.Table:
-    """Scan records (times as integer microseconds) as a SCAN_SCHEMA table."""
-    arrays = []
-    for f in SCAN_SCHEMA:
-        vals = [r[f.name] for r in recs]
-        if pa.types.is_timestamp(f.type):
-            arrays.append(pa.array(vals, pa.int64()).cast(f.type))
-        else:
-            arrays.append(pa.array(vals, f.type))
-    return pa.Table.from_arrays(arrays, schema=SCAN_SCHEMA)
-
-
-@dataclass
-class DetectStats:
-    """What one run saw; ``flooded`` kinds dropped candidate keys beyond the cap."""
-
-    events: int = 0
-    approx_sources: int = 0
-    candidates: dict[str, int] = field(default_factory=dict)
-    dropped_keys: dict[str, int] = field(default_factory=dict)
-    scans: dict[str, int] = field(default_factory=dict)
-    alerts_failed: dict[str, int] = field(default_factory=dict)  # by channel: command, webhook, topic
-    evaluations: int = 0
-    eval_s_total: float = 0.0
-    eval_s_max: float = 0.0
-
-    @property
-    def flooded(self) -> list[str]:
-        return sorted(k for k, v in self.dropped_keys.items() if v)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "approx_sources": self.approx_sources,
-            "candidates": dict(sorted(self.candidates.items())),
-            "dropped_keys": dict(sorted(self.dropped_keys.items())),
-            "flooded": self.flooded,
-            "scans": dict(sorted(self.scans.items())),
-            "alerts_failed": dict(sorted(self.alerts_failed.items())),
-            "evaluations": self.evaluations,
-            "eval_s_total": round(self.eval_s_total, 3),
-            "eval_s_max": round(self.eval_s_max, 3),
-        }
+FAST_KINDS: Final = ("vertical", "horizontal", "coordinated")
+SLOW_KINDS: Final = ("hammer",)  # grid kinds on the slow epoch; slow/distributed: pipeline.detect.slowtrack
 
 
 @dataclass(frozen=True)
@@ -205,11 +114,6 @@ def points(events: pa.Table, cfg: DetectConfig) -> pa.Table:
             "lb": lb,
         }
     )
-
-
-def _scan_id(kind: str, key: Sequence[object], epoch: int, first_b: int) -> str:
-    text = "\x1f".join([kind, *(str(k) for k in key), str(epoch), str(first_b)])
-    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 class Detector:
@@ -317,7 +221,7 @@ class Detector:
                 # The window still reaches back over a scan the previous epoch reported.
                 continue
             closed = last_b < (end // spec.step_us) * spec.step_us or last_b >= epoch_end
-            recs["scan_id"].append(_scan_id(spec.kind, key, epoch, first_b))
+            recs["scan_id"].append(epoch_scan_id(spec.kind, key, epoch, first_b))
             recs["kind"].append(spec.kind)
             recs["site"].append(key[0])
             recs["sources"].append(list(sources))
@@ -468,70 +372,17 @@ class Detector:
         )
 
 
-def cross_site(scans: pa.Table, cfg: DetectConfig, epoch_us: int) -> pa.Table:
-    """Sources detected scanning at several sites within one slow epoch, from the other kinds' scans."""
-    # A distributed scan's sources are each below every threshold: not a source's scan.
-    base = scans.filter(
-        pc.invert(pc.is_in(scans.column("kind"), value_set=pa.array(["cross_site", "distributed"])))
-    )
-    if base.num_rows == 0:
-        return SCAN_SCHEMA.empty_table()
-    flat = pa.table(
-        {
-            "src": pc.list_flatten(base.column("sources")),
-            "i": pc.list_parent_indices(base.column("sources")),
-        }
-    )
-    row = flat.column("i")
-    epoch = pc.divide(pc.cast(pc.cast(base.column("first_ts"), pa.int64()), pa.int64()), epoch_us)
-    flat = flat.append_column("epoch", pc.take(epoch, row)).append_column(
-        "site", pc.take(base.column("site"), row)
-    )
-    g = flat.group_by(["src", "epoch"]).aggregate([("site", "count_distinct"), ("i", "list")])
-    g = g.filter(pc.greater_equal(g.column("site_count_distinct"), cfg.cross_site_min_sites))
-    recs: list[dict[str, Any]] = []
-    for src, ep, idx in zip(
-        g.column("src").to_pylist(),
-        g.column("epoch").to_pylist(),
-        g.column("i_list").to_pylist(),
-        strict=True,
-    ):
-        part = base.take(pa.array(sorted(set(idx))))
-        sites = sorted(set(part.column("site").to_pylist()))
-        pmins = [p for p in part.column("port_min").to_pylist() if p is not None]
-        pmaxs = [p for p in part.column("port_max").to_pylist() if p is not None]
-        recs.append(
-            {
-                "scan_id": _scan_id("cross_site", (src,), ep, 0),
-                "kind": "cross_site",
-                "site": "*",
-                "sources": [src],
-                "first_ts": pc.min(part.column("first_ts")).as_py(),
-                "last_ts": pc.max(part.column("last_ts")).as_py(),
-                "detected_at": pc.min(part.column("detected_at")).as_py(),
-                "port_min": min(pmins) if pmins else None,
-                "port_max": max(pmaxs) if pmaxs else None,
-                "distinct_ports": int(pc.max(part.column("distinct_ports")).as_py()),
-                "distinct_targets": int(pc.sum(part.column("distinct_targets")).as_py()),
-                "packets": int(pc.sum(part.column("packets")).as_py()),
-                "sites": sites,
-                "score": float(len(sites)) / cfg.cross_site_min_sites,
-                "lower_bound": bool(pc.any(part.column("lower_bound")).as_py()),
-                "status": "closed"
-                if all(s == "closed" for s in part.column("status").to_pylist())
-                else "open",
-                "epoch_start": ep * epoch_us,
-                "order": None,
-                "tau": None,
-                "days_spanned": days_spanned(
-                    int(pc.min(pc.cast(part.column("first_ts"), pa.int64())).as_py()),
-                    int(pc.max(pc.cast(part.column("last_ts"), pa.int64())).as_py()),
-                ),
-                "distributed": False,
-            }
-        )
-    if not recs:
-        return SCAN_SCHEMA.empty_table()
-    for r in recs:
-        r["epoch_start"] = pa.scalar(r["epoch_start"], pa.int64()).cast(pa.timestamp("us", tz="UTC")).as_py()
-    return pa.Table.from_pylist(recs, schema=SCAN_SCHEMA).sort_by([("scan_id", "ascending")])
+__all__ = [
+    "FAST_KINDS",
+    "KINDS",
+    "SCAN_SCHEMA",
+    "SLOW_KINDS",
+    "US",
+    "DetectStats",
+    "Detector",
+    "KindSpec",
+    "connect",
+    "kind_specs",
+    "lookback_us",
+    "points",
+]

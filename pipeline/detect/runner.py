@@ -36,12 +36,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import json
-import logging
-import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,157 +48,25 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from pipeline.config import Config, DetectConfig, KafkaConfig
+from pipeline.config import Config, DetectConfig
 from pipeline.detect import heartbeat
-from pipeline.detect.engine import (
-    FAST_KINDS,
-    SCAN_SCHEMA,
-    SLOW_KINDS,
-    US,
-    Detector,
-    DetectStats,
-    cross_site,
-    kind_specs,
-    lookback_us,
-    points,
-)
+from pipeline.detect.announce import alert_hooks, scan_json, topic_publisher
+from pipeline.detect.crosssite import cross_site
+from pipeline.detect.engine import FAST_KINDS, SLOW_KINDS, Detector, kind_specs, lookback_us, points
+from pipeline.detect.records import SCAN_SCHEMA, US, DetectStats
 from pipeline.detect.scanstore import ScanStore
 from pipeline.detect.slowtrack import SlowTracker
-from pipeline.event import EVENT_SCHEMA
-from pipeline.store import DATASET_SCHEMA, PARTITIONING, Store
-
-log = logging.getLogger("fireplot.detect")
-
-DETECT_COLUMNS = ["ts", "site", "src_ip", "dst_ip", "dst_port", "prefix", "count"]
-
-
-def to_us(t: dt.datetime) -> int:
-    return int(t.astimezone(dt.UTC).timestamp() * US)
-
-
-def from_us(us: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(us / US, dt.UTC)
-
-
-def scan_json(row: dict[str, Any]) -> str:
-    out = dict(row)
-    for k, v in out.items():
-        if isinstance(v, dt.datetime):
-            out[k] = v.isoformat().replace("+00:00", "Z")
-    return json.dumps(out, sort_keys=True)
-
-
-EventSource = Callable[[int, int], pa.Table]
-
-
-class RecentFiles:
-    """The detect columns of the store's recent files, each file read once: the live path's source.
-
-    A live tick re-evaluates only the current fast epoch, so it needs the files of the
-    hours from just before that epoch on. Reading them whole every tick costs O(files)
-    per tick while the worker adds a few files a second; store files are immutable (a
-    flush writes new ones, compaction and recovery replace or delete whole files), so
-    following the listing - read new files, forget vanished ones - costs O(new files).
-    Reads reaching back before the floor (the slow kinds' look-back) go to the store.
-    """
-
-    SCHEMA = pa.schema([EVENT_SCHEMA.field(c) for c in DETECT_COLUMNS])
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.floor_us: int | None = None
-        self.files: dict[str, tuple[pa.Table, int | None]] = {}  # path -> (rows, newest ts us)
-        self._merged: pa.Table | None = None
-
-    def _listing(self, floor_us: int) -> set[str]:
-        floor = from_us(floor_us)
-        first = (floor.date(), floor.hour)
-        out: set[str] = set()
-        for date_dir in self.store.events_root.glob("site=*/date=*"):
-            try:
-                day = dt.date.fromisoformat(date_dir.name.removeprefix("date="))
-            except ValueError:
-                continue
-            if day < floor.date():
-                continue
-            for hour_dir in date_dir.glob("hour=*"):
-                hour = hour_dir.name.removeprefix("hour=")
-                if hour.isdigit() and (day, int(hour)) >= first:
-                    out.update(
-                        str(f) for f in hour_dir.glob("*.parquet") if not f.name.startswith((".", "_"))
-                    )
-        return out
-
-    def refresh(self, floor_us: int) -> None:
-        """Follow the listing of the hours at and after floor_us."""
-        for attempt in range(50):
-            listed = self._listing(floor_us)
-            new = sorted(listed - self.files.keys())
-            try:
-                read = self._read(new)
-            except (FileNotFoundError, OSError) as exc:
-                if not isinstance(exc, FileNotFoundError) and "No such file" not in str(exc):
-                    raise
-                time.sleep(min(0.2, 0.01 * (attempt + 1)))  # compaction swapped an hour: list again
-                continue
-            kept = {f: self.files[f] for f in listed if f in self.files}
-            if read or len(kept) != len(self.files):
-                self._merged = None
-            self.files = kept | read
-            self.floor_us = floor_us
-            return
-        raise RuntimeError(f"{self.store.events_root}: files kept vanishing during a listing")
-
-    def _read(self, paths: list[str]) -> dict[str, tuple[pa.Table, int | None]]:
-        if not paths:
-            return {}
-        dataset = ds.dataset(
-            paths,
-            format="parquet",
-            partitioning=PARTITIONING,
-            partition_base_dir=str(self.store.events_root),
-            schema=DATASET_SCHEMA,
-        )
-        out: dict[str, tuple[pa.Table, int | None]] = {}
-        for frag in dataset.get_fragments():
-            table = frag.to_table(columns=DETECT_COLUMNS, schema=dataset.schema).cast(self.SCHEMA)
-            newest = pc.max(table.column("ts")).as_py()
-            out[frag.path] = (table, to_us(newest) if newest is not None else None)
-        return out
-
-    def newest_us(self) -> int | None:
-        stamps = [n for _, n in self.files.values() if n is not None]
-        return max(stamps) if stamps else None
-
-    def source(self, fallback: EventSource) -> EventSource:
-        def read(lo_us: int, hi_us: int) -> pa.Table:
-            if self.floor_us is None or lo_us < self.floor_us:
-                return fallback(lo_us, hi_us)
-            if self._merged is None:
-                # One chunk: DuckDB and pyarrow compute are slow over thousands of tiny ones.
-                tables = [t for t, _ in self.files.values()]
-                self._merged = (
-                    pa.concat_tables(tables).combine_chunks() if tables else self.SCHEMA.empty_table()
-                )
-            table = self._merged
-            ts = pc.cast(table.column("ts"), pa.int64())
-            return table.filter(pc.and_(pc.greater_equal(ts, lo_us), pc.less(ts, hi_us)))
-
-        return read
-
-
-def fast_floor_us(cfg: DetectConfig, evaluated_us: int) -> int:
-    """The earliest event time a tick that re-evaluates only the fast kinds reads."""
-    specs = kind_specs(cfg)
-    epoch = max(specs[k].epoch_us for k in FAST_KINDS)
-    return (evaluated_us // epoch) * epoch - max(specs[k].window_us for k in FAST_KINDS)
-
-
-def store_source(store: Store) -> EventSource:
-    def read(lo_us: int, hi_us: int) -> pa.Table:
-        return store.read(from_us(lo_us), from_us(hi_us), columns=DETECT_COLUMNS)
-
-    return read
+from pipeline.detect.sources import (
+    DETECT_COLUMNS,
+    EventSource,
+    RecentFiles,
+    fast_floor_us,
+    from_us,
+    store_source,
+    table_source,
+    to_us,
+)
+from pipeline.store import Store
 
 
 @dataclass
@@ -475,101 +339,6 @@ def _follow_loop(
         time.sleep(ev.cfg.follow_interval_s)
 
 
-def alert_hooks(
-    cfg: DetectConfig, stats: DetectStats | None = None
-) -> Callable[[list[dict[str, Any]]], None]:
-    """Per new scan: the alert command (scan JSON on stdin) and the webhook - once per scan_id.
-
-    Called with the scans an evaluation found absent from the scan dataset, just before
-    it writes them (see the module docstring for the exact semantics). A failed
-    announcement is logged and counted in ``stats.alerts_failed`` by channel, not retried.
-    """
-
-    def fire(scans: list[dict[str, Any]]) -> None:
-        for scan in scans:
-            body = scan_json(scan)
-            if cfg.alert_command:
-                try:
-                    proc = subprocess.run(
-                        list(cfg.alert_command),
-                        input=body,
-                        text=True,
-                        capture_output=True,
-                        timeout=30,
-                        check=False,
-                    )
-                    if proc.returncode != 0:
-                        _failed(stats, "command", scan, f"exit {proc.returncode}: {proc.stderr}")
-                except (OSError, subprocess.TimeoutExpired) as exc:
-                    _failed(stats, "command", scan, str(exc))
-            if cfg.alert_webhook:
-                req = urllib.request.Request(  # noqa: S310 - the operator's configured URL
-                    cfg.alert_webhook,
-                    data=body.encode(),
-                    method="POST",
-                    headers={"content-type": "application/json"},
-                )
-                try:
-                    with urllib.request.urlopen(req, timeout=10):  # noqa: S310 - operator's URL
-                        pass
-                except OSError as exc:
-                    _failed(stats, "webhook", scan, str(exc))
-
-    return fire
-
-
-def _failed(stats: DetectStats | None, channel: str, scan: dict[str, Any], error: str) -> None:
-    log.warning(
-        "alert failed", extra={"channel": channel, "scan_id": scan.get("scan_id"), "error": error[-500:]}
-    )
-    if stats is not None:
-        stats.alerts_failed[channel] = stats.alerts_failed.get(channel, 0) + 1
-
-
-def topic_publisher(
-    cfg: DetectConfig,
-    kafka_bootstrap: str,
-    stats: DetectStats | None = None,
-    security: KafkaConfig | None = None,
-) -> Callable[[list[dict[str, Any]]], None]:
-    """Every new or changed scan record to the scans topic, keyed by scan_id.
-
-    The topic is compacted (``cleanup.policy=compact``): a scan that grows is published
-    again under the same key, and compaction keeps its latest record - one per scan.
-    """
-    from kafka import KafkaProducer
-
-    from pipeline.broker import ensure_topics
-    from pipeline.kafka_security import client_kwargs
-
-    # The broker does not auto-create topics; one partition keeps scans in detection order.
-    ensure_topics(
-        kafka_bootstrap, {cfg.kafka_topic: 1}, configs={"cleanup.policy": "compact"}, security=security
-    )
-    producer = KafkaProducer(
-        bootstrap_servers=kafka_bootstrap, acks="all", **(client_kwargs(security) if security else {})
-    )
-
-    def publish(scans: list[dict[str, Any]]) -> None:
-        sent = [
-            (
-                scan,
-                producer.send(
-                    cfg.kafka_topic, key=str(scan["scan_id"]).encode(), value=scan_json(scan).encode()
-                ),
-            )
-            for scan in scans
-        ]
-        producer.flush(timeout=30)
-        for scan, fut in sent:
-            try:
-                fut.get(timeout=1)
-            except Exception as exc:
-                _failed(stats, "topic", scan, repr(exc))
-
-    return publish
-
-
 def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True) -> tuple[Evaluator, Store]:
     store = Store(store_dir or cfg.worker.store_dir)
     scans_dir = cfg.detect.scans_dir or str(Path(store.root) / "scans")
@@ -582,19 +351,26 @@ def evaluator_for(cfg: Config, store_dir: str | None = None, hooks: bool = True)
     return ev, store
 
 
-def table_source(table: pa.Table) -> EventSource:
-    """An in-memory event source (tests, the evaluation corpus)."""
-    ts = pc.cast(pc.cast(table.column("ts"), pa.timestamp("us", tz="UTC")), pa.int64())
-
-    def read(lo_us: int, hi_us: int) -> pa.Table:
-        mask = pc.and_(pc.greater_equal(ts, lo_us), pc.less(ts, hi_us))
-        return table.filter(mask)
-
-    return read
-
-
 def rows_of(tables: Iterable[pa.Table]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for t in tables:
         out += t.cast(SCAN_SCHEMA).to_pylist()
     return out
+
+
+# What callers import from here: the announcing and the sources are runner's parts.
+__all__ = [
+    "DETECT_COLUMNS",
+    "Evaluator",
+    "RecentFiles",
+    "alert_hooks",
+    "evaluator_for",
+    "follow",
+    "replay",
+    "rows_of",
+    "scan_json",
+    "store_source",
+    "table_source",
+    "to_us",
+    "topic_publisher",
+]

@@ -3,11 +3,20 @@
 One file per (kind, epoch) holds every scan of that epoch; an evaluation of the
 epoch rewrites it whole (``pipeline.durable``), so writing is idempotent and
 a reader never sees half a file. Open scans are rewritten until they close.
+
+A tracked scan (slow, distributed) can run for days but has one record, filed under
+the day it started. So that a reader of a later day finds it without listing every
+older day, each later date it covers holds ``date=<D>/_spans.json``: the names of the
+files (relative to the root) holding scans that cover D but started before it. It is
+written before the record (a crash in between leaves a pointer to a file that does not
+hold the scan yet: readers filter by time anyway).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +25,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import durable
-from pipeline.detect.engine import SCAN_SCHEMA, US, conform
+from pipeline.detect.records import SCAN_SCHEMA, US, conform
+
+SPANS = "_spans.json"
+_SCAN_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[a-z_]+\+\d{20}\.parquet")
 
 
 class ScanStore:
@@ -57,11 +69,27 @@ class ScanStore:
         if scans.num_rows == 0:
             return
         path = self.path(kind, epoch_us)
+        self._note_spans(path, scans)
         if path.exists():
             old = conform(pq.read_table(path))
             keep = pc.invert(pc.is_in(old.column("scan_id"), value_set=scans.column("scan_id")))
             scans = pa.concat_tables([old.filter(keep), scans.cast(SCAN_SCHEMA)])
         self.replace(kind, epoch_us, scans)
+
+    def _note_spans(self, home: Path, scans: pa.Table) -> None:
+        """Name ``home`` in the spans file of every later date its scans cover."""
+        first = pc.min(scans.column("first_ts")).as_py()
+        last = pc.max(scans.column("last_ts")).as_py()
+        if first is None or last is None:
+            return
+        name = home.relative_to(self.root).as_posix()
+        day = _as_dt(first).date() + dt.timedelta(days=1)
+        while day <= _as_dt(last).date():
+            path = self.root / f"date={day.isoformat()}" / SPANS
+            names = spanning_names(path)
+            if name not in names:
+                durable.write_bytes(path, json.dumps(sorted({*names, name})).encode())
+            day += dt.timedelta(days=1)
 
     def replace(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
         """Make the epoch's file hold exactly these scans; return those that were not in it."""
@@ -83,7 +111,14 @@ class ScanStore:
         kind: str | None = None,
         by: str = "last_ts",
     ) -> pa.Table:
-        """Scans with since <= <by> < until, optionally of one site (or listing it) and kind."""
+        """Scans with since <= <by> < until, optionally of one site (or listing it) and kind.
+
+        ``by="active"``: the scans active in [since, until) (last_ts >= since, first_ts < until),
+        such as a scan of several days seen from any of them.
+        """
+        active = by == "active"
+        if active:
+            by = "last_ts"
         files = sorted(p for p in self.root.glob("date=*/*.parquet") if not p.name.startswith("."))
         if kind is not None:
             files = [p for p in files if p.name.startswith(f"{kind}+")]
@@ -101,6 +136,7 @@ class ScanStore:
             table = table.filter(pc.greater_equal(col, pa.scalar(since, SCAN_SCHEMA.field(by).type)))
             col = table.column(by)
         if until is not None:
+            col = table.column("first_ts") if active else col
             table = table.filter(pc.less(col, pa.scalar(until, SCAN_SCHEMA.field(by).type)))
         if site is not None:
             in_sites = (
@@ -119,3 +155,28 @@ class ScanStore:
 def _epoch_of(path: Path) -> int:
     """Epoch start (us) from a file name ``<kind>+<epoch start us>.parquet``."""
     return int(path.stem.rsplit("+", 1)[1])
+
+
+def spanning_names(path: Path) -> list[str]:
+    """The scan files a date's spans file names (none when it has none or it is not ours)."""
+    try:
+        names = json.loads(path.read_bytes())
+    except (FileNotFoundError, ValueError):
+        return []
+    if not isinstance(names, list):
+        return []
+    return [n for n in names if isinstance(n, str) and _SCAN_FILE.fullmatch(n)]
+
+
+def spanning_files(root: Path, first_day: dt.date, last_day: dt.date) -> list[Path]:
+    """Files holding scans that started before a date in [first_day, last_day] and cover it."""
+    out: set[Path] = set()
+    day = first_day
+    while day <= last_day:
+        out.update(root / n for n in spanning_names(root / f"date={day.isoformat()}" / SPANS))
+        day += dt.timedelta(days=1)
+    return sorted(out)
+
+
+def _as_dt(t: dt.datetime | int) -> dt.datetime:
+    return t if isinstance(t, dt.datetime) else dt.datetime.fromtimestamp(t / US, dt.UTC)
