@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "lines/s of CPU time"
     )
     print(
-        f"{'format / style':22} {'fireplot':>10} {'pyarrow':>10} {'per line':>10} {'/pyarrow':>9} "
+        f"{'format / style':26} {'fireplot':>10} {'pyarrow':>10} {'per line':>10} {'/pyarrow':>9} "
         f"{'/line':>7} {'us/line':>8} {'goal':>6} {'of goal':>8}"
     )
     failed = False
@@ -263,7 +263,7 @@ def _format_row(fmt: str, args: argparse.Namespace) -> bool:
         got = result.events.select(_REF_SCHEMA.names)
         if result.rejects or not got.cast(_REF_SCHEMA).equals(expected):
             reason = result.rejects[0].reason if result.rejects else "events differ"
-            print(f"{fmt:22} {name} and the reference disagree ({reason}): no timing", file=sys.stderr)
+            print(f"{fmt:26} {name} and the reference disagree ({reason}): no timing", file=sys.stderr)
             return False
     seconds = [
         _best(functools.partial(ours, lines, offsets, ctx), args.repeat),
@@ -297,7 +297,7 @@ def _netfilter_row(style: str, args: argparse.Namespace) -> bool:
 def _row(name: str, count: int, seconds: list[float], goal: float) -> None:
     ours, arrow, line = (count / s for s in seconds)
     print(
-        f"{name:22} {ours:>10,.0f} {arrow:>10,.0f} {line:>10,.0f} {ours / arrow:>8.1f}x {ours / line:>6.1f}x "
+        f"{name:26} {ours:>10,.0f} {arrow:>10,.0f} {line:>10,.0f} {ours / arrow:>8.1f}x {ours / line:>6.1f}x "
         f"{1e6 / ours:>8.2f} {goal / 1e6:>5.1f}M {ours / goal:>7.2f}x",
         flush=True,
     )
