@@ -26,7 +26,15 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.bench_parse import generate
-from pipeline.parsers import ParseContext, ParseResult, auto, netfilter, netfilter_native, syslog
+from pipeline.parsers import (
+    ParseContext,
+    ParseResult,
+    auto,
+    netfilter,
+    netfilter_arrow,
+    netfilter_native,
+    syslog,
+)
 from pipeline.parsers.syslog import MONTHS
 from tests.support.golden import NETFILTER_FIXTURES as FIXTURES
 from tests.support.golden import NETFILTER_SCENARIOS as SCENARIOS
@@ -787,7 +795,7 @@ def test_batch_of_unclaimed_lines_is_declined_and_read_once(monkeypatch: pytest.
     batch = pa.array(lines, pa.string())
     ctx = CONTEXTS["utc"]
     reads: list[int] = []
-    reference = netfilter._parse_arrow
+    reference = netfilter_arrow.parse_with_positions
 
     def counting(batch: pa.Array, offsets: pa.Array, ctx: ParseContext) -> tuple[ParseResult, pa.Array]:
         reads.append(len(batch))
@@ -795,7 +803,7 @@ def test_batch_of_unclaimed_lines_is_declined_and_read_once(monkeypatch: pytest.
 
     found = netfilter_native.scan(batch, syslog.year_rule(ctx), alone=False)
     one_fewer = netfilter_native.scan(pa.array(lines[1:], pa.string()), syslog.year_rule(ctx), alone=False)
-    monkeypatch.setattr(netfilter, "_parse_arrow", counting)
+    monkeypatch.setattr(netfilter_arrow, "parse_with_positions", counting)
     expected = agree(lines, ctx)
 
     assert found is not None and found.declined and found.claimed == 0
@@ -811,13 +819,13 @@ def test_unclaimed_lines_of_a_claimed_batch_are_read_once(monkeypatch: pytest.Mo
     for n in range(0, 200, 10):
         lines[n] = REGRESSIONS["rfc5424_nil_host"]
     reads: list[int] = []
-    reference = netfilter._parse_arrow
+    reference = netfilter_arrow.parse_with_positions
 
     def counting(batch: pa.Array, offsets: pa.Array, ctx: ParseContext) -> tuple[ParseResult, pa.Array]:
         reads.append(len(batch))
         return reference(batch, offsets, ctx)
 
-    monkeypatch.setattr(netfilter, "_parse_arrow", counting)
+    monkeypatch.setattr(netfilter_arrow, "parse_with_positions", counting)
     agree(lines, CONTEXTS["utc"])
 
     assert reads == [200, 20]

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.event import EVENT_SCHEMA, conform
-from pipeline.parsers import FORMATS, ParseContext, ParseResult, auto, get, winfw
+from pipeline.parsers import FORMATS, ParseContext, ParseResult, assemble, auto, get, winfw
 from tests.support.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
 
 ROOT = Path(__file__).parent / "parsers"
@@ -240,3 +240,38 @@ class TestDetection:
             rv = auto.detect(pa.array(seeds)).to_pylist()
 
             assert {auto.FORMATS[i] if i is not None else None for i in rv} == {fmt}, fmt
+
+
+class TestDeferredReasons:
+    @settings(max_examples=150, deadline=None)
+    @given(
+        rows=st.lists(
+            st.tuples(
+                st.one_of(st.none(), st.sampled_from(["earlier reason", ""])),
+                st.one_of(st.none(), st.booleans()),
+                st.one_of(st.none(), st.text(max_size=100)),
+            ),
+            max_size=20,
+        )
+    )
+    def test_reason_is_built_for_the_rejected_rows_as_for_every_row(
+        self, rows: list[tuple[str | None, bool | None, str | None]]
+    ) -> None:
+        """first() with a deferred quoted reason gives, row by row, what spelling it out for all rows gave."""
+        reason = pa.array([r for r, _, _ in rows], pa.string())
+        bad = pa.array([b for _, b, _ in rows], pa.bool_())
+        text = pa.array([t for _, _, t in rows], pa.string())
+
+        got = assemble.first(reason, bad, assemble.joined("bad value ", assemble.quoted(text))).to_pylist()
+        twice = assemble.first(
+            reason,
+            bad,
+            assemble.joined(assemble.quoted(text), assemble.joined(" and ", assemble.quoted(text))),
+        ).to_pylist()
+
+        def quote(t: str | None) -> str:
+            t = t or ""
+            return "'" + (t[: assemble.QUOTE_LIMIT] + "..." if len(t) > assemble.QUOTE_LIMIT else t) + "'"
+
+        assert got == [r if r is not None or not b else f"bad value {quote(t)}" for r, b, t in rows]
+        assert twice == [r if r is not None or not b else f"{quote(t)} and {quote(t)}" for r, b, t in rows]

@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.event import EVENT_SCHEMA, conform
-from pipeline.parsers import ParseContext, ParseResult, get, netfilter
-from pipeline.parsers.netfilter import normalise_addresses, parse
+from pipeline.parsers import ParseContext, ParseResult, get, netfilter_arrow
+from pipeline.parsers.address import normalise_addresses
+from pipeline.parsers.netfilter import parse
 from tests.support.golden import NETFILTER_FIXTURES as FIXTURES
 from tests.support.golden import NETFILTER_SCENARIOS as SCENARIOS
 from tests.support.golden import expected_outcome, lines_that_made_events, mutations, outcome, read_lines
@@ -77,8 +78,8 @@ class TestPaths:
     def test_fast_path_reads_what_the_whole_line_pattern_reads(self, scenario: str) -> None:
         """Cutting lines at IN=, SRC= and PROTO= gives the fields the whole-line pattern gives."""
         lines, _ = read_lines(FIXTURES / f"{scenario}.log")
-        fast, _ = netfilter._read_fast(lines)
-        whole, _ = netfilter._read_whole(lines, fast.position)
+        fast, _ = netfilter_arrow.read_fast(lines)
+        whole, _ = netfilter_arrow.read_whole(lines, fast.position)
 
         expected = {name: value.to_pylist() for name, value in vars(whole).items()}
         rv = {name: value.to_pylist() for name, value in vars(fast).items()}
@@ -121,8 +122,8 @@ class TestAnyInput:
         """Whatever the fast path reads from a damaged line, the whole-line pattern reads too."""
         originals = data.draw(st.lists(st.sampled_from(valid_lines()), min_size=1, max_size=8))
         lines = pa.array([data.draw(mutations(line, PATCHES)) for line in originals], pa.string())
-        fast, _ = netfilter._read_fast(lines)
-        whole, _ = netfilter._read_whole(lines, fast.position)
+        fast, _ = netfilter_arrow.read_fast(lines)
+        whole, _ = netfilter_arrow.read_whole(lines, fast.position)
 
         expected = {name: value.to_pylist() for name, value in vars(whole).items()}
         rv = {name: value.to_pylist() for name, value in vars(fast).items()}
@@ -207,5 +208,3 @@ def valid_lines() -> list[str]:
         lines, offsets = read_lines(FIXTURES / f"{scenario}.log")
         seeds += lines_that_made_events(lines, offsets, parse(lines, offsets, context(scenario)))
     return seeds
-
-

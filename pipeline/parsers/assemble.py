@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -240,7 +240,11 @@ def _port(text: pa.Array | None, size: int) -> tuple[pa.Array, pa.Array]:
 def number(text: pa.Array, low: int, high: int) -> tuple[pa.Array, pa.Array]:
     """Digit text as int64 (null where empty or null), and where it is outside [low, high]."""
     text = plain(text)
-    digits = pc.fill_null(pc.match_substring_regex(text, r"^\d{1,18}$"), False)
+    # One to eighteen ASCII digits (so int64 holds them): two byte kernels,
+    # a third of the time of the same test as a regex.
+    digits = pc.fill_null(
+        pc.and_(pc.ascii_is_decimal(text), pc.less_equal(pc.binary_length(text), 18)), False
+    )
     value = pc.cast(pc.if_else(digits, text, pa.scalar(None, pa.string())), pa.int64())
     present = pc.fill_null(pc.not_equal(text, ""), False)
     bad = pc.or_(
@@ -250,21 +254,63 @@ def number(text: pa.Array, low: int, high: int) -> tuple[pa.Array, pa.Array]:
     return value, bad
 
 
-def quoted(text: pa.Array | None) -> pa.Array | pa.Scalar:
+class Deferred:
+    """A reason column built only for the rows rejected with it.
+
+    Most lines of a batch are good, so a reason spelled out for every row (a
+    quote, a join) costs more than the checks themselves; `first` asks for
+    the rows that need it, usually none.
+    """
+
+    __slots__ = ("_build",)
+
+    def __init__(self, build: Callable[[pa.Array], pa.Array | pa.Scalar]) -> None:
+        self._build = build
+
+    def at(self, rows: pa.Array) -> pa.Array | pa.Scalar:
+        """The reason for the rows at these int64 positions."""
+        return self._build(rows)
+
+
+Why: TypeAlias = pa.Array | pa.Scalar | Deferred
+
+
+def _at(text: Why | str, rows: pa.Array) -> pa.Array | pa.Scalar:
+    if isinstance(text, Deferred):
+        return text.at(rows)
+    if isinstance(text, str):
+        return pa.scalar(text)
+    if isinstance(text, pa.Scalar):
+        return text
+    return pc.take(plain(text), rows)
+
+
+def quoted(text: pa.Array | None) -> Why:
     if text is None:
         return pa.scalar("''")
-    text = pc.fill_null(plain(text).cast(pa.string()), "")
-    short = pc.utf8_slice_codeunits(text, 0, QUOTE_LIMIT)
-    cut = pc.greater(pc.utf8_length(text), QUOTE_LIMIT)
-    short = pc.if_else(cut, pc.binary_join_element_wise(short, "...", ""), short)
-    return pc.binary_join_element_wise("'", short, "'", "")
+    values = plain(text)
+
+    def build(rows: pa.Array) -> pa.Array:
+        some = pc.fill_null(pc.take(values, rows).cast(pa.string()), "")
+        short = pc.utf8_slice_codeunits(some, 0, QUOTE_LIMIT)
+        cut = pc.greater(pc.utf8_length(some), QUOTE_LIMIT)
+        short = pc.if_else(cut, pc.binary_join_element_wise(short, "...", ""), short)
+        return pc.binary_join_element_wise("'", short, "'", "")
+
+    return Deferred(build)
 
 
-def joined(head: str, tail: pa.Array | pa.Scalar) -> pa.Array | pa.Scalar:
-    return pc.binary_join_element_wise(head, tail, "")
+def joined(head: str | Why, tail: Why) -> Why:
+    return Deferred(lambda rows: pc.binary_join_element_wise(_at(head, rows), _at(tail, rows), ""))
 
 
-def first(reason: pa.Array, bad: pa.Array, text: pa.Array | pa.Scalar) -> pa.Array:
+def first(reason: pa.Array, bad: pa.Array, text: Why) -> pa.Array:
     """Keep the reason already found; else ``text`` where ``bad`` holds."""
-    bad = pc.fill_null(bad, False)
-    return pc.coalesce(reason, pc.if_else(bad, text, NULL_STRING))
+    need = pc.and_(pc.fill_null(bad, False), pc.is_null(reason))
+    if not pc.any(need).as_py():
+        return reason
+    rows = pc.indices_nonzero(need)
+    values = _at(text, rows)
+    if isinstance(values, pa.Scalar):
+        values = pa.repeat(values, len(rows))
+    return pc.replace_with_mask(plain(reason), need, plain(values).cast(pa.string()))

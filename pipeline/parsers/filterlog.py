@@ -38,7 +38,6 @@ from pipeline.parsers.assemble import (
     flag_words,
     joined,
     non_empty,
-    plain,
     protocol_names,
     quoted,
     start,
@@ -59,8 +58,7 @@ TCP_LETTERS: Final = {
 # Column of each field after the nine shared ones, by IP version.
 _V4: Final = {"protoid": 15, "protoname": 16, "src": 18, "dst": 19, "sport": 20, "dport": 21, "tcpflags": 23}
 _V6: Final = {"protoid": 13, "protoname": 12, "src": 15, "dst": 16, "sport": 17, "dport": 18, "tcpflags": 20}
-_PADDING: Final = "," * 24
-_CSV: Final = r"^[^,]* (?P<csv>[^\s,]*,.*)$"
+_RULE: Final = r" (?P<rule>[^\s,]*)$"
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
@@ -68,20 +66,31 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     lines, offsets = start(lines, offsets)
     # Matching is cheap in RE2 and capturing is not: the whole grammar only
     # decides which lines fit; the header is read by syslog's quick path and
-    # the CSV by a one-group pattern (it starts at the last space before the
-    # first comma, as in LINE).
+    # the fields by one split of the whole line on commas. Nothing before the
+    # CSV holds a comma, so every field but the first (the rule number, after
+    # the last space before the first comma, as in LINE) is the same split
+    # out of the line as out of the CSV alone.
     fits = pc.fill_null(pc.match_substring_regex(lines, LINE), False)
     positions = pc.indices_nonzero(fits).cast(pa.int64())
     unmatched = pc.indices_nonzero(pc.invert(fits)).cast(pa.int64())
     kept = pc.filter(lines, fits)
     header = syslog.header(kept)
-    csv = plain(pc.extract_regex(kept, _CSV).field("csv"))
-    width = pc.add(pc.count_substring(csv, ","), 1)
-    # Padding makes every index exist; the width checks below reject short lines.
-    parts = pc.split_pattern(pc.binary_join_element_wise(csv, _PADDING, ""), ",")
+    parts = pc.split_pattern(kept, ",")
+    rule = pc.extract_regex(pc.list_element(parts, 0), _RULE).field("rule")
+    has_csv = pc.is_valid(rule)
+    width = pc.if_else(has_csv, pc.list_value_length(parts), pa.scalar(None, pa.int32()))
+    flat = pc.list_flatten(parts)
+    starts = parts.offsets.slice(0, len(parts))
+    # A field past the end of a short line reads as empty, as if padded; the
+    # width checks below reject such lines.
+    missing = pc.if_else(has_csv, "", NULL_STRING)
+    fields: dict[int, pa.Array] = {0: rule}
 
     def at(index: int) -> pa.Array:
-        return plain(pc.list_element(parts, index))
+        if index not in fields:
+            there = pc.if_else(pc.less(index, width), pc.add(starts, index), pa.scalar(None, pa.int32()))
+            fields[index] = pc.coalesce(pc.take(flat, there), missing)
+        return fields[index]
 
     version = at(8)
     is_v4 = pc.equal(version, "4")
@@ -100,7 +109,7 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     raw_action = at(6)
     direction = at(7)
     problem = first(
-        pa.nulls(len(csv), pa.string()),
+        pa.nulls(len(kept), pa.string()),
         pc.invert(pc.is_in(version, value_set=pa.array(["4", "6"]))),
         joined("unknown IP version ", quoted(version)),
     )

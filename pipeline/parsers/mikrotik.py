@@ -40,7 +40,7 @@ from pipeline.parsers.assemble import (
     protocol_names,
     start,
 )
-from pipeline.parsers.netfilter import prefix_and_action
+from pipeline.parsers.netfilter_grammar import prefix_and_action
 
 _LOWER_MONTHS: Final = "|".join(m.lower() for m in syslog.MONTHS)
 _ENDPOINT: Final = r"(?:\[(?P<{n}6>[0-9A-Fa-f:.]+)\]|(?P<{n}4>[0-9.]+))(?::(?P<{n}pt>\d+))?"

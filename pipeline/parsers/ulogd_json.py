@@ -37,7 +37,7 @@ from pipeline.parsers.assemble import (
     quoted,
     start,
 )
-from pipeline.parsers.netfilter import prefix_and_action
+from pipeline.parsers.netfilter_grammar import prefix_and_action
 
 _INTEGERS: Final = (
     "oob.time.sec", "oob.time.usec", "oob.family", "ip.protocol", "src_port", "dest_port",

@@ -27,6 +27,7 @@ from pipeline.parsers import ParseContext, ParseResult
 from pipeline.parsers.assemble import (
     NULL_STRING,
     PORT_PROTOCOLS,
+    Deferred,
     Read,
     finish,
     first,
@@ -102,11 +103,13 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     return finish(lines, offsets, ctx, read, unmatched, explain)
 
 
-def _no_flow(status: pa.Array) -> pa.Array:
-    return pc.if_else(
-        pc.equal(status, "NODATA"),
-        "NODATA record: no traffic on the interface in the capture window",
-        "SKIPDATA record: AWS skipped flow records in the capture window",
+def _no_flow(status: pa.Array) -> Deferred:
+    return Deferred(
+        lambda rows: pc.if_else(
+            pc.equal(pc.take(status, rows), "NODATA"),
+            "NODATA record: no traffic on the interface in the capture window",
+            "SKIPDATA record: AWS skipped flow records in the capture window",
+        )
     )
 
 
