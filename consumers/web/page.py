@@ -37,6 +37,7 @@ from consumers.web.feeds.range import RangeFeed
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
 from pipeline.config import WebConfig
+from pipeline.enrich import Enricher
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class DayPage:
         dataset_names: list[str] | None = None,
         dataset: str = datasets.MAIN,
         scan_root: Path | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self.doc = doc
+        self.enricher = enricher
         self.store = store
         self.web = web
         self.scan_root = scan_root or store.root / "scans"
@@ -408,7 +411,16 @@ class DayPage:
         start, end = self._visible()
         y0, y1 = sorted((self.plot.y_range.start, self.plot.y_range.end))
         read = partial(
-            export.visible_events, self.store, start, end, y0, y1, self.site, self.filters, EXPORT_LIMIT
+            export.visible_events,
+            self.store,
+            start,
+            end,
+            y0,
+            y1,
+            self.site,
+            self.filters,
+            EXPORT_LIMIT,
+            self.enricher,
         )
         button = self.controls.csv_button
         button.disabled = True
