@@ -146,6 +146,14 @@ def talkers(
     return table, from_rollup, len(parts) - from_rollup
 
 
+def _decoded(table: pa.Table) -> pa.Table:
+    """Dictionary-coded text as plain text: joins and group keys want it plain (a row per source here)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
+    return table
+
+
 def top(
     store: Store,
     enricher: Enricher,
@@ -162,7 +170,7 @@ def top(
     rows, from_rollup, from_events = talkers(store, start, end, sites)
     # Distinct sources first: enrichment runs once per source, then reaches rows by a join.
     sources = pc.unique(rows.column("src_ip"))
-    labels = enricher.source_columns(sources).add_column(0, "src_ip", sources)
+    labels = _decoded(enricher.source_columns(sources)).add_column(0, "src_ip", sources)
     if scanners != "include":
         listed = pc.not_equal(labels.column("src_scanner"), "")
         keep = listed if scanners == "only" else pc.invert(listed)

@@ -71,7 +71,16 @@ def visible_events(
     if table.num_rows > limit:
         raise TooManyEvents(f"{table.num_rows:,} events in view, more than {limit:,} per export: zoom in")
     table = table.sort_by([("ts", "ascending")])
-    return (enricher or shared_enricher(EnrichConfig())).add_source_columns(table)
+    table = (enricher or shared_enricher(EnrichConfig())).add_source_columns(table)
+    # Plain text for the CSV writer and the formula check (the enricher's columns are dictionary-coded).
+    return table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
 
 
 def to_csv(table: pa.Table) -> str:

@@ -81,9 +81,13 @@ class Enricher:
         return self.labels.take(pc.fill_null(hit, len(self.labels) - 1))
 
     def source_columns(self, addresses: pa.Array | pa.ChunkedArray) -> pa.Table:
-        """``SOURCE_COLUMNS`` per source address."""
+        """``SOURCE_COLUMNS`` per source address (text dictionary-coded when a file is configured)."""
         if isinstance(addresses, pa.ChunkedArray):
             addresses = addresses.combine_chunks()
+        # Coded once for both lookups (each works on the distinct addresses); a Parquet column read
+        # with read_dictionary arrives coded already.
+        if not pa.types.is_dictionary(addresses.type):
+            addresses = pc.dictionary_encode(addresses)
         with self._lock:
             geo = self.geo.lookup(addresses)
         return pa.table(
