@@ -25,7 +25,7 @@ from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
-from consumers.web import drill, export, layout, navigation, tooltip
+from consumers.web import drill, export, layout, navigation, tooltip, whois
 from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
 from consumers.web.feeds.columns import empty_data
@@ -36,8 +36,8 @@ from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
-from pipeline.config import WebConfig
-from pipeline.enrich import Enricher
+from pipeline.config import EnrichConfig, WebConfig
+from pipeline.enrich import Enricher, shared_enricher
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class DayPage:
         enricher: Enricher | None = None,
     ) -> None:
         self.doc = doc
-        self.enricher = enricher
+        self.enricher = enricher or shared_enricher(EnrichConfig())
         self.store = store
         self.web = web
         self.scan_root = scan_root or store.root / "scans"
@@ -85,7 +85,9 @@ class DayPage:
         # The scan files the overlay was read from: a live poll reads scans again only when they change.
         self._scan_stamp: drill.ScanStamp = frozenset()
 
-        self.source = ColumnDataSource(data=empty_data(), name=layout.SOURCE_NAME)
+        self.source = ColumnDataSource(
+            data=whois.dot_columns(self.enricher, empty_data()), name=layout.SOURCE_NAME
+        )
         # Whole views arrive packed beside it; live additions stream into source.
         self.transfer = DotTransfer(doc, self.source)
         # Source addresses of the dots in the browser, in its row order: the server-side
@@ -388,6 +390,7 @@ class DayPage:
             return
         self.panel_source = src_ip
         self.panel.show(detail)
+        self.panel.title.text += " \u00b7 " + whois.describe(self.enricher, src_ip)
         self._write_address()
 
     def _filter_to_source(self) -> None:
@@ -543,12 +546,12 @@ class DayPage:
         if frame.replace:
             self.source.selected.indices = []
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
-            self.source.data = empty_data()
-            self.transfer.send(frame.data)
+            self.source.data = whois.dot_columns(self.enricher, empty_data())
+            self.transfer.send(whois.dot_columns(self.enricher, frame.data))
             self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
         else:
-            new: dict[str, Any] = dict(frame.data)
+            new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
             self.source.stream(new)
             if "src_ip" in new and self._shown_ips:
                 self._shown_ips.append(new["src_ip"])

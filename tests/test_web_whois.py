@@ -1,0 +1,125 @@
+"""Who a source is, in the page in Chromium: ASN, organisation, country and scanner label.
+
+A real store, .mmdb files written by tests/support/mmdb.py and a scanner list;
+the web server in its own process configured through FIREPLOT_ENRICH__*
+variables as an operator would. Each source's dot is hovered with the real
+mouse and its tooltip must carry exactly the labels written into the files;
+a click opens its panel, which names them too. A database's organisation is
+text from a file: a formula-like name is shown as written. A server without
+databases says in the panel that the columns are off.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from pipeline.store import OffsetRange, Store
+from tests.support import browser, mmdb
+from tests.support.browser import (
+    Chromium,
+    hover,
+    injected,
+    open_page,
+    panel_for,
+    point_of,
+    shown_text,
+    tap_dot,
+)
+from tests.support.events import row, table
+
+DAY = dt.date(2026, 11, 27)
+SOURCES = list(mmdb.EXPECTED)
+LABELS = {"198.51.100.7": "example-research", "2001:db8:2:0:0:0:0:a": "example-research"}
+SCANNERS = "198.51.100.0/25 example-research\n2001:db8:2::/48 example-research\n"
+
+
+def _about(src: str) -> str:
+    """What the tooltip says after the address, from what the files hold."""
+    asn, org, cc = mmdb.EXPECTED[src]
+    who = ", ".join(p for p in (f"AS{asn} {org}" if asn else "", cc) if p)
+    parts = [p for p in (who, f"scanner {LABELS[src]}" if src in LABELS else "") if p]
+    return f"{src} ({'; '.join(parts)})" if parts else f"{src} \u2192"
+
+
+@dataclass
+class Site:
+    url: str
+    plain_url: str
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    root = tmp_path_factory.mktemp("whois")
+    store = Store(root / "store")
+    t0 = dt.datetime.combine(DAY, dt.time(6), tzinfo=dt.UTC)
+    rows = [
+        row(
+            t0 + dt.timedelta(hours=2 * i),
+            i,
+            src_ip=src,
+            ip_version=6 if ":" in src else 4,
+            dst_port=1000 + i,
+        )
+        for i, src in enumerate(SOURCES)
+    ]
+    store.write_flush(OffsetRange("fireplot.events", 0, 0, len(rows) - 1), table(rows))
+    scanners = root / "scanners.txt"
+    scanners.write_text(SCANNERS)
+    dbs = [mmdb.asn_db(root / "asn.mmdb"), mmdb.country_db(root / "country.mmdb")]
+    env = {
+        "FIREPLOT_ENRICH__DATABASES": ",".join(str(p) for p in dbs),
+        "FIREPLOT_ENRICH__SCANNER_NETWORKS_PATH": str(scanners),
+    }
+    with (
+        browser.web_server(store.root, root / "server.log", env) as url,
+        browser.web_server(store.root, root / "plain.log") as plain_url,
+    ):
+        yield Site(url, plain_url)
+
+
+@pytest.fixture(scope="module")
+def driver(chromium: Chromium) -> Iterator[Any]:
+    with chromium() as d:
+        yield d
+
+
+def test_tooltips_carry_exact_asn_organisation_country_and_label(driver: Any, site: Site) -> None:
+    data = open_page(driver, f"{site.url}?date={DAY.isoformat()}")
+    assert sorted(data["src_ip"]) == sorted(SOURCES)
+    for src in SOURCES:
+        tooltip = hover(driver, *point_of(driver, src_ip=src))
+        assert _about(src) in tooltip, (src, tooltip)
+    # The formula-like organisation is shown as written, and nothing from the files became markup.
+    assert injected(driver) == []
+
+
+@pytest.mark.parametrize("src", ["198.51.100.7", "2001:db8:1::5", "192.0.2.1"])
+def test_source_panel_names_asn_organisation_country_and_label(driver: Any, site: Site, src: str) -> None:
+    data = open_page(driver, f"{site.url}?date={DAY.isoformat()}")
+    port = data["port"][data["src_ip"].index(src)]
+    tap_dot(driver, src, port)
+    panel_for(driver, src)
+    summary = shown_text(driver, "source-summary")
+    asn, org, cc = mmdb.EXPECTED[src]
+    if asn is None:
+        assert "ASN unknown \u00b7 country unknown" in summary, summary
+    else:
+        assert f"AS{asn} {org} \u00b7 country {cc}" in summary, summary
+    assert ("known scanner: example-research" in summary) == (src in LABELS), summary
+
+
+def test_without_a_database_the_panel_says_the_columns_are_off(driver: Any, site: Site) -> None:
+    data = open_page(driver, f"{site.plain_url}?date={DAY.isoformat()}")
+    src = "198.51.100.7"
+    tooltip = hover(driver, *point_of(driver, src_ip=src))
+    assert f"{src} \u2192" in tooltip, tooltip
+    tap_dot(driver, src, data["port"][data["src_ip"].index(src)])
+    panel_for(driver, src)
+    assert "ASN, organisation, country: off (no [enrich] databases configured)" in shown_text(
+        driver, "source-summary"
+    )
