@@ -123,3 +123,40 @@ def test_without_a_database_the_panel_says_the_columns_are_off(driver: Any, site
     assert "ASN, organisation, country: off (no [enrich] databases configured)" in shown_text(
         driver, "source-summary"
     )
+
+
+def _shown_sources(driver: Any, url: str) -> list[str]:
+    data = open_page(driver, url)
+    return sorted(data.get("src_ip", []))
+
+
+@pytest.mark.parametrize(
+    ("who", "kept"),
+    [
+        ("AS64500", ["198.51.100.7", "2001:db8:2:0:0:0:0:a"]),
+        ("as64501, AS64503", ["198.51.100.200", "2001:db8:1::5"]),
+        ("DE", ["198.51.100.7", "2001:db8:2:0:0:0:0:a"]),
+        ("jp,CH", ["203.0.113.9", "2001:db8:1::5"]),
+        ("scanner", ["198.51.100.7", "2001:db8:2:0:0:0:0:a"]),
+        ("!scanner", ["192.0.2.1", "198.51.100.200", "2001:db8:1::5", "2001:db8:9::1", "203.0.113.9"]),
+        ("DE, !example-research", []),
+        ("AS64500, CH", []),
+        ("!AS64500, !JP", ["192.0.2.1", "198.51.100.200", "2001:db8:1::5", "2001:db8:9::1"]),
+    ],
+)
+def test_who_filter_keeps_exactly_the_sources_of_asn_country_and_label(
+    driver: Any, site: Site, who: str, kept: list[str]
+) -> None:
+    from urllib.parse import quote
+
+    shown = _shown_sources(driver, f"{site.url}?date={DAY.isoformat()}&who={quote(who)}")
+    assert shown == sorted(kept)
+    assert driver.execute_script("return Bokeh.documents[0].get_model_by_name('who').value") == who.strip()
+
+
+def test_who_filter_without_a_database_is_refused_with_the_reason(driver: Any, site: Site) -> None:
+    open_page(driver, f"{site.plain_url}?date={DAY.isoformat()}&who=AS64500")
+    error = browser.wait_for("the filter error", lambda: shown_text(driver, "filter-error") or None)
+    assert "ASN and country are off (no [enrich] databases configured)" in error
+    placeholder = driver.execute_script("return Bokeh.documents[0].get_model_by_name('who').placeholder")
+    assert "off" in placeholder

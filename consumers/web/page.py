@@ -102,7 +102,7 @@ class DayPage:
         )
         self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
         self.plot.add_tools(TapTool(renderers=renderers))
-        self.controls = Controls(sites, dataset_names, dataset, self.save_tool)
+        self.controls = Controls(sites, dataset_names, dataset, self.save_tool, self.enricher)
         self.dataset = dataset
         # The whole view is in the address; Back and Forward return to earlier views.
         self.history = History(self._on_return)

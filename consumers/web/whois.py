@@ -13,7 +13,9 @@ file or the operator's list: shown as text, never markup, like log text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -22,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.enrich import Enricher
+from pipeline.networks import LABEL
 
 # The dot columns added, in order.
 WHO_COLUMNS: Final = ("asn", "as_org", "country", "scanner")
@@ -67,3 +70,95 @@ def describe(enricher: Enricher, src_ip: str) -> str:
     if who["src_scanner"]:
         parts.append(f"known scanner: {who['src_scanner']}")
     return " \u00b7 ".join(parts)
+
+
+# ---- the "who" filter: ASN, country and scanner label ---------------------------------------
+
+WHO_HINT: Final = "AS64500, DE, scanner or a scanner label; ! leaves out (e.g. !scanner)"
+_ASN = re.compile(r"(?i)AS(\d{1,10})")
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+ANY_SCANNER: Final = "scanner"
+
+
+@dataclass(frozen=True)
+class WhoFilter:
+    """Sources by ASN, country and scanner label, as typed: ``AS64500, DE, scanner, !example-research``.
+
+    A token is an ASN (``AS`` and digits), a country (two letters, ISO 3166), ``scanner``
+    (any source in the scanner list) or one scanner label; ``!`` before it leaves such
+    sources out instead. Kept: sources matching some kept ASN *and* some kept country *and*
+    some kept label, for each kind that has kept tokens; then every left-out token removes.
+    """
+
+    asns: frozenset[int] = frozenset()
+    countries: frozenset[str] = frozenset()
+    labels: frozenset[str] = frozenset()
+    not_asns: frozenset[int] = frozenset()
+    not_countries: frozenset[str] = frozenset()
+    not_labels: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, text: str, enricher: Enricher) -> WhoFilter:
+        """Raises ValueError naming a token it cannot read, or one the configuration cannot answer."""
+        sets: dict[str, set[Any]] = {k: set() for k in ("asns", "countries", "labels")}
+        nots: dict[str, set[Any]] = {k: set() for k in ("asns", "countries", "labels")}
+        for raw in (t.strip() for t in text.split(",")):
+            if not raw:
+                continue
+            into = nots if raw.startswith("!") else sets
+            token = raw.lstrip("!").strip()
+            value: int | str
+            if m := _ASN.fullmatch(token):
+                kind, value = "asns", int(m.group(1))
+            elif _COUNTRY.fullmatch(token):
+                kind, value = "countries", token.upper()
+            elif token.lower() == ANY_SCANNER or LABEL.fullmatch(token):
+                kind, value = "labels", token.lower() if token.lower() == ANY_SCANNER else token
+            else:
+                raise ValueError(f"not an ASN, country or scanner label: {raw[:80]!r} ({WHO_HINT})")
+            if kind != "labels" and not enricher.has_geo:
+                raise ValueError(f"{raw[:80]!r}: ASN and country are off (no [enrich] databases configured)")
+            if kind == "labels" and not enricher.has_scanners:
+                raise ValueError(f"{raw[:80]!r}: no scanner list ([enrich] scanner_networks_path) configured")
+            into[kind].add(value)
+        return cls(
+            frozenset(sets["asns"]), frozenset(sets["countries"]), frozenset(sets["labels"]),
+            frozenset(nots["asns"]), frozenset(nots["countries"]), frozenset(nots["labels"]),
+        )  # fmt: skip
+
+    def __bool__(self) -> bool:
+        return any(
+            (self.asns, self.countries, self.labels, self.not_asns, self.not_countries, self.not_labels)
+        )
+
+    def mask(self, enricher: Enricher, addresses: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Per address, whether its source passes."""
+        who = enricher.source_columns(addresses)
+        asn = who.column("src_asn")
+        country = who.column("src_country").cast(pa.string())
+        label = who.column("src_scanner").cast(pa.string())
+
+        def asn_in(values: frozenset[int]) -> pa.Array:
+            return pc.fill_null(pc.is_in(asn, value_set=pa.array(sorted(values), pa.int64())), False)
+
+        def label_in(values: frozenset[str]) -> pa.Array:
+            named = pc.is_in(label, value_set=pa.array(sorted(values - {ANY_SCANNER}), pa.string()))
+            return pc.or_(named, pc.not_equal(label, "")) if ANY_SCANNER in values else named
+
+        def country_in(values: frozenset[str]) -> pa.Array:
+            return pc.is_in(country, value_set=pa.array(sorted(values), pa.string()))
+
+        keep = pa.array(np.ones(len(addresses), dtype=bool))
+        keep = _narrow(keep, self.asns, self.not_asns, asn_in)
+        keep = _narrow(keep, self.countries, self.not_countries, country_in)
+        return _narrow(keep, self.labels, self.not_labels, label_in)
+
+
+def _narrow(
+    keep: pa.Array, kept: frozenset[Any], left_out: frozenset[Any], test: Callable[[Any], pa.Array]
+) -> pa.Array:
+    if kept:
+        keep = pc.and_(keep, test(kept))
+    if left_out:
+        keep = pc.and_(keep, pc.invert(test(left_out)))
+    return keep
