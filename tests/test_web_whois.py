@@ -160,3 +160,54 @@ def test_who_filter_without_a_database_is_refused_with_the_reason(driver: Any, s
     assert "ASN and country are off (no [enrich] databases configured)" in error
     placeholder = driver.execute_script("return Bokeh.documents[0].get_model_by_name('who').placeholder")
     assert "off" in placeholder
+
+
+def _expected_top() -> list[tuple[str, str, str, int]]:
+    """(by, who, network, events) rows the drawer's table must show: one event per source here."""
+    rows = []
+    for src in sorted(SOURCES):
+        asn, org, cc = mmdb.EXPECTED[src]
+        about = ", ".join(p for p in (f"AS{asn} {org}" if asn else "", cc, LABELS.get(src, "")) if p)
+        rows.append(("source", src, about, 1))
+    per_asn: dict[int | None, int] = {}
+    per_cc: dict[str, int] = {}
+    orgs = {}
+    for asn, org, cc in mmdb.EXPECTED.values():
+        per_asn[asn] = per_asn.get(asn, 0) + 1
+        per_cc[cc] = per_cc.get(cc, 0) + 1
+        orgs[asn] = org
+    for asn, n in per_asn.items():
+        rows.append(("ASN", f"AS{asn}" if asn else "unknown", orgs[asn] if asn else "", n))
+    for cc, n in per_cc.items():
+        rows.append(("country", cc or "unknown", "", n))
+    return rows
+
+
+def test_drawer_lists_the_top_sources_asns_and_countries_of_the_view(driver: Any, site: Site) -> None:
+    from tests.support.browser import click, model_data, wait_for
+
+    open_page(driver, f"{site.url}?date={DAY.isoformat()}")
+    click(driver, "scans-button")
+    data = wait_for("the top talkers", lambda: model_data(driver, "top-talkers") or None)
+    data = wait_for("the top talkers", lambda: (d := model_data(driver, "top-talkers"))["kind"] and d)
+    got = list(zip(data["kind"], data["key"], data["about"], data["events"], strict=True))
+    want = _expected_top()
+    # At most 5 a kind, most events first: sources all tie at 1 (sorted by key), ASNs and countries by count.
+    assert sorted(g for g in got if g[0] == "source") == sorted(w for w in want if w[0] == "source")[:5]
+    for kind in ("ASN", "country"):
+        mine = [g for g in got if g[0] == kind]
+        assert len(mine) == min(5, len([w for w in want if w[0] == kind]))
+        assert set(mine) <= {w for w in want if w[0] == kind}
+        assert [g[3] for g in mine] == sorted((g[3] for g in mine), reverse=True)
+    assert "top talkers of this view" in shown_text(driver, "top-note")
+    assert injected(driver) == []
+
+
+def test_drawer_top_table_without_a_database_ranks_sources_and_says_off(driver: Any, site: Site) -> None:
+    from tests.support.browser import click, model_data, wait_for
+
+    open_page(driver, f"{site.plain_url}?date={DAY.isoformat()}")
+    click(driver, "scans-button")
+    data = wait_for("the top talkers", lambda: (d := model_data(driver, "top-talkers"))["kind"] and d)
+    assert set(data["kind"]) == {"source"} and set(data["about"]) == {""}
+    assert "ASN and country: off" in shown_text(driver, "top-note")

@@ -25,7 +25,7 @@ from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
-from consumers.web import drill, export, layout, navigation, tooltip, whois
+from consumers.web import drill, export, layout, navigation, talkers, tooltip, whois
 from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
 from consumers.web.feeds.columns import empty_data
@@ -118,6 +118,9 @@ class DayPage:
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
         self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
+        # Top sources, ASNs and countries of the view, under the scans list (consumers.web.talkers).
+        self.top = talkers.TopTable()
+        self.drawer.scans_part.children.append(self.top.layout)
         # Rows shown by series in the browser: the dots' drawing order follows them.
         self._series_counts: dict[str, int] = {}
         self._connect()
@@ -393,6 +396,18 @@ class DayPage:
         self.panel.title.text += " \u00b7 " + whois.describe(self.enricher, src_ip)
         self._write_address()
 
+    async def _refresh_top(self, generation: int) -> None:
+        """The top talkers of the view just loaded, read off the event loop."""
+        start, end = self._visible()
+        read = partial(talkers.read_top, self.store, self.enricher, start, end, self.site)
+        try:
+            data, note = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            log.exception("reading the top talkers failed")
+            data, note = talkers.empty(), "top talkers: could not be read (details in the server log)"
+        if generation == self._generation:
+            self.top.show(data, note)
+
     def _filter_to_source(self) -> None:
         if self.panel_source:
             self.controls.networks.value = self.panel_source
@@ -548,6 +563,7 @@ class DayPage:
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
             self.source.data = whois.dot_columns(self.enricher, empty_data())
             self.transfer.send(whois.dot_columns(self.enricher, frame.data))
+            self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
             self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
         else:
