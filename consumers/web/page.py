@@ -121,6 +121,9 @@ class DayPage:
         # Top sources, ASNs and countries of the view, under the scans list (consumers.web.talkers).
         self.top = talkers.TopTable()
         self.drawer.scans_part.children.append(self.top.layout)
+        # Read only while the scans list is open: a view's loads do not wait on it otherwise.
+        self._top_stale = True
+        self.drawer.button.on_change("active", self._on_drawer)
         # Rows shown by series in the browser: the dots' drawing order follows them.
         self._series_counts: dict[str, int] = {}
         self._connect()
@@ -396,6 +399,10 @@ class DayPage:
         self.panel.title.text += " \u00b7 " + whois.describe(self.enricher, src_ip)
         self._write_address()
 
+    def _on_drawer(self, _attr: str, _old: Any, active: Any) -> None:
+        if active and self._top_stale:
+            self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
+
     async def _refresh_top(self, generation: int) -> None:
         """The top talkers of the view just loaded, read off the event loop."""
         start, end = self._visible()
@@ -407,6 +414,7 @@ class DayPage:
             data, note = talkers.empty(), "top talkers: could not be read (details in the server log)"
         if generation == self._generation:
             self.top.show(data, note)
+            self._top_stale = False
 
     def _filter_to_source(self) -> None:
         if self.panel_source:
@@ -563,7 +571,9 @@ class DayPage:
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
             self.source.data = whois.dot_columns(self.enricher, empty_data())
             self.transfer.send(whois.dot_columns(self.enricher, frame.data))
-            self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
+            self._top_stale = True
+            if self.drawer.button.active:
+                self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
             self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
         else:

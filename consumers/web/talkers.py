@@ -3,8 +3,9 @@
 The numbers are ``fireplot top``'s (:func:`pipeline.top.top_by`): exact events,
 distinct ports, targets and sources per key over the view's time range and
 site, from the ``talker_hour`` rollup where an hour is whole and current, from
-the events otherwise. Read off the event loop when a view loads (not on each
-live addition). Without ``[enrich] databases`` only sources are ranked and the
+the events otherwise. Read off the event loop when a view loads while the drawer's scans list is
+open, or when it is opened (not on each live addition, and not at all while
+it is closed: a view's load never waits on it). Without ``[enrich] databases`` only sources are ranked and the
 note says ASN and country are off. Every cell is text from the store or a
 database file, shown as text.
 """
