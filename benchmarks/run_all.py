@@ -25,6 +25,8 @@ RUNS = [
     ["-m", "benchmarks.bench_health", "--sites", "20", "--events", "1000000"],
     ["-m", "benchmarks.bench_render"],
     ["-m", "benchmarks.bench_enrich"],
+    ["-m", "benchmarks.bench_geo"],
+    ["-m", "benchmarks.bench_top"],
     ["benchmarks/eval_detect.py"],
     ["-m", "benchmarks.bench_detect_latency"],
     ["-m", "benchmarks.bench_web_paint", "--events", "150000"],

@@ -6,7 +6,11 @@ windows, which expire by wall clock and would drop history on replay):
 - ``port_minute``: per (site, minute, dst_port, proto, ip_version): ``events``
   (sum of ``count``) and ``sources`` (distinct src_ip);
 - ``source_hour``: per (site, hour, src_ip): ``events``, ``ports`` (distinct
-  dst_port) and ``destinations`` (distinct dst_ip).
+  dst_port) and ``destinations`` (distinct dst_ip);
+- ``talker_hour``: per (site, hour, src_ip, dst_ip, dst_port): ``events``. The
+  exact sets behind ``fireplot top`` (:mod:`pipeline.top`): distinct counts
+  do not add up across hours, the distinct (source, target, port) rows of each
+  hour do.
 
 Layout: ``<root>/rollups/<name>/site=<site>/date=<YYYY-MM-DD>/<HH>.parquet``,
 one file per event hour, written atomically. Each file records a digest of
@@ -32,7 +36,7 @@ from pipeline.store import FILE_SCHEMA, Store, closed_hours, file_lock, hour_loc
 
 ROLLUPS_DIR = "rollups"
 DIGEST_KEY = b"fireplot.rollup.inputs"
-NAMES = ("port_minute", "source_hour")
+NAMES = ("port_minute", "source_hour", "talker_hour")
 
 
 def rollup_path(store: Store, name: str, site: str, date: dt.date, hour: int) -> Path:
@@ -42,8 +46,12 @@ def rollup_path(store: Store, name: str, site: str, date: dt.date, hour: int) ->
 
 
 def compute(events: pa.Table) -> dict[str, pa.Table]:
-    """Both rollups of one site-hour's events (columns of FILE_SCHEMA)."""
-    return {"port_minute": port_minute(events), "source_hour": source_hour(events)}
+    """The rollups of one site-hour's events (columns of FILE_SCHEMA)."""
+    return {
+        "port_minute": port_minute(events),
+        "source_hour": source_hour(events),
+        "talker_hour": talker_hour(events),
+    }
 
 
 def port_minute(events: pa.Table) -> pa.Table:
@@ -65,6 +73,17 @@ def source_hour(events: pa.Table) -> pa.Table:
         .aggregate([("count", "sum"), ("dst_port", "count_distinct"), ("dst_ip", "count_distinct")])
         .rename_columns(["hour", "src_ip", "events", "ports", "destinations"])
         .sort_by([("hour", "ascending"), ("src_ip", "ascending")])
+    )
+
+
+def talker_hour(events: pa.Table) -> pa.Table:
+    """Per (source, target, destination port): events. Sorted by source, so a file's
+    dictionary-coded address columns and run-length port column stay small."""
+    return (
+        events.group_by(["src_ip", "dst_ip", "dst_port"], use_threads=False)
+        .aggregate([("count", "sum")])
+        .rename_columns(["src_ip", "dst_ip", "dst_port", "events"])
+        .sort_by([("src_ip", "ascending"), ("dst_ip", "ascending"), ("dst_port", "ascending")])
     )
 
 

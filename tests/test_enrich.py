@@ -19,7 +19,7 @@ import pytest
 from consumers.web.feeds.columns import empty_data
 from consumers.web.feeds.day import DayFeed
 from pipeline.config import ConfigError, EnrichConfig, ShipperConfig, load
-from pipeline.enrich import Enricher, service_names, services_table
+from pipeline.enrich import SOURCE_COLUMNS, Enricher, service_names, services_table
 from pipeline.event import SCHEMA_VERSION, conform
 from pipeline.filters import DROP_INSIDE, EdgeFilter
 from pipeline.networks import NetworkTable, parse_ipv6
@@ -197,7 +197,9 @@ class TestNetworkLabels:
              "dst_port": pa.array([22, None], pa.int32()), "proto": ["TCP", "ICMPv6"]}
         )  # fmt: skip
         rv = Enricher(self.CFG)(events)
-        assert [*events.column_names, "dst_service", "src_network", "dst_network"] == rv.column_names
+        assert [*events.column_names, "dst_service", "src_network", "dst_network", *SOURCE_COLUMNS] == (
+            rv.column_names
+        )
         assert events == rv.select(events.column_names)
         assert rv["dst_service"].to_pylist() == ["ssh", ""]
         assert rv["src_network"].to_pylist() == ["lab", "office"]

@@ -382,24 +382,24 @@ def test_sync_of_rolled_up_hours_uploads_their_rollups_byte_identical_once(s3: S
     everything = _local_rollups(local.store)
     assert open_rollups <= everything.keys()
     expected = {rel: content for rel, content in everything.items() if rel not in open_rollups}
-    assert len(expected) == 2 * 4
+    assert len(expected) == len(rollup.NAMES) * 4
 
     uri = s3.bucket_uri()
     report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
     assert (report.hours_uploaded, report.rollups_uploaded, report.rollups_stale, report.rollups_missing) == (
         4,
-        8,
+        len(rollup.NAMES) * 4,
         0,
         0,
     )
     assert report.rollup_bytes_uploaded == sum(len(b) for b in expected.values())
     assert s3.objects(uri, ROLLUPS_DIR) == expected
-    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {rollup.NAMES}
 
     again = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
     assert (again.hours_present, again.rollups_present, again.rollups_uploaded, again.bytes_uploaded) == (
         4,
-        8,
+        len(rollup.NAMES) * 4,
         0,
         0,
     )
@@ -421,27 +421,35 @@ def test_stale_and_missing_rollups_are_counted_not_uploaded_then_sent_after_roll
     local.add("hq", changed, 300, flushes=1)  # late events after the rollup ran
     local.add("hq", unrolled, 600)
     compact(local.store, OLDER_THAN_S, now=now)
-    assert len(_local_rollups(local.store)) == 2  # the changed hour's, now stale
+    assert len(_local_rollups(local.store)) == len(rollup.NAMES)  # the changed hour's, now stale
 
     uri = s3.bucket_uri()
     first = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
     assert (first.hours_uploaded, first.rollups_uploaded, first.rollups_stale, first.rollups_missing) == (
         2,
         0,
-        2,
-        2,
+        len(rollup.NAMES),
+        len(rollup.NAMES),
     )
     assert s3.objects(uri, ROLLUPS_DIR) == {}
     assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {()}
 
     assert rollup.update(local.store, OLDER_THAN_S, now=now) == 2
     second = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
-    assert (second.hours_present, second.bytes_uploaded, second.rollups_uploaded) == (2, 0, 4)
+    assert (second.hours_present, second.bytes_uploaded, second.rollups_uploaded) == (
+        2,
+        0,
+        2 * len(rollup.NAMES),
+    )
     assert s3.objects(uri, ROLLUPS_DIR) == _local_rollups(local.store)
-    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {rollup.NAMES}
 
     third = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
-    assert (third.rollups_uploaded, third.rollups_present, third.bytes_uploaded) == (0, 4, 0)
+    assert (third.rollups_uploaded, third.rollups_present, third.bytes_uploaded) == (
+        0,
+        2 * len(rollup.NAMES),
+        0,
+    )
 
 
 def test_recompacted_hour_replaces_its_rollup_objects_or_removes_them_until_rolled_up(
@@ -456,21 +464,29 @@ def test_recompacted_hour_replaces_its_rollup_objects_or_removes_them_until_roll
     compact(local.store, OLDER_THAN_S, now=now)
     rollup.update(local.store, OLDER_THAN_S, now=now)
     uri = s3.bucket_uri()
-    assert Uploader(local.store, uri).sync(OLDER_THAN_S, now=now).rollups_uploaded == 2
+    assert Uploader(local.store, uri).sync(OLDER_THAN_S, now=now).rollups_uploaded == len(rollup.NAMES)
     before = s3.objects(uri, ROLLUPS_DIR)
 
     local.add("hq", start, 300, flushes=1)
     compact(local.store, OLDER_THAN_S, now=now)
     assert rollup.update(local.store, OLDER_THAN_S, now=now) == 1
     replaced = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
-    assert (replaced.hours_uploaded, replaced.objects_replaced, replaced.rollups_uploaded) == (1, 1, 2)
+    assert (replaced.hours_uploaded, replaced.objects_replaced, replaced.rollups_uploaded) == (
+        1,
+        1,
+        len(rollup.NAMES),
+    )
     after = s3.objects(uri, ROLLUPS_DIR)
     assert after == _local_rollups(local.store) and after.keys() == before.keys() and after != before
 
     local.add("hq", start, 150, flushes=1)
     compact(local.store, OLDER_THAN_S, now=now)  # not rolled up again
     withdrawn = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
-    assert (withdrawn.hours_uploaded, withdrawn.rollups_stale, withdrawn.rollups_removed) == (1, 2, 2)
+    assert (withdrawn.hours_uploaded, withdrawn.rollups_stale, withdrawn.rollups_removed) == (
+        1,
+        len(rollup.NAMES),
+        len(rollup.NAMES),
+    )
     assert s3.objects(uri, ROLLUPS_DIR) == {}
     assert Store(uri).count() == 1350
 
@@ -486,12 +502,14 @@ def test_retention_after_upload_sends_the_expiring_dates_rollups(s3: S3, tmp_pat
     uri = s3.bucket_uri()
     report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now, retention_days=7)
     assert report.dates_expired == [f"site=hq/date={old.date().isoformat()}"]
-    assert (report.rollups_missing, report.rollups_uploaded) == (2, 2)  # missing at upload, sent at expiry
+    assert (report.rollups_missing, report.rollups_uploaded) == (
+        len(rollup.NAMES),
+    ) * 2  # missing at upload, sent at expiry
     assert not local.files("hq", old)
-    assert (
-        s3.objects(uri, ROLLUPS_DIR) == _local_rollups(local.store) and len(_local_rollups(local.store)) == 2
-    )
-    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {("port_minute", "source_hour")}
+    assert s3.objects(uri, ROLLUPS_DIR) == _local_rollups(local.store) and len(
+        _local_rollups(local.store)
+    ) == len(rollup.NAMES)
+    assert set(map(tuple, _manifest_rollups(s3, uri).values())) == {rollup.NAMES}
 
 
 def test_unreadable_local_rollup_is_counted_stale_and_the_hour_still_goes_up(s3: S3, tmp_path: Path) -> None:
@@ -506,8 +524,14 @@ def test_unreadable_local_rollup_is_counted_stale_and_the_hour_still_goes_up(s3:
     rollup.rollup_path(local.store, "port_minute", "hq", start.date(), start.hour).write_bytes(b"not parquet")
     uri = s3.bucket_uri()
     report = Uploader(local.store, uri).sync(OLDER_THAN_S, now=now)
-    assert (report.hours_uploaded, report.rollups_stale, report.rollups_uploaded) == (1, 1, 1)
-    assert list(s3.objects(uri, ROLLUPS_DIR)) == [
-        f"source_hour/site=hq/date={start.date().isoformat()}/{start.hour:02d}.parquet"
+    assert (report.hours_uploaded, report.rollups_stale, report.rollups_uploaded) == (
+        1,
+        1,
+        len(rollup.NAMES) - 1,
+    )
+    assert sorted(s3.objects(uri, ROLLUPS_DIR)) == [
+        f"{name}/site=hq/date={start.date().isoformat()}/{start.hour:02d}.parquet"
+        for name in rollup.NAMES
+        if name != "port_minute"
     ]
     assert Store(uri).count() == 600

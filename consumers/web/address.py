@@ -1,7 +1,7 @@
 """The page's address: the whole view as URL arguments, and the browser's history kept in step.
 
 ``?date=``, ``?days=``, ``?tz=``, ``?dataset=``, ``?site=`` say what is shown; ``?proto=``,
-``?net=``, ``?ports=``, ``?action=`` the filters; ``?x0=&x1=`` (UTC ms) and ``?y0=&y1=`` (the port
+``?net=``, ``?ports=``, ``?action=``, ``?who=`` the filters; ``?x0=&x1=`` (UTC ms) and ``?y0=&y1=`` (the port
 axis) the zoom; ``?src=`` the source whose panel is open and ``?scan=`` the selected scan. The
 server writes the address after every change (:class:`History`): a new view (a day, a filter, a
 settled zoom) is a new history entry, so Back and Forward step through them, and the browser hands
@@ -100,7 +100,7 @@ class PageRequest:
             self.site = None
 
 
-FILTER_KEYS: Final = ("proto", "net", "ports", "action")
+FILTER_KEYS: Final = ("proto", "net", "ports", "action", "who")
 
 
 def _pair(args: dict[str, str], low: str, high: str, notices: list[str]) -> tuple[float, float] | None:

@@ -7,6 +7,7 @@ named: tests and operators' scripts find them by name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from bokeh.layouts import row
@@ -23,6 +24,7 @@ from consumers.web import address
 from consumers.web.feeds.filters import FilterError, Filters, parse_ports
 from consumers.web.resources import script
 from pipeline import datasets
+from pipeline.enrich import Enricher
 
 ALL_SITES: Final = ""
 ANY_ACTION: Final = ""
@@ -57,6 +59,7 @@ LABELS: Final = {
     "networks": "source address filter (/)",
     "ports": "destination port filter",
     "action": "action filter",
+    "who": "source ASN, country or scanner label filter",
     # Focusable parts of the plots and tables (keyboard scrolling of a table, the plot's tools).
     "day-plot": "plot of blocked packets: time across, destination port up",
     "scans-table": "detected scans",
@@ -74,7 +77,12 @@ class Controls:
     """The page's controls, in two rows: what to show (:meth:`navigation`) and :meth:`filter_row`."""
 
     def __init__(
-        self, sites: list[str], dataset_names: list[str] | None, dataset: str, save_tool: SaveTool
+        self,
+        sites: list[str],
+        dataset_names: list[str] | None,
+        dataset: str,
+        save_tool: SaveTool,
+        enricher: Enricher | None = None,
     ) -> None:
         self.prev_button = Button(label="\u25c0 previous", name="prev-day")
         self.today_button = Button(label="today", name="today")
@@ -111,6 +119,15 @@ class Controls:
             value="", name="networks", placeholder="source address or CIDR, …", width=240
         )
         self.ports = TextInput(value="", name="ports", placeholder="ports, e.g. 1-1024", width=130)
+        # Sources by ASN, country, scanner label ([enrich]); the placeholder says when they are off.
+        self.enricher = enricher
+        on = enricher is not None and (enricher.has_geo or enricher.has_scanners)
+        self.who = TextInput(
+            value="",
+            name="who",
+            placeholder="AS64500, DE, scanner, !label" if on else "ASN/country: off (no database)",
+            width=200,
+        )
         action_options: Options = [(ANY_ACTION, "any action"), *((a, a) for a in ACTIONS)]
         self.action = Select(options=action_options, value=ANY_ACTION, name="action", width=110)
 
@@ -121,13 +138,13 @@ class Controls:
         )  # fmt: skip
         invalid = InlineStyleSheet(css=f":host(.invalid) input {{ border: 2px solid {INVALID_COLOUR}; }}")
         mark = CustomJS(code=script("mark_invalid"))
-        for widget in (self.networks, self.ports):
+        for widget in (self.networks, self.ports, self.who):
             widget.stylesheets = [*widget.stylesheets, invalid]
             widget.js_on_change("css_classes", mark)
 
     @property
     def filter_widgets(self) -> tuple[Any, ...]:
-        return (self.protocols, self.networks, self.ports, self.action)
+        return (self.protocols, self.networks, self.ports, self.action, self.who)
 
     def filters(self) -> Filters:
         """The filters as typed; raises FilterError saying what cannot be understood."""
@@ -136,6 +153,8 @@ class Controls:
             networks=self.networks.value,
             ports=self.ports.value,
             action=self.action.value,
+            who=self.who.value,
+            enricher=self.enricher,
         )
 
     def check_filters(self) -> Filters | None:
@@ -145,7 +164,12 @@ class Controls:
         and an error goes away as soon as its box is corrected.
         """
         errors = []
-        for widget, check in ((self.networks, _networks), (self.ports, parse_ports)):
+        checks = (
+            (self.networks, _networks),
+            (self.ports, parse_ports),
+            (self.who, _who_filter_of(self.enricher)),
+        )
+        for widget, check in checks:
             try:
                 check(widget.value)
             except FilterError as exc:
@@ -168,6 +192,7 @@ class Controls:
         self.networks.value = texts.get("net", "")
         self.ports.value = texts.get("ports", "")
         self.action.value = texts.get("action", ANY_ACTION)
+        self.who.value = texts.get("who", "")
 
     def filter_texts(self) -> dict[str, str]:
         """The boxes' contents in the address's terms."""
@@ -176,6 +201,7 @@ class Controls:
             "net": self.networks.value.strip(),
             "ports": self.ports.value.strip(),
             "action": self.action.value,
+            "who": self.who.value.strip(),
         }
 
     def offer_span(self, days: int) -> None:
@@ -204,6 +230,10 @@ class Controls:
 
     def filter_row(self) -> Row:
         return row(*self.filter_widgets, self.filter_error)
+
+
+def _who_filter_of(enricher: Enricher | None) -> Callable[[str], Filters]:
+    return lambda text: Filters.parse(who=text, enricher=enricher)
 
 
 def _networks(text: str) -> Filters:

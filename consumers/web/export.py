@@ -3,7 +3,10 @@
 Every text field of an event can come from an attacker (log prefixes, host
 names, interface names). A spreadsheet runs a cell starting with ``=``, ``+``,
 ``-`` or ``@`` (and tab or carriage return, OWASP's list) as a formula, so such
-fields get a leading apostrophe, which spreadsheets show as text.
+fields get a leading apostrophe, which spreadsheets show as text. The
+enrichment columns (``[enrich]``: ASN, organisation, country, scanner label)
+end each row; an organisation name comes from a database file and is treated
+the same way.
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ import pyarrow.csv as pcsv
 
 from consumers import style
 from consumers.web.feeds.filters import Filters
+from pipeline.config import EnrichConfig
+from pipeline.enrich import SOURCE_COLUMNS, Enricher, shared_enricher
 from pipeline.store import Store
 
-CSV_COLUMNS: Final = [
+EVENT_COLUMNS: Final = [
     "ts", "site", "host", "src_ip", "src_port", "dst_ip", "dst_port", "proto", "ip_version", "action",
     "in_if", "out_if", "tcp_flags", "prefix", "count",
 ]  # fmt: skip
+# The file's columns: the stored ones, then the source's enrichment (empty when [enrich] has none).
+CSV_COLUMNS: Final = [*EVENT_COLUMNS, *SOURCE_COLUMNS]
 FORMULA_START: Final = r"^[=+\-@\t\r]"
 
 
@@ -50,6 +57,7 @@ def visible_events(
     site: str | None,
     filters: Filters,
     limit: int,
+    enricher: Enricher | None = None,
 ) -> pa.Table:
     """The stored events inside the view's time and port ranges, oldest first.
 
@@ -57,12 +65,22 @@ def visible_events(
     truncated file that looks complete.
     """
     sites = [site] if site is not None else None
-    table = filters.apply(store.read(start, end, sites=sites, columns=CSV_COLUMNS))
+    table = filters.apply(store.read(start, end, sites=sites, columns=EVENT_COLUMNS))
     y = style.encode(table.select(["dst_port", "proto", "ip_version"])).column("y")
     table = table.filter(pc.and_(pc.greater_equal(y, port_low), pc.less_equal(y, port_high)))
     if table.num_rows > limit:
         raise TooManyEvents(f"{table.num_rows:,} events in view, more than {limit:,} per export: zoom in")
-    return table.sort_by([("ts", "ascending")])
+    table = table.sort_by([("ts", "ascending")])
+    table = (enricher or shared_enricher(EnrichConfig())).add_source_columns(table)
+    # Plain text for the CSV writer and the formula check (the enricher's columns are dictionary-coded).
+    return table.cast(
+        pa.schema(
+            [
+                pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f
+                for f in table.schema
+            ]
+        )
+    )
 
 
 def to_csv(table: pa.Table) -> str:

@@ -18,6 +18,7 @@ from consumers.web.address import PageRequest
 from consumers.web.page import DayPage
 from pipeline import datasets
 from pipeline.config import WebConfig
+from pipeline.enrich import Enricher
 from pipeline.store import Store
 
 
@@ -28,6 +29,7 @@ def build_document(
     web: WebConfig,
     default_date: dt.date | None,
     scans_dir: Path | None = None,
+    enricher: Enricher | None = None,
 ) -> None:
     """Bokeh FunctionHandler entry: lay out one session's page from its URL arguments.
 
@@ -49,5 +51,5 @@ def build_document(
     with doc.models.freeze():
         # Site liveness of the live archive, limited to this user's sites.
         status_strip.attach(doc, store, web)
-        page = DayPage(doc, store, web, sites, names, request.dataset, scan_root=scan_root)
+        page = DayPage(doc, store, web, sites, names, request.dataset, scan_root=scan_root, enricher=enricher)
         page.open(request)

@@ -25,7 +25,7 @@ from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
-from consumers.web import drill, export, layout, navigation, tooltip
+from consumers.web import drill, export, layout, navigation, talkers, tooltip, whois
 from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
 from consumers.web.feeds.columns import empty_data
@@ -36,7 +36,8 @@ from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
-from pipeline.config import WebConfig
+from pipeline.config import EnrichConfig, WebConfig
+from pipeline.enrich import Enricher, shared_enricher
 from pipeline.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class DayPage:
         dataset_names: list[str] | None = None,
         dataset: str = datasets.MAIN,
         scan_root: Path | None = None,
+        enricher: Enricher | None = None,
     ) -> None:
         self.doc = doc
+        self.enricher = enricher or shared_enricher(EnrichConfig())
         self.store = store
         self.web = web
         self.scan_root = scan_root or store.root / "scans"
@@ -82,7 +85,9 @@ class DayPage:
         # The scan files the overlay was read from: a live poll reads scans again only when they change.
         self._scan_stamp: drill.ScanStamp = frozenset()
 
-        self.source = ColumnDataSource(data=empty_data(), name=layout.SOURCE_NAME)
+        self.source = ColumnDataSource(
+            data=whois.dot_columns(self.enricher, empty_data()), name=layout.SOURCE_NAME
+        )
         # Whole views arrive packed beside it; live additions stream into source.
         self.transfer = DotTransfer(doc, self.source)
         # Source addresses of the dots in the browser, in its row order: the server-side
@@ -97,7 +102,7 @@ class DayPage:
         )
         self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
         self.plot.add_tools(TapTool(renderers=renderers))
-        self.controls = Controls(sites, dataset_names, dataset, self.save_tool)
+        self.controls = Controls(sites, dataset_names, dataset, self.save_tool, self.enricher)
         self.dataset = dataset
         # The whole view is in the address; Back and Forward return to earlier views.
         self.history = History(self._on_return)
@@ -113,6 +118,12 @@ class DayPage:
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
         self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
+        # Top sources, ASNs and countries of the view, under the scans list (consumers.web.talkers).
+        self.top = talkers.TopTable()
+        self.drawer.scans_part.children.append(self.top.layout)
+        # Read only while the scans list is open: a view's loads do not wait on it otherwise.
+        self._top_stale = True
+        self.drawer.button.on_change("active", self._on_drawer)
         # Rows shown by series in the browser: the dots' drawing order follows them.
         self._series_counts: dict[str, int] = {}
         self._connect()
@@ -385,7 +396,25 @@ class DayPage:
             return
         self.panel_source = src_ip
         self.panel.show(detail)
+        self.panel.title.text += " \u00b7 " + whois.describe(self.enricher, src_ip)
         self._write_address()
+
+    def _on_drawer(self, _attr: str, _old: Any, active: Any) -> None:
+        if active and self._top_stale:
+            self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
+
+    async def _refresh_top(self, generation: int) -> None:
+        """The top talkers of the view just loaded, read off the event loop."""
+        start, end = self._visible()
+        read = partial(talkers.read_top, self.store, self.enricher, start, end, self.site)
+        try:
+            data, note = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            log.exception("reading the top talkers failed")
+            data, note = talkers.empty(), "top talkers: could not be read (details in the server log)"
+        if generation == self._generation:
+            self.top.show(data, note)
+            self._top_stale = False
 
     def _filter_to_source(self) -> None:
         if self.panel_source:
@@ -408,7 +437,16 @@ class DayPage:
         start, end = self._visible()
         y0, y1 = sorted((self.plot.y_range.start, self.plot.y_range.end))
         read = partial(
-            export.visible_events, self.store, start, end, y0, y1, self.site, self.filters, EXPORT_LIMIT
+            export.visible_events,
+            self.store,
+            start,
+            end,
+            y0,
+            y1,
+            self.site,
+            self.filters,
+            EXPORT_LIMIT,
+            self.enricher,
         )
         button = self.controls.csv_button
         button.disabled = True
@@ -531,12 +569,15 @@ class DayPage:
         if frame.replace:
             self.source.selected.indices = []
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
-            self.source.data = empty_data()
-            self.transfer.send(frame.data)
+            self.source.data = whois.dot_columns(self.enricher, empty_data())
+            self.transfer.send(whois.dot_columns(self.enricher, frame.data))
+            self._top_stale = True
+            if self.drawer.button.active:
+                self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
             self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
         else:
-            new: dict[str, Any] = dict(frame.data)
+            new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
             self.source.stream(new)
             if "src_ip" in new and self._shown_ips:
                 self._shown_ips.append(new["src_ip"])

@@ -27,6 +27,7 @@ from tornado.ioloop import IOLoop
 from consumers.web import auth
 from consumers.web.main import build_document
 from pipeline.config import Config
+from pipeline.enrich import shared_enricher
 from pipeline.store import Store, is_uri
 
 log = logging.getLogger(__name__)
@@ -70,8 +71,18 @@ def make_application(
     store = Store(cfg.worker.store_dir)  # a directory or an object-store URI
     # The detector's dataset; unset, build_document looks beside the store it shows.
     scans_dir = Path(cfg.detect.scans_dir) if cfg.detect.scans_dir else None
+    # [enrich] files are opened here, at start: a missing or corrupt database stops the server
+    # with a ConfigError naming it; one enricher (and address cache) for every session.
+    enricher = shared_enricher(cfg.enrich)
     handler = FunctionHandler(
-        partial(build_document, store=store, web=cfg.web, default_date=date, scans_dir=scans_dir)
+        partial(
+            build_document,
+            store=store,
+            web=cfg.web,
+            default_date=date,
+            scans_dir=scans_dir,
+            enricher=enricher,
+        )
     )
     return _ScopedApplication(handler, authenticator)
 

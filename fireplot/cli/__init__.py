@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from fireplot.cli import archive, checks, demo, maintenance, scans, shipping, stack, tail, web
+from fireplot.cli import archive, checks, demo, maintenance, scans, shipping, stack, tail, top, web
 from fireplot.cli.exits import EXIT_FAIL, EXIT_USAGE
 from pipeline.config import ConfigError, load
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plain-logs", action="store_true", help="human-readable logs instead of JSON lines")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # In the order `fireplot --help` lists the commands.
-    for group in (stack, shipping, archive, web, demo, tail, scans, maintenance, checks):
+    for group in (stack, shipping, archive, web, demo, tail, scans, top, maintenance, checks):
         group.register(sub)
     return p
 

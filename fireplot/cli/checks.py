@@ -52,8 +52,16 @@ def _validate(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_OK
     import dataclasses
 
+    from pipeline.enrich import Enricher
     from pipeline.kafka_security import REDACTED, redacted
 
+    # The files [enrich] names are opened and probed here, as every reader does at its start.
+    enricher = Enricher(cfg.enrich)
+    enrich = dataclasses.asdict(cfg.enrich) | {
+        "opened": enricher.geo.describe(),
+        "scanner_networks": len(enricher.scanners),
+    }
+    enricher.geo.close()
     web = dataclasses.asdict(cfg.web)
     if web["cookie_secret"]:
         web["cookie_secret"] = REDACTED
@@ -64,6 +72,7 @@ def _validate(cfg: Config, args: argparse.Namespace) -> int:
                 **{k: dataclasses.asdict(getattr(cfg, k)) for k in ("shipper", "worker")},
                 "web": web,
                 "kafka": redacted(cfg.kafka),
+                "enrich": enrich,
             },
             indent=2,
         )

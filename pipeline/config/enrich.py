@@ -16,6 +16,14 @@ class EnrichConfig:
         "address labels it",
         (),
     )
+    databases: tuple[str, ...] = doc(
+        "MaxMind-format .mmdb files (GeoLite2 ASN/Country, DB-IP Lite, IPinfo Lite) giving sources their "
+        "ASN, organisation and country; each field from the first file that has it; empty: off",
+        (),
+    )
+    scanner_networks_path: str = doc(
+        "file of known scanner networks, one 'CIDR LABEL' a line (# comments); empty: none", ""
+    )
 
     def check(self) -> None:
         """Each named network parses (the one CIDR matcher reads them)."""

@@ -1,4 +1,4 @@
-"""The operator's filters (protocol, source networks, ports, action), applied to every read.
+"""The operator's filters (protocol, source networks, ports, action, who), applied to every read.
 
 One :class:`Filters` value describes what a page is narrowed to; every feed applies it to the
 table it read, events or rollup rows alike, so a filtered view is the same on a day and a range.
@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from consumers import style
+from consumers.web.whois import WhoFilter
+from pipeline.enrich import Enricher
 from pipeline.networks import NetworkTable
 
 
@@ -35,6 +37,10 @@ class Filters:
     # Inclusive (low, high) port ranges; one port is (p, p). Empty: every port.
     ports: tuple[tuple[int, int], ...] = ()
     actions: tuple[str, ...] = ()
+    # Sources by ASN, country, scanner label, as typed (consumers.web.whois.WhoFilter); needs the enricher.
+    who: str = ""
+    enricher: Enricher | None = field(default=None, compare=False, repr=False)
+    _who: WhoFilter = field(default=WhoFilter(), init=False, repr=False, compare=False)
     _nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), init=False, repr=False, compare=False
     )
@@ -47,6 +53,13 @@ class Filters:
             except ValueError:
                 raise FilterError(f"not an address or network: {text!r}") from None
         object.__setattr__(self, "_nets", tuple(nets))
+        if self.who.strip():
+            if self.enricher is None:
+                raise FilterError("source ASN, country and label filters are off here")
+            try:
+                object.__setattr__(self, "_who", WhoFilter.parse(self.who, self.enricher))
+            except ValueError as exc:
+                raise FilterError(str(exc)) from None
         unknown = [s for s in self.series if s not in style.SERIES]
         if unknown:
             raise FilterError(f"unknown protocol series: {unknown!r}")
@@ -59,13 +72,20 @@ class Filters:
 
     @classmethod
     def parse(
-        cls, *, series: list[str] | None = None, networks: str = "", ports: str = "", action: str = ""
+        cls,
+        *,
+        series: list[str] | None = None,
+        networks: str = "",
+        ports: str = "",
+        action: str = "",
+        who: str = "",
+        enricher: Enricher | None = None,
     ) -> Filters:
         """Filters from the page's inputs: comma-separated networks, comma-separated ports and
         ``lo-hi`` ranges (``22,80,443``, ``1-1024,3389``; ``-1024`` and ``1024-`` are open), one action."""
         nets = tuple(n.strip() for n in networks.split(",") if n.strip())
         actions = (action.strip().lower(),) if action.strip() else ()
-        return cls(tuple(series or ()), nets, parse_ports(ports), actions)
+        return cls(tuple(series or ()), nets, parse_ports(ports), actions, who.strip(), enricher)
 
     @property
     def port_min(self) -> int | None:
@@ -84,6 +104,7 @@ class Filters:
             "net": ",".join(self.networks),
             "ports": ports_text(self.ports),
             "action": ",".join(self.actions),
+            "who": self.who,
         }
         return {k: v for k, v in out.items() if v}
 
@@ -97,6 +118,8 @@ class Filters:
             parts.append("from " + ", ".join(self.networks))
         if self.actions:
             parts.append("action " + ", ".join(self.actions))
+        if self.who:
+            parts.append("sources " + self.who)
         return ", ".join(parts)
 
     def slug(self, limit: int = 80) -> str:
@@ -107,6 +130,8 @@ class Filters:
         parts.extend(self.series)
         parts.extend(f"from-{n}" for n in self.networks)
         parts.extend(f"action-{a}" for a in self.actions)
+        if self.who:
+            parts.append("who-" + self.who)
         return file_safe("-".join(parts), limit)
 
     @property
@@ -117,10 +142,10 @@ class Filters:
     @property
     def by_event(self) -> bool:
         """Whether these filters need each event's source or action (rollups do not keep them)."""
-        return bool(self.networks or self.actions)
+        return bool(self.networks or self.actions or self.who)
 
     def __bool__(self) -> bool:
-        return bool(self.series or self.networks or self.actions or self.ports)
+        return bool(self.series or self.networks or self.actions or self.ports or self.who)
 
     def apply(self, table: pa.Table) -> pa.Table:
         """The rows of ``table`` (events, or rollup rows without src_ip/action) that pass."""
@@ -144,6 +169,8 @@ class Filters:
         if self._nets:
             # The one CIDR matcher (pipeline.networks): columnar, once per distinct address.
             mask = pc.and_(mask, NetworkTable(self._nets).contains(table.column("src_ip")))
+        if self._who and self.enricher is not None:
+            mask = pc.and_(mask, self._who.mask(self.enricher, table.column("src_ip")))
         return table.filter(mask)
 
 

@@ -1,7 +1,7 @@
 // CustomJS body of the hover tool, after tooltip_box.js; args: events (the dots), scans, plot,
 // renderers (one per series, hidden ones skipped), zone, limit (lines at most), radius (px).
 // One line per dot under the cursor, nearest first, in the original's spirit:
-//   14:03:07 203.0.113.7 -> TCP/22 (ssh) drop alpha/fw1 "prefix"  [scan vertical 1a2b]
+//   14:03:07 203.0.113.7 (AS64500 Example Org, DE) -> TCP/22 (ssh) drop alpha/fw1 "prefix"  [scan vertical 1a2b]
 // then "+N more here". Bokeh calls this once per renderer for one mouse position: the first call
 // does the work for all of them.
 const {sx, sy} = cb_data.geometry
@@ -47,7 +47,12 @@ const line = (i) => {
   const where = [d.site[i], d.host[i]].filter(Boolean).join("/")
   const prefix = d.prefix[i] ? ` "${d.prefix[i]}"` : ""
   const count = d.count[i] > 1 ? ` x${d.count[i]}` : ""
-  return `${time} ${d.src_ip[i]} \u2192 ${target} ${d.action[i]}${count} ${where}${prefix}${scan_of(i)}`
+  // Who the source is ([enrich]: whois.py), when known: (AS64500 Example Org, DE; scanner label).
+  const who = [[d.asn?.[i], d.as_org?.[i]].filter(Boolean).join(" "), d.country?.[i]].filter(Boolean).join(", ")
+  const label = d.scanner?.[i] ? `scanner ${d.scanner[i]}` : ""
+  const about = [who, label].filter(Boolean).join("; ")
+  const source = about ? `${d.src_ip[i]} (${about})` : d.src_ip[i]
+  return `${time} ${source} \u2192 ${target} ${d.action[i]}${count} ${where}${prefix}${scan_of(i)}`
 }
 const lines = hits.slice(0, limit).map(([, i]) => line(i))
 if (hits.length > limit) lines.push(`+${hits.length - limit} more here`)
