@@ -54,6 +54,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pipeline import durable
+from pipeline.archive.topics import raw_group
 from pipeline.config import Config, HealthConfig, KafkaConfig
 from pipeline.store import EVENTS_DIR, FILE_SCHEMA, parse_file_name
 
@@ -509,11 +510,12 @@ class HealthMonitor:
         ]
         report.rejects_unknown_site = shipper_rejects[UNKNOWN_SITE] + worker_rejects[UNKNOWN_SITE]
         if self.with_kafka:
-            topics = [self.cfg.kafka.events_topic]
-            if self.cfg.worker.raw_enabled:
-                topics.append(self.cfg.kafka.raw_topic)
             try:
-                report.lag = group_lag(self.cfg.kafka, self.cfg.worker.app_id, topics)
+                report.lag = group_lag(self.cfg.kafka, self.cfg.worker.app_id, [self.cfg.kafka.events_topic])
+                if self.cfg.worker.raw_enabled:
+                    # the raw-lines reader commits in a group of its own (pipeline.archive.raw_feed)
+                    group = raw_group(self.cfg.worker.app_id)
+                    report.lag.update(group_lag(self.cfg.kafka, group, [self.cfg.kafka.raw_topic]))
             except Exception as exc:
                 report.lag_error = f"consumer lag unavailable: {exc}"
         self.latest = report
