@@ -7,8 +7,11 @@ Read it as the records flow:
 - ``sink``: batches of records into durable Parquet flushes, dead-letter files, counters;
 - ``topics``: which topics each sink reads (topic patterns, MirrorMaker 2 copies);
 - ``metrics``: the sinks' counters as Prometheus metrics, read at scrape time;
-- ``app``: the faust wiring (agents, timers, ``/metrics``, ``/ready``) and ``run``.
+- ``raw_feed``: the raw-lines topics read in batches with aiokafka beside faust
+  (fetch thousands of records, flush, commit);
+- ``app``: the faust wiring (the events agent, the raw feed, timers,
+  ``/metrics``, ``/ready``) and ``run``.
 
-Only ``app`` imports faust, so ``fireplot rebuild``, the tests and the
-benchmarks use the sink without it.
+Only ``app`` and ``raw_feed`` import faust and aiokafka, so ``fireplot
+rebuild``, the tests and the benchmarks use the sink without them.
 """

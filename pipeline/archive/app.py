@@ -1,8 +1,9 @@
 """The archive worker's faust wiring: the events and raw-lines topics into the Parquet store.
 
-``ArchiveWorker`` builds the faust app and names its parts: one ``SinkAgent``
-per topic (each with its own ``ArchiveSink``: the events topic with
-``decode_event_batches``, the raw-lines topic with ``RawLines``), topic
+``ArchiveWorker`` builds the faust app and names its parts: a ``SinkAgent``
+for the events topic (an ``ArchiveSink`` with ``decode_event_batches``), a
+``RawFeed`` for the raw-lines topic (an ``ArchiveSink`` with ``RawLines``,
+read in batches beside faust: ``pipeline.archive.raw_feed``), topic
 discovery for topic patterns, the maintenance and site-health timers, and
 two pages on ``[worker] web_port``: ``/metrics`` (Prometheus) and ``/ready``
 (readiness; ``/health`` answers the same for probes written before it had
@@ -38,15 +39,14 @@ from prometheus_client.exposition import choose_encoder
 from pipeline import wire
 from pipeline.archive.decoders import RawLines, Record, raw_parser
 from pipeline.archive.metrics import Lag, SinkCollector
-from pipeline.archive.sink import ArchiveSink
+from pipeline.archive.raw_feed import RawFeed
+from pipeline.archive.sink import EX_TEMPFAIL, ArchiveSink
 from pipeline.archive.topics import PatternTopics, list_topics
 from pipeline.config import Config
 from pipeline.health import HealthMonitor, SiteHealthCollector, write_snapshot
 from pipeline.store import Store
 
 log = logging.getLogger("fireplot.worker")
-
-EX_TEMPFAIL = 75  # a flush failed: the supervisor restarts us and Kafka redelivers
 
 
 class SinkAgent:
@@ -98,7 +98,14 @@ class ArchiveWorker:
         if self.topics.patterns:
             for name in self.topics.add(list_topics(cfg)):
                 log.info("archiving topic %s (matches a topic pattern)", name)
-        self.agents = {name: self._add_agent(name) for name in self.sinks}
+        events = cfg.kafka.events_topic
+        self.agents = {events: self._add_agent(events)}
+        self.raw_feed: RawFeed | None = None
+        if cfg.kafka.raw_topic in self.sinks:
+            self.raw_feed = RawFeed(
+                cfg, self.sinks[cfg.kafka.raw_topic], self.topics.names[cfg.kafka.raw_topic]
+            )
+            self.app.task(self.raw_feed.run)
         if self.topics.patterns:
             # faust waits 45 s after a subscription change to batch agents restarting
             # together; ours come one discovery at a time and should not wait that long.
@@ -117,26 +124,12 @@ class ArchiveWorker:
         self.app.page("/health", name="ready-as-health")(self.ready)
 
     def _add_agent(self, topic_name: str) -> SinkAgent:
-        raw = topic_name != self.cfg.kafka.events_topic
         worker = self.cfg.worker
         topic = self.app.topic(
-            topic_name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            # The app-wide buffer is sized for events-topic records (thousands of events
-            # each). Raw records are usually one line: with that buffer a raw flush waited
-            # out flush_interval_s for ~256 lines (bench_raw: 273 lines/s). Two flushes'
-            # worth of raw records keeps a flush full while the next one is fetched.
-            maxsize=2 * worker.raw_flush_max_records if raw else None,
+            topic_name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
         )
         topic.topics = self.topics.names[topic_name]  # shared with the agent's clones; grows by discovery
-        agent = SinkAgent(
-            self.sinks[topic_name],
-            worker.raw_flush_max_records if raw else worker.flush_max_records,
-            worker.flush_interval_s,
-        )
+        agent = SinkAgent(self.sinks[topic_name], worker.flush_max_records, worker.flush_interval_s)
         # concurrency > 1 can commit past unprocessed events (faust#606)
         self.app.agent(topic, concurrency=1, name=f"archive-{topic_name}")(agent.run)
         return agent
@@ -152,6 +145,8 @@ class ArchiveWorker:
         added = self.topics.add(existing)
         if added:
             log.info("archiving new topics %s (match a topic pattern); resubscribing", added)
+        if self.raw_feed is not None:
+            self.raw_feed.resubscribe()
         conductor: Any = self.app.topics
         lists = [id(names) for names in self.topics.names.values()]
         for channel in list(conductor):
@@ -203,6 +198,8 @@ class ArchiveWorker:
                     lag[(tp.topic, tp.partition)] = max(0, int(high) - (done + 1))
         except Exception:  # lag is best effort; faust internals vary by version
             log.debug("consumer lag unavailable", exc_info=True)
+        if self.raw_feed is not None:
+            lag.update(self.raw_feed.lag())
         return lag
 
     async def metrics(self, request: Any) -> Any:
@@ -217,7 +214,8 @@ class ArchiveWorker:
         return self.app.web.json(status, status=200 if ready else 503)
 
     def readiness(self) -> dict[str, Any]:
-        """Ready = the store is writable and faust's consumer runs; a worker with nothing to do is ready."""
+        """Ready = the store is writable and the consumers run (faust's, and the raw feed's when the
+        raw topic is archived); a worker with nothing to do is ready."""
         probe = Path(self.cfg.worker.store_dir) / "_sink" / ".ready"
         status: dict[str, Any] = {"store_writable": True, "consumer_running": False}
         try:
@@ -229,16 +227,19 @@ class ArchiveWorker:
         try:
             consumer = self.app.consumer
             status["consumer_running"] = bool(consumer and not consumer.should_stop)
-            status["assigned_partitions"] = sorted(
-                f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()
-            )
+            assigned = {f"{tp.topic}:{tp.partition}" for tp in consumer.assignment()}
+            if self.raw_feed is not None:
+                status["consumer_running"] &= self.raw_feed.consumer is not None
+                assigned |= {f"{t}:{p}" for t, p in self.raw_feed.assignment()}
+            status["assigned_partitions"] = sorted(assigned)
         except Exception:  # before start there is no consumer
             log.debug("consumer state unavailable", exc_info=True)
         now = time.monotonic()
+        flushed = {topic: agent.last_flush_at for topic, agent in self.agents.items()}
+        if self.raw_feed is not None:
+            flushed[self.cfg.kafka.raw_topic] = self.raw_feed.last_flush_at
         status["seconds_since_flush"] = {
-            topic: round(now - agent.last_flush_at, 3)
-            for topic, agent in self.agents.items()
-            if agent.last_flush_at is not None
+            topic: round(now - at, 3) for topic, at in flushed.items() if at is not None
         }
         return status
 

@@ -38,6 +38,8 @@ from pipeline.store import OffsetRange, PartitionState, Store
 
 log = logging.getLogger("fireplot.worker")
 
+EX_TEMPFAIL = 75  # a flush failed: the supervisor restarts the worker and Kafka redelivers
+
 
 @dataclass
 class SinkStats:

@@ -67,3 +67,8 @@ def list_topics(cfg: Config) -> set[str]:
         return set(admin.list_topics())
     finally:
         admin.close()
+
+
+def raw_group(app_id: str) -> str:
+    """The raw-lines reader's consumer group (``pipeline.archive.raw_feed``), beside faust's ``app_id``."""
+    return f"{app_id}-raw"

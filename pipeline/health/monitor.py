@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+from pipeline.archive.topics import raw_group
 from pipeline.config import Config
 from pipeline.health.activity import StoreActivity
 from pipeline.health.lag import group_lag
@@ -51,11 +52,12 @@ class HealthMonitor:
         ]
         report.rejects_unknown_site = shipper_rejects[UNKNOWN_SITE] + worker_rejects[UNKNOWN_SITE]
         if self.with_kafka:
-            topics = [self.cfg.kafka.events_topic]
-            if self.cfg.worker.raw_enabled:
-                topics.append(self.cfg.kafka.raw_topic)
             try:
-                report.lag = group_lag(self.cfg.kafka, self.cfg.worker.app_id, topics)
+                report.lag = group_lag(self.cfg.kafka, self.cfg.worker.app_id, [self.cfg.kafka.events_topic])
+                if self.cfg.worker.raw_enabled:
+                    # the raw-lines reader commits in a group of its own (pipeline.archive.raw_feed)
+                    group = raw_group(self.cfg.worker.app_id)
+                    report.lag.update(group_lag(self.cfg.kafka, group, [self.cfg.kafka.raw_topic]))
             except Exception as exc:
                 report.lag_error = f"consumer lag unavailable: {exc}"
         self.latest = report
