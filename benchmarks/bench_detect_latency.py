@@ -99,8 +99,9 @@ class Watch:
         return len(set(mine.column("dst_port").to_pylist()))
 
 
-def one_scan(fw: Firewall, watch: Watch, src: str, ports: int, rate: float,
-             timeout_s: float) -> tuple[float, float]:
+def one_scan(
+    fw: Firewall, watch: Watch, src: str, ports: int, rate: float, timeout_s: float
+) -> tuple[float, float]:
     """Scan ports 1..ports of TARGET at `rate`; return (store, topic) latency after the 15th port."""
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     rng = random.Random(src)
@@ -145,8 +146,13 @@ def main() -> None:
     ap.add_argument("--scan-rate", type=float, default=10.0, help="scan probes per second")
     ap.add_argument("--background-rate", type=float, default=20.0, help="noise lines per second")
     ap.add_argument("--timeout", type=float, default=60.0, help="per scan")
-    ap.add_argument("--detect", action="append", default=[], metavar="KEY=VALUE",
-                    help="[detect] override (TOML value), e.g. follow_interval_s=0.5")
+    ap.add_argument(
+        "--detect",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="[detect] override (TOML value), e.g. follow_interval_s=0.5",
+    )
     args = ap.parse_args()
 
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="fp-bench-latency-") as tmp:
@@ -167,11 +173,20 @@ def main() -> None:
         log = root / "fw.log"
         log.touch()
         procs = []
-        for name, argv in (("worker", ["worker"]), ("ship", ["ship", "--follow", str(log)]),
-                           ("detect", ["detect", "--follow"])):
+        for name, argv in (
+            ("worker", ["worker"]),
+            ("ship", ["ship", "--follow", str(log)]),
+            ("detect", ["detect", "--follow"]),
+        ):
             out = open(root / f"{name}.out", "ab")  # noqa: SIM115 - owned by the child
-            procs.append(subprocess.Popen([sys.executable, "-m", "fireplot", "-c", str(cfg), *argv],
-                                          stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "fireplot", "-c", str(cfg), *argv],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
             out.close()
         fw = Firewall(log)
         stop = threading.Event()
@@ -182,8 +197,9 @@ def main() -> None:
             deadline = time.monotonic() + 120
             while store.count() == 0:  # the worker and shipper are up and the noise flows
                 if time.monotonic() > deadline:
-                    raise SystemExit("no event reached the store in 120 s:\n"
-                                     + (root / "worker.out").read_text()[-3000:])
+                    raise SystemExit(
+                        "no event reached the store in 120 s:\n" + (root / "worker.out").read_text()[-3000:]
+                    )
                 time.sleep(0.5)
             time.sleep(5)  # the detector's first evaluation (8 h look-back) is behind us
             watch = Watch(bootstrap, scans, store)
@@ -193,8 +209,10 @@ def main() -> None:
                 s, t = one_scan(fw, watch, f"203.0.113.{10 + r}", args.ports, args.scan_rate, args.timeout)
                 store_lat.append(s)
                 topic_lat.append(t)
-                print(f"  run {r + 1}: 15th event in store after {s:5.2f} s, scan on topic after {t:5.2f} s",
-                      flush=True)
+                print(
+                    f"  run {r + 1}: 15th event in store after {s:5.2f} s, scan on topic after {t:5.2f} s",
+                    flush=True,
+                )
                 time.sleep(2)
         finally:
             stop.set()
@@ -213,19 +231,25 @@ def main() -> None:
                 stats = json.loads(line)
                 break
         added = [t - s for s, t in zip(store_lat, topic_lat, strict=True)]
-        print(f"\nlive detection latency after the 15th port ({args.runs} scans at {args.scan_rate:g} "
-              f"ports/s, noise {args.background_rate:g} lines/s, [detect] "
-              f"{' '.join(args.detect) or 'defaults'})")
+        print(
+            f"\nlive detection latency after the 15th port ({args.runs} scans at {args.scan_rate:g} "
+            f"ports/s, noise {args.background_rate:g} lines/s, [detect] "
+            f"{' '.join(args.detect) or 'defaults'})"
+        )
         print(f"  {'':<34} {'p50':>7} {'p95':>7} {'max':>7}")
-        for name, xs in (("scan on the scans topic (ours)", topic_lat),
-                         ("15th event in the store (ref)", store_lat),
-                         ("added by detection", added)):
+        for name, xs in (
+            ("scan on the scans topic (ours)", topic_lat),
+            ("15th event in the store (ref)", store_lat),
+            ("added by detection", added),
+        ):
             print(f"  {name:<34} {pct(xs, 0.5):>6.2f}s {pct(xs, 0.95):>6.2f}s {max(xs):>6.2f}s")
         print(f"  ratio p50 ours/ref {statistics.median(topic_lat) / statistics.median(store_lat):.2f}x")
         if stats.get("evaluations"):
             mean = stats["eval_s_total"] / stats["evaluations"]
-            print(f"  detector: {stats['evaluations']} evaluations, mean {mean:.3f} s, "
-                  f"max {stats['eval_s_max']:.3f} s; alerts failed {stats['alerts_failed']}")
+            print(
+                f"  detector: {stats['evaluations']} evaluations, mean {mean:.3f} s, "
+                f"max {stats['eval_s_max']:.3f} s; alerts failed {stats['alerts_failed']}"
+            )
 
 
 if __name__ == "__main__":

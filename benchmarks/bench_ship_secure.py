@@ -53,9 +53,8 @@ def run(tmp: Path, args: argparse.Namespace, plain: str, secure: str, ca: Path) 
     packets = Demo(5).history(end, hours=24, per_hour=args.lines / 24 * 0.98)[: args.lines]
     write_lines(packets, log)
     n = len(packets)
-    secure_keys = (
-        f'security_protocol = "SASL_SSL"\nsasl_username = "{USER}"\nssl_cafile = "{ca}"\n'
-    )
+    secure_keys = f'security_protocol = "SASL_SSL"\nsasl_username = "{USER}"\nssl_cafile = "{ca}"\n'
+
     def ship(bootstrap: str, extra: str) -> None:
         topic = f"bench-ship-{uuid.uuid4().hex[:8]}"
         ensure_topics(plain, {topic: 4}, wire.TOPIC_CONFIGS)

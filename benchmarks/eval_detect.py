@@ -44,9 +44,58 @@ from pipeline.detect.scanstore import ScanStore
 KINDS = ("vertical", "horizontal", "slow", "distributed", "hammer", "coordinated", "cross_site")
 # nmap's inter-probe delays: -T1 15 s, -T0 5 min, and --scan-delay values operators use.
 SLOW_DELAYS_S = (15.0, 30.0, 60.0, 120.0, 300.0, 300.0, 600.0, 900.0)
-TOP_PORTS = [80, 23, 443, 21, 22, 25, 3389, 110, 445, 139, 143, 53, 135, 3306, 8080, 1723, 111, 995, 993,
-             5900, 1025, 587, 8888, 199, 1720, 465, 548, 113, 81, 6001, 10000, 514, 5060, 179, 1026, 2000,
-             8443, 8000, 32768, 554, 26, 1433, 49152, 2001, 515, 8008, 49154, 1027, 5666, 646]
+TOP_PORTS = [
+    80,
+    23,
+    443,
+    21,
+    22,
+    25,
+    3389,
+    110,
+    445,
+    139,
+    143,
+    53,
+    135,
+    3306,
+    8080,
+    1723,
+    111,
+    995,
+    993,
+    5900,
+    1025,
+    587,
+    8888,
+    199,
+    1720,
+    465,
+    548,
+    113,
+    81,
+    6001,
+    10000,
+    514,
+    5060,
+    179,
+    1026,
+    2000,
+    8443,
+    8000,
+    32768,
+    554,
+    26,
+    1433,
+    49152,
+    2001,
+    515,
+    8008,
+    49154,
+    1027,
+    5666,
+    646,
+]
 POPULAR = [23, 22, 80, 443, 445, 3389, 8080, 5900, 1433, 3306, 8443, 2323, 81, 6379, 5060, 123, 53, 161]
 SITES = ("ams", "fra", "nyc")
 T0 = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
@@ -67,8 +116,11 @@ class Injected:
 class Corpus:
     rng: random.Random
     hours: float
-    cols: dict[str, list[Any]] = field(default_factory=lambda: {
-        k: [] for k in ("ts", "site", "src_ip", "dst_ip", "dst_port", "prefix", "count")})
+    cols: dict[str, list[Any]] = field(
+        default_factory=lambda: {
+            k: [] for k in ("ts", "site", "src_ip", "dst_ip", "dst_port", "prefix", "count")
+        }
+    )
     labels: list[Injected] = field(default_factory=list)
     any_time: bool = False  # cross-site campaigns anywhere in time, across midnight too
     _next_src: int = 0
@@ -209,8 +261,9 @@ class Corpus:
     def when(self, duration: float) -> float:
         return self.rng.uniform(0, max(1.0, self.span() - duration - 60))
 
-    def vertical(self, site: str | None = None, src: str | None = None,
-                 near: float | None = None) -> Injected:
+    def vertical(
+        self, site: str | None = None, src: str | None = None, near: float | None = None
+    ) -> Injected:
         r = self.rng
         n = r.choice((18, 25, 50, 200, 1000))
         rate = r.choice((0.4, 1, 5, 50, 1000))  # ports per second: -T1-ish to masscan
@@ -318,36 +371,53 @@ class Corpus:
         if self.any_time:
             near = self.rng.uniform(0, max(0.0, self.span() - 5 * 3600))
         parts = [self.vertical(site, src, near) for site in sites]
-        whole = Injected("cross_site", {src}, set(sites), min(p.start for p in parts),
-                         max(p.end for p in parts))
+        whole = Injected(
+            "cross_site", {src}, set(sites), min(p.start for p in parts), max(p.end for p in parts)
+        )
         return [*parts, whole]
 
     def table(self) -> pa.Table:
         c = self.cols
-        t = pa.table({
-            "ts": pa.array(c["ts"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-            "site": pa.array(c["site"], pa.string()),
-            "src_ip": pa.array(c["src_ip"], pa.string()),
-            "dst_ip": pa.array(c["dst_ip"], pa.string()),
-            "dst_port": pa.array(c["dst_port"], pa.int32()),
-            "prefix": pa.array(c["prefix"], pa.string()),
-            "count": pa.array(c["count"], pa.int32()),
-        })
+        t = pa.table(
+            {
+                "ts": pa.array(c["ts"], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+                "site": pa.array(c["site"], pa.string()),
+                "src_ip": pa.array(c["src_ip"], pa.string()),
+                "dst_ip": pa.array(c["dst_ip"], pa.string()),
+                "dst_port": pa.array(c["dst_port"], pa.int32()),
+                "prefix": pa.array(c["prefix"], pa.string()),
+                "count": pa.array(c["count"], pa.int32()),
+            }
+        )
         base = int(T0.timestamp() * 1_000_000)
         shifted = pa.array([v + base for v in c["ts"]], pa.int64()).cast(pa.timestamp("us", tz="UTC"))
         return t.set_column(0, "ts", shifted).sort_by("ts")
 
 
-def build(seed: int, hours: float, noise_events: int, per_kind: int, botnet_sources: int = 0,
-          decoys_per_kind: int = 0, any_time: bool = False) -> Corpus:
+def build(
+    seed: int,
+    hours: float,
+    noise_events: int,
+    per_kind: int,
+    botnet_sources: int = 0,
+    decoys_per_kind: int = 0,
+    any_time: bool = False,
+) -> Corpus:
     c = Corpus(random.Random(seed), hours, any_time=any_time)
     c.noise(noise_events)
     c.botnet(botnet_sources)
     for _ in range(decoys_per_kind):
         c.labels += c.decoys()
     for _ in range(per_kind):
-        c.labels += [c.vertical(), c.horizontal(), c.slow(), c.distributed(), c.hammer(), c.coordinated(),
-                     *c.cross_site()]
+        c.labels += [
+            c.vertical(),
+            c.horizontal(),
+            c.slow(),
+            c.distributed(),
+            c.hammer(),
+            c.coordinated(),
+            *c.cross_site(),
+        ]
     return c
 
 
@@ -362,8 +432,11 @@ def score(corpus: Corpus, scans: list[dict[str, Any]]) -> dict[str, tuple[int, i
         for d in dets:
             start, end = d["first_ts"].timestamp() - t0, d["last_ts"].timestamp() - t0
             srcs, sites = set(d["sources"]), set(d["sites"])
-            hit = [lab for lab in labels if lab.sources & srcs and lab.sites & sites
-                   and start <= lab.end + 1 and end >= lab.start - 1]
+            hit = [
+                lab
+                for lab in labels
+                if lab.sources & srcs and lab.sites & sites and start <= lab.end + 1 and end >= lab.start - 1
+            ]
             true += bool(hit)
             for lab in hit:
                 lab.found = True
@@ -388,14 +461,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hours", type=float, default=60.0)
     ap.add_argument("--noise-events", type=int, default=1_000_000)
     ap.add_argument("--per-kind", type=int, default=40)
-    ap.add_argument("--botnet-sources", type=int, default=20_000,
-                    help="sources hammering popular ports, each below every threshold")
+    ap.add_argument(
+        "--botnet-sources",
+        type=int,
+        default=20_000,
+        help="sources hammering popular ports, each below every threshold",
+    )
     ap.add_argument("--decoys-per-kind", type=int, default=100, help="near-threshold look-alikes per kind")
-    ap.add_argument("--cross-site-any-time", action="store_true",
-                    help="cross-site campaigns anywhere in time, across midnight too (default: one UTC day)")
+    ap.add_argument(
+        "--cross-site-any-time",
+        action="store_true",
+        help="cross-site campaigns anywhere in time, across midnight too (default: one UTC day)",
+    )
     args = ap.parse_args(argv)
-    corpus = build(args.seed, args.hours, args.noise_events, args.per_kind, args.botnet_sources,
-                   args.decoys_per_kind, args.cross_site_any_time)
+    corpus = build(
+        args.seed,
+        args.hours,
+        args.noise_events,
+        args.per_kind,
+        args.botnet_sources,
+        args.decoys_per_kind,
+        args.cross_site_any_time,
+    )
     events = corpus.table()
     with tempfile.TemporaryDirectory(prefix="fp-eval-") as tmp:
         ev = Evaluator(DetectConfig(), table_source(events), ScanStore(tmp))
@@ -406,13 +493,18 @@ def main(argv: list[str] | None = None) -> int:
     res = score(corpus, scans)
     fooled = decoys_detected(corpus, scans)
     injected = sum(not lab.decoy for lab in corpus.labels)
-    print(f"corpus: {events.num_rows:,} events ({args.noise_events:,} noise, {args.botnet_sources:,} "
-          f"botnet sources, {len(corpus.labels) - injected} look-alikes), {injected} injected scans, "
-          f"{args.hours} h, {len(SITES)} sites; seed {args.seed}")
-    print(f"detection: {elapsed:.2f} s ({events.num_rows / elapsed:,.0f} events/s), stats "
-          f"{ev.stats.as_dict()}")
-    print(f"\n{'kind':<12} {'detected':>9} {'true':>6} {'injected':>9} {'found':>6} "
-          f"{'precision':>10} {'recall':>7} {'look-alikes detected':>21}")
+    print(
+        f"corpus: {events.num_rows:,} events ({args.noise_events:,} noise, {args.botnet_sources:,} "
+        f"botnet sources, {len(corpus.labels) - injected} look-alikes), {injected} injected scans, "
+        f"{args.hours} h, {len(SITES)} sites; seed {args.seed}"
+    )
+    print(
+        f"detection: {elapsed:.2f} s ({events.num_rows / elapsed:,.0f} events/s), stats {ev.stats.as_dict()}"
+    )
+    print(
+        f"\n{'kind':<12} {'detected':>9} {'true':>6} {'injected':>9} {'found':>6} "
+        f"{'precision':>10} {'recall':>7} {'look-alikes detected':>21}"
+    )
     worst = 1.0
     for kind, (n, tp, m, found) in res.items():
         p = tp / n if n else 1.0

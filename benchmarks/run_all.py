@@ -1,6 +1,6 @@
 """Run every benchmark, each printing fireplot against its reference side by side.
 
-    python benchmarks/run_all.py            # the sizes quoted in README's performance table
+python benchmarks/run_all.py            # the sizes quoted in README's performance table
 """
 
 from __future__ import annotations

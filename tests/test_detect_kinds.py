@@ -76,8 +76,9 @@ class TestHorizontal:
 
 class TestSlow:
     @pytest.mark.parametrize(("direction", "order"), [(1, "ascending"), (-1, "descending")])
-    def test_monotonic_walk_over_hours_is_a_slow_scan_ordered(self, tmp_path: Path, direction: int,
-                                                               order: str) -> None:
+    def test_monotonic_walk_over_hours_is_a_slow_scan_ordered(
+        self, tmp_path: Path, direction: int, order: str
+    ) -> None:
         ev = Events()
         for i in range(12):
             ev.add(600 + i * 1200, "4.4.4.4", "10.0.0.2", 5000 + direction * i * 11)
@@ -155,8 +156,11 @@ class TestCrossSite:
             for i in range(20):
                 ev.add(t + i, "7.7.7.7", "10.0.0.1", 1000 + i, site=site)
         rv = detect(ev, tmp_path)
-        assert kinds(rv) == \
-            [("cross_site", ("7.7.7.7",)), ("vertical", ("7.7.7.7",)), ("vertical", ("7.7.7.7",))]
+        assert kinds(rv) == [
+            ("cross_site", ("7.7.7.7",)),
+            ("vertical", ("7.7.7.7",)),
+            ("vertical", ("7.7.7.7",)),
+        ]
         assert [s["sites"] for s in rv if s["kind"] == "cross_site"] == [["a", "b"]]
 
     def test_one_site_only_is_not_cross_site(self, tmp_path: Path) -> None:
@@ -183,8 +187,9 @@ def test_live_incremental_evaluation_writes_exactly_what_replay_writes(tmp_path:
     def arrived(lo_us: int, hi_us: int) -> pa.Table:
         # Only events before the watermark have "arrived": the live path never sees the future.
         assert hi_us <= seen["upto"]
-        return table.filter(pc.and_(pc.less(pc.cast(ts, pa.int64()), hi_us),
-                                    pc.greater_equal(pc.cast(ts, pa.int64()), lo_us)))
+        return table.filter(
+            pc.and_(pc.less(pc.cast(ts, pa.int64()), hi_us), pc.greater_equal(pc.cast(ts, pa.int64()), lo_us))
+        )
 
     live = Evaluator(cfg, arrived, ScanStore(tmp_path / "live"))
     opened: list[dict[str, Any]] = []
@@ -218,8 +223,14 @@ def test_alert_command_runs_once_per_new_scan(tmp_path: Path) -> None:
     replay(e, T0, T0 + dt.timedelta(hours=4))  # idempotent: nothing new the second time
     alerts = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(a["scan_id"] for a in alerts) == sorted(e.scans.read().column("scan_id").to_pylist())
-    assert {a["kind"] for a in alerts} == {"vertical", "horizontal", "slow", "hammer", "coordinated",
-                                            "cross_site"}
+    assert {a["kind"] for a in alerts} == {
+        "vertical",
+        "horizontal",
+        "slow",
+        "hammer",
+        "coordinated",
+        "cross_site",
+    }
 
 
 FLOOD = textwrap.dedent("""
@@ -258,8 +269,14 @@ FLOOD = textwrap.dedent("""
 
 def test_flood_of_a_million_spoofed_sources_stays_bounded_and_says_so(tmp_path: Path) -> None:
     """1M one-packet sources plus 20k real scanners: capped candidates, flagged, bounded memory."""
-    proc = subprocess.run([sys.executable, "-c", FLOOD, str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, check=False, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.run(
+        [sys.executable, "-c", FLOOD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rv = json.loads(proc.stdout.strip().splitlines()[-1])
     stats = rv["stats"]

@@ -116,22 +116,40 @@ def iso(t: dt.datetime) -> str:
 
 @pytest.mark.timeout(300)
 def test_live_detector_announces_each_scan_once_on_topic_and_webhook_across_a_restart(
-        system: System, webhook: Webhook, tmp_path: Path) -> None:
+    system: System, webhook: Webhook, tmp_path: Path
+) -> None:
     # Well in the past (the worker takes it) and inside one fast epoch (an hour), so that no
     # scan is cut at an epoch boundary.
     hour = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)).replace(minute=0, second=0, microsecond=0)
     t0 = hour + dt.timedelta(minutes=5)
     topic = f"{system.topic}-scans"
-    system.configure("detect", publish=True, kafka_topic=topic, alert_webhook=webhook.url,
-                     follow_interval_s=0.5, lateness_s=1.0)
+    system.configure(
+        "detect",
+        publish=True,
+        kafka_topic=topic,
+        alert_webhook=webhook.url,
+        follow_interval_s=0.5,
+        lateness_s=1.0,
+    )
     first = [
         *vertical(t0, "203.0.113.7", "192.0.2.10", range(1000, 1020)),
         # One port across 30 targets, one every 2 s: a horizontal sweep.
-        *(Packet(t0 + dt.timedelta(seconds=60 + 2 * i), "203.0.113.8", f"192.0.2.{100 + i}", "TCP",
-                 50000 + i, 23) for i in range(30)),
+        *(
+            Packet(
+                t0 + dt.timedelta(seconds=60 + 2 * i),
+                "203.0.113.8",
+                f"192.0.2.{100 + i}",
+                "TCP",
+                50000 + i,
+                23,
+            )
+            for i in range(30)
+        ),
         # Later traffic moves the event-time watermark past both scans.
-        *(Packet(t0 + dt.timedelta(seconds=600 + i), "203.0.113.50", "192.0.2.10", "TCP", 41000, 80)
-          for i in range(3)),
+        *(
+            Packet(t0 + dt.timedelta(seconds=600 + i), "203.0.113.50", "192.0.2.10", "TCP", 41000, 80)
+            for i in range(3)
+        ),
     ]
     log1 = tmp_path / "fw1.log"
     write_lines(sorted(first), log1)
@@ -150,23 +168,68 @@ def test_live_detector_announces_each_scan_once_on_topic_and_webhook_across_a_re
     assert sorted(by_kind) == ["horizontal", "vertical"]
     assert all(k == v["scan_id"].encode() for k, v in records), "the record key is the scan id"
     v, h = by_kind["vertical"], by_kind["horizontal"]
-    assert {k: v[k] for k in ("sources", "site", "sites", "first_ts", "last_ts", "port_min", "port_max",
-                              "distinct_ports", "distinct_targets", "packets", "score", "status",
-                              "lower_bound")} == {
-        "sources": ["203.0.113.7"], "site": "test", "sites": ["test"], "first_ts": iso(t0),
-        "last_ts": iso(t0 + dt.timedelta(seconds=19)), "port_min": 1000, "port_max": 1019,
-        "distinct_ports": 20, "distinct_targets": 1, "packets": 20, "score": round(20 / 15, 4),
-        "status": "closed", "lower_bound": False}
-    assert {k: h[k] for k in ("sources", "sites", "first_ts", "last_ts", "port_min", "port_max",
-                              "distinct_ports", "distinct_targets", "score")} == {
-        "sources": ["203.0.113.8"], "sites": ["test"], "first_ts": iso(t0 + dt.timedelta(seconds=60)),
-        "last_ts": iso(t0 + dt.timedelta(seconds=118)), "port_min": 23, "port_max": 23,
-        "distinct_ports": 1, "distinct_targets": 30, "score": round(30 / 25, 4)}
+    assert {
+        k: v[k]
+        for k in (
+            "sources",
+            "site",
+            "sites",
+            "first_ts",
+            "last_ts",
+            "port_min",
+            "port_max",
+            "distinct_ports",
+            "distinct_targets",
+            "packets",
+            "score",
+            "status",
+            "lower_bound",
+        )
+    } == {
+        "sources": ["203.0.113.7"],
+        "site": "test",
+        "sites": ["test"],
+        "first_ts": iso(t0),
+        "last_ts": iso(t0 + dt.timedelta(seconds=19)),
+        "port_min": 1000,
+        "port_max": 1019,
+        "distinct_ports": 20,
+        "distinct_targets": 1,
+        "packets": 20,
+        "score": round(20 / 15, 4),
+        "status": "closed",
+        "lower_bound": False,
+    }
+    assert {
+        k: h[k]
+        for k in (
+            "sources",
+            "sites",
+            "first_ts",
+            "last_ts",
+            "port_min",
+            "port_max",
+            "distinct_ports",
+            "distinct_targets",
+            "score",
+        )
+    } == {
+        "sources": ["203.0.113.8"],
+        "sites": ["test"],
+        "first_ts": iso(t0 + dt.timedelta(seconds=60)),
+        "last_ts": iso(t0 + dt.timedelta(seconds=118)),
+        "port_min": 23,
+        "port_max": 23,
+        "distinct_ports": 1,
+        "distinct_targets": 30,
+        "score": round(30 / 25, 4),
+    }
     # The webhook got the same two scans, one POST each, as JSON.
     wait_for("two webhook POSTs", lambda: len(webhook.posts) >= 2, 30)
     assert {p[0] for p in webhook.posts} == {"application/json"}
     assert sorted(webhook.scans(), key=lambda s: s["kind"]) == sorted(
-        (v for _, v in records), key=lambda s: s["kind"])
+        (v for _, v in records), key=lambda s: s["kind"]
+    )
     # And the scans dataset, which `fireplot scans` lists, holds them too.
     listed = [json.loads(line) for line in system.run("scans", "--since", iso(hour)).stdout.splitlines()]
     assert sorted(s["scan_id"] for s in listed) == sorted(v["scan_id"] for _, v in records)
@@ -179,15 +242,20 @@ def test_live_detector_announces_each_scan_once_on_topic_and_webhook_across_a_re
     assert stats["alerts_failed"] == {} and stats["scans"]["vertical"] >= 1
     assert sum(1 for _ in read_topic(system.bootstrap, topic)) == 2, "nothing changed: nothing republished"
     system.start("detect2", "detect", "--follow")
-    later = [*vertical(t0 + dt.timedelta(seconds=700), "203.0.113.9", "192.0.2.11", range(2000, 2016)),
-             *(Packet(t0 + dt.timedelta(seconds=1300 + i), "203.0.113.50", "192.0.2.10", "TCP", 41001, 80)
-               for i in range(3))]
+    later = [
+        *vertical(t0 + dt.timedelta(seconds=700), "203.0.113.9", "192.0.2.11", range(2000, 2016)),
+        *(
+            Packet(t0 + dt.timedelta(seconds=1300 + i), "203.0.113.50", "192.0.2.10", "TCP", 41001, 80)
+            for i in range(3)
+        ),
+    ]
     log2 = tmp_path / "fw2.log"
     write_lines(sorted(later), log2)
     assert system.ship([log2]).returncode == 0
     system.wait_for_rows(len(first) + len(later), timeout_s=120)
-    wait_for("the third scan on the topic", lambda: len(topic_scans()) >= 3, 90,
-             lambda: system.log_of("detect2"))
+    wait_for(
+        "the third scan on the topic", lambda: len(topic_scans()) >= 3, 90, lambda: system.log_of("detect2")
+    )
     time.sleep(3)  # several more evaluation ticks: any repeat would show up now
     # The topic carries a scan again only when its record changed (keyed by scan_id, compacted):
     # the latest record per key is the dataset's, and the restart republished nothing unchanged.
@@ -207,15 +275,26 @@ def test_live_detector_announces_each_scan_once_on_topic_and_webhook_across_a_re
 def hostile_events() -> tuple[pa.Table, str, str]:
     """A vertical scan whose source and site carry text meant to break out of JSON and HTML."""
     src = 'x"}, {"kind": "forged"}\n</script><script>alert(1)</script>\u2028\x00'
-    site = "s\\\"\r\nX-Injected: 1"
+    site = 's\\"\r\nX-Injected: 1'
     t0 = dt.datetime(2025, 3, 1, 10, 0, tzinfo=dt.UTC)
-    rows = [{"ts": t0 + dt.timedelta(seconds=i), "site": site, "src_ip": src, "dst_ip": "10.0.0.1",
-             "dst_port": 1000 + i, "prefix": "DROP ", "count": 1} for i in range(16)]
+    rows = [
+        {
+            "ts": t0 + dt.timedelta(seconds=i),
+            "site": site,
+            "src_ip": src,
+            "dst_ip": "10.0.0.1",
+            "dst_port": 1000 + i,
+            "prefix": "DROP ",
+            "count": 1,
+        }
+        for i in range(16)
+    ]
     return pa.Table.from_pylist(rows), src, site
 
 
 def test_webhook_gets_one_post_per_new_scan_with_hostile_text_kept_as_json_data(
-        tmp_path: Path, webhook: Webhook) -> None:
+    tmp_path: Path, webhook: Webhook
+) -> None:
     table, src, site = hostile_events()
     cfg = DetectConfig(alert_webhook=webhook.url)
     e = Evaluator(cfg, table_source(table), ScanStore(tmp_path / "scans"))
@@ -251,8 +330,17 @@ def test_webhook_that_fails_is_counted_and_detection_goes_on(tmp_path: Path) -> 
 def store_events(t0: dt.datetime, n: int, first_offset: int, src: str = "203.0.113.20") -> pa.Table:
     return table(
         [
-            row(t0 + dt.timedelta(seconds=7 * i), first_offset + i, src_ip=src, src_port=40000,
-                dst_port=1000 + i, prefix="DROP ", host="fw", in_if=None, source_id="t")
+            row(
+                t0 + dt.timedelta(seconds=7 * i),
+                first_offset + i,
+                src_ip=src,
+                src_port=40000,
+                dst_port=1000 + i,
+                prefix="DROP ",
+                host="fw",
+                in_if=None,
+                source_id="t",
+            )
             for i in range(n)
         ]
     )
@@ -299,7 +387,8 @@ def test_live_file_cache_reads_what_the_store_reads_across_new_files_and_compact
 
 
 def test_detector_crashing_after_announcing_announces_the_scan_again_on_restart_not_never(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """Announce, then write: a crash in between repeats the announcement (same scan_id) once."""
     table, _, _ = hostile_events()
     t0 = table.column("ts")[0].as_py()
@@ -313,8 +402,12 @@ def test_detector_crashing_after_announcing_announces_the_scan_again_on_restart_
     with pytest.raises(KeyboardInterrupt):
         replay(first, t0, t0 + dt.timedelta(hours=2))
     assert len(heard) == 1 and first.scans.read().num_rows == 0, "announced, not yet written"
-    restarted = Evaluator(DetectConfig(), table_source(table), ScanStore(tmp_path / "scans"),
-                          on_new=lambda scans: heard.extend(s["scan_id"] for s in scans))
+    restarted = Evaluator(
+        DetectConfig(),
+        table_source(table),
+        ScanStore(tmp_path / "scans"),
+        on_new=lambda scans: heard.extend(s["scan_id"] for s in scans),
+    )
     replay(restarted, t0, t0 + dt.timedelta(hours=2))
     replay(restarted, t0, t0 + dt.timedelta(hours=2))
     assert heard == [heard[0], heard[0]], "once more after the crash, then never again"

@@ -38,19 +38,42 @@ CASES = [  # name, nmap args, target, expected kind, expected distinct ports
     ("T3-random-udp-v4", ("-sU", "-T3", "-p", "2000-2030"), netlab.FW_V4, "vertical", 31),
     ("T2-syn-v4", ("-sS", "-T2", "-p", "3000-3019"), netlab.FW_V4, "vertical", 20),
     ("T5-syn-v6", ("-6", "-sS", "-T5", "-p", "1-120"), netlab.FW_V6, "vertical", 120),
-    ("slow-sequential-v4", ("-sS", "-r", "--min-rate", "0.1", "--max-rate", "1", "-p", "4000-4011"),
-     netlab.FW_V4, "slow", 12),
+    (
+        "slow-sequential-v4",
+        ("-sS", "-r", "--min-rate", "0.1", "--max-rate", "1", "-p", "4000-4011"),
+        netlab.FW_V4,
+        "slow",
+        12,
+    ),
     # nmap's default random order with --scan-delay: what -T0/-T1 send, 300x/15x faster.
     # (The lab's base arguments carry -T5 --min-rate 5000; these override them, as in the case above.)
-    ("slow-random-scan-delay-v4", ("-sS", "--scan-delay", "1s", "--max-scan-delay", "1s", "--min-rate", "0.1",
-                                   "--max-rate", "1", "-p", "5000-5029"), netlab.FW_V4, "slow", 30),
+    (
+        "slow-random-scan-delay-v4",
+        (
+            "-sS",
+            "--scan-delay",
+            "1s",
+            "--max-scan-delay",
+            "1s",
+            "--min-rate",
+            "0.1",
+            "--max-rate",
+            "1",
+            "-p",
+            "5000-5029",
+        ),
+        netlab.FW_V4,
+        "slow",
+        30,
+    ),
 ]
 ORDER = {"slow-sequential-v4": "ascending", "slow-random-scan-delay-v4": "random"}
 # Slow cases run ~300x faster than -T0 (5 min between probes) and ~15x faster than -T1 (15 s):
 # their time thresholds are compressed alike - minimum span 5 s, "fast" meaning 15 ports in 5 s,
 # a source's session ending after 30 s of silence (3600 s at -T0 speed), tracking every second.
-SLOW_LAB = DetectConfig(slow_min_span_s=5.0, vertical_window_s=5.0, vertical_step_s=1.0, slow_idle_s=30.0,
-                        track_step_s=1.0)
+SLOW_LAB = DetectConfig(
+    slow_min_span_s=5.0, vertical_window_s=5.0, vertical_step_s=1.0, slow_idle_s=30.0, track_step_s=1.0
+)
 
 
 SWEEP_HOSTS = 30
@@ -67,8 +90,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, netns: None) -> object:
 
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize(("name", "args", "target", "kind", "ports"), CASES, ids=[c[0] for c in CASES])
-def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, args: tuple[str, ...],
-                                                 target: str, kind: str, ports: int) -> None:
+def test_real_nmap_run_is_detected_with_its_kind(
+    lab: netlab.NetLab, name: str, args: tuple[str, ...], target: str, kind: str, ports: int
+) -> None:
     before = netlab._count_lines(lab.logemu_path)
     run = lab.nmap(*args, target=target, timeout_s=120)
     lab.wait_for_lines(before + len(run.probes), timeout_s=15)
@@ -99,12 +123,15 @@ def test_real_nmap_run_is_detected_with_its_kind(lab: netlab.NetLab, name: str, 
 
 @pytest.mark.timeout(240)
 def test_real_nmap_sweep_of_port_80_over_30_hosts_shipped_through_the_pipeline_is_horizontal(
-        netns: None, lab: netlab.NetLab, system: System, tmp_path: Path) -> None:
+    netns: None, lab: netlab.NetLab, system: System, tmp_path: Path
+) -> None:
     # netns first: a machine without the lab skips before the session broker starts.
     before = netlab._count_lines(lab.logemu_path)
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    runs = [lab.nmap("-sS", "-p", "80", target=lab.sweep_addresses(4)),
-            lab.nmap("-6", "-sS", "-p", "80", target=lab.sweep_addresses(6))]
+    runs = [
+        lab.nmap("-sS", "-p", "80", target=lab.sweep_addresses(4)),
+        lab.nmap("-6", "-sS", "-p", "80", target=lab.sweep_addresses(6)),
+    ]
     probes = [p for r in runs for p in r.probes]
     assert sorted({(p.ip_version, p.dst_port) for p in probes}) == [(4, 80), (6, 80)]
     assert len(probes) == 2 * SWEEP_HOSTS, "one SYN per host and family"
@@ -119,7 +146,13 @@ def test_real_nmap_sweep_of_port_80_over_30_hosts_shipped_through_the_pipeline_i
     since, until = started - dt.timedelta(minutes=10), started + dt.timedelta(minutes=20)
     system.run("detect", "--since", since.isoformat(), "--until", until.isoformat())
     listed = system.run("scans", "--since", since.isoformat()).stdout.splitlines()
-    got = sorted((s["kind"], s["sources"], s["site"], s["port_min"], s["port_max"], s["distinct_targets"])
-                 for s in map(json.loads, listed))
-    assert got == sorted([("horizontal", [netlab.SCAN_V4], "lab", 80, 80, SWEEP_HOSTS),
-                          ("horizontal", [netlab.SCAN_V6], "lab", 80, 80, SWEEP_HOSTS)])
+    got = sorted(
+        (s["kind"], s["sources"], s["site"], s["port_min"], s["port_max"], s["distinct_targets"])
+        for s in map(json.loads, listed)
+    )
+    assert got == sorted(
+        [
+            ("horizontal", [netlab.SCAN_V4], "lab", 80, 80, SWEEP_HOSTS),
+            ("horizontal", [netlab.SCAN_V6], "lab", 80, 80, SWEEP_HOSTS),
+        ]
+    )

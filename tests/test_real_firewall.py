@@ -81,16 +81,37 @@ def test_nmap_syn_and_udp_scans_are_logged_by_ulogd2_and_parsed(capture: netlab.
     # What was scanned, by (proto, port, family): exactly the port lists we asked nmap for.
     wanted = {(s.proto, port, s.ip_version) for s in netlab.STANDARD_SCANS for port in s.ports}
     assert {(r["proto"], r["dst_port"], r["ip_version"]) for r in rows} == wanted
+
     # Packet for packet (UDP ports get one probe per nmap payload): the same multiset,
     # down to nmap's source ports, the namespace addresses and the TCP flags.
-    def key(proto: str, v: int, src: str, sport: int, dst: str, dport: int,
-            flags: str | None) -> tuple[object, ...]:
+    def key(
+        proto: str, v: int, src: str, sport: int, dst: str, dport: int, flags: str | None
+    ) -> tuple[object, ...]:
         return (proto, v, _ip(src), sport, _ip(dst), dport, flags)
 
-    assert Counter(key(r["proto"], r["ip_version"], r["src_ip"], r["src_port"], r["dst_ip"],
-                       r["dst_port"], r["tcp_flags"]) for r in rows) == \
-        Counter(key(p.proto, p.ip_version, p.src_ip, p.src_port, p.dst_ip, p.dst_port,
-                    NMAP_FLAGS[p.tcp_flags] if p.tcp_flags else None) for p in probes)
+    assert Counter(
+        key(
+            r["proto"],
+            r["ip_version"],
+            r["src_ip"],
+            r["src_port"],
+            r["dst_ip"],
+            r["dst_port"],
+            r["tcp_flags"],
+        )
+        for r in rows
+    ) == Counter(
+        key(
+            p.proto,
+            p.ip_version,
+            p.src_ip,
+            p.src_port,
+            p.dst_ip,
+            p.dst_port,
+            NMAP_FLAGS[p.tcp_flags] if p.tcp_flags else None,
+        )
+        for p in probes
+    )
 
     for r in rows:
         v = r["ip_version"]
@@ -112,31 +133,55 @@ def test_nmap_syn_and_udp_scans_are_logged_by_ulogd2_and_parsed(capture: netlab.
     records = capture.json_records()
     if capture.json_path is not None:
         assert Counter(_json_key(j) for j in records) == Counter(
-            (r["proto"], r["ip_version"], _ip(r["src_ip"]), _ip(r["dst_ip"]), r["src_port"],
-             r["dst_port"], int(r["ts"].timestamp())) for r in rows)
+            (
+                r["proto"],
+                r["ip_version"],
+                _ip(r["src_ip"]),
+                _ip(r["dst_ip"]),
+                r["src_port"],
+                r["dst_port"],
+                int(r["ts"].timestamp()),
+            )
+            for r in rows
+        )
 
 
 def _json_key(j: dict[str, object]) -> tuple[object, ...]:
     proto = {6: "TCP", 17: "UDP"}[int(str(j["ip.protocol"]))]
     v = {2: 4, 10: 6}[int(str(j["oob.family"]))]
-    return (proto, v, _ip(str(j["src_ip"])), _ip(str(j["dest_ip"])), j["src_port"],
-            j["dest_port"], j["oob.time.sec"])
+    return (
+        proto,
+        v,
+        _ip(str(j["src_ip"])),
+        _ip(str(j["dest_ip"])),
+        j["src_port"],
+        j["dest_port"],
+        j["oob.time.sec"],
+    )
 
 
-def test_real_firewall_lines_flow_end_to_end_into_parquet(netns: None, capture: netlab.Capture,
-                                                          system: PipelineSystem) -> None:
+def test_real_firewall_lines_flow_end_to_end_into_parquet(
+    netns: None, capture: netlab.Capture, system: PipelineSystem
+) -> None:
     # netns first: a machine without the lab skips before the session broker starts.
     probes = capture.probes
     shipped = system.ship([capture.logemu_path], site="netlab")
     assert shipped.returncode == 0, shipped.stderr
     summary = json.loads(shipped.stderr.strip().splitlines()[-1])  # the shipper's run summary
-    assert (summary["lines"], summary["events_sent"], summary["rejected"]) == \
-        (len(probes), len(probes), 0), summary
+    assert (summary["lines"], summary["events_sent"], summary["rejected"]) == (len(probes), len(probes), 0), (
+        summary
+    )
     system.start_worker()
     table = system.wait_for_rows(len(probes), timeout_s=120)
 
-    got = Counter(zip(table.column("proto").to_pylist(), table.column("dst_port").to_pylist(),
-                      table.column("ip_version").to_pylist(), strict=True))
+    got = Counter(
+        zip(
+            table.column("proto").to_pylist(),
+            table.column("dst_port").to_pylist(),
+            table.column("ip_version").to_pylist(),
+            strict=True,
+        )
+    )
     assert got == Counter((p.proto, p.dst_port, p.ip_version) for p in probes)
     assert set(table.column("site").to_pylist()) == {"netlab"}
     assert set(table.column("host").to_pylist()) == {capture.hostname}
@@ -151,12 +196,20 @@ def test_recorded_ulogd2_lines_parse_as_ulogd2_json_decoded_them() -> None:
         pytest.skip(f"no golden capture at {text} (record one: python tests/netlab.py --capture)")
     records = [json.loads(line) for line in js.read_text().splitlines() if line]
     last = max(int(j["oob.time.sec"]) for j in records)
-    result, _ = parse_file(text, site="golden",
-                           reference_time=dt.datetime.fromtimestamp(last + 3600, dt.UTC))
+    result, _ = parse_file(text, site="golden", reference_time=dt.datetime.fromtimestamp(last + 3600, dt.UTC))
     assert result.rejects == [], _reasons(result)
     rows = result.events.to_pylist()
     assert Counter(_json_key(j) for j in records) == Counter(
-        (r["proto"], r["ip_version"], _ip(r["src_ip"]), _ip(r["dst_ip"]), r["src_port"],
-         r["dst_port"], int(r["ts"].timestamp())) for r in rows)
+        (
+            r["proto"],
+            r["ip_version"],
+            _ip(r["src_ip"]),
+            _ip(r["dst_ip"]),
+            r["src_port"],
+            r["dst_port"],
+            int(r["ts"].timestamp()),
+        )
+        for r in rows
+    )
     assert {r["tcp_flags"] for r in rows if r["proto"] == "TCP"} == {"SYN"}
     assert {r["prefix"].strip() for r in rows} == {netlab.LOG_PREFIX.strip()}

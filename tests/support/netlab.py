@@ -75,10 +75,13 @@ NMAP_BASE_ARGS: tuple[str, ...] = (
     "-n",  # no DNS
     "-Pn",  # no host discovery: the target answers nothing we allow
     "--send-ip",  # raw IP sockets: kernel ARP/ND, so every packet nmap counts is a probe
-    "--max-retries", "0",  # one probe per port (per payload for UDP)
+    "--max-retries",
+    "0",  # one probe per port (per payload for UDP)
     "-T5",
-    "--min-rate", "5000",  # else filtered ports make nmap crawl (26 s for 1024 ports)
-    "--host-timeout", "60s",
+    "--min-rate",
+    "5000",  # else filtered ports make nmap crawl (26 s for 1024 ports)
+    "--host-timeout",
+    "60s",
     "-v",  # prints "Raw packets sent: N"
     "--packet-trace",  # prints every probe: the oracle for the log
 )
@@ -134,11 +137,15 @@ def unavailable_reason() -> str | None:
         return "needs root: creates network namespaces, nftables rules and runs ulogd2/nmap"
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
-        return (f"missing tools: {', '.join(missing)} "
-                "(Debian: apt-get install iproute2 nftables ulogd2 nmap util-linux)")
+        return (
+            f"missing tools: {', '.join(missing)} "
+            "(Debian: apt-get install iproute2 nftables ulogd2 nmap util-linux)"
+        )
     if ulogd_plugin_dir() is None:
-        return ("ulogd2 plugins (NFLOG, BASE, IFINDEX, IP2STR, PRINTPKT, LOGEMU) not found in "
-                f"{', '.join(PLUGIN_DIR_CANDIDATES)}; set FIREPLOT_ULOGD_PLUGIN_DIR")
+        return (
+            "ulogd2 plugins (NFLOG, BASE, IFINDEX, IP2STR, PRINTPKT, LOGEMU) not found in "
+            f"{', '.join(PLUGIN_DIR_CANDIDATES)}; set FIREPLOT_ULOGD_PLUGIN_DIR"
+        )
     return None
 
 
@@ -201,26 +208,28 @@ def parse_packet_trace(stdout: str) -> tuple[list[Probe], list[str]]:
         kv = dict(tok.split("=", 1) for tok in rest if "=" in tok)
         ttl = kv.get("ttl", kv.get("hopl"))
         flags = rest[0] if m["proto"] == "TCP" and rest and "=" not in rest[0] else None
-        probes.append(Probe(
-            proto=m["proto"],
-            ip_version=6 if ":" in m["dst"] else 4,
-            src_ip=m["src"],
-            src_port=int(m["sport"]),
-            dst_ip=m["dst"],
-            dst_port=int(m["dport"]),
-            tcp_flags=flags,
-            ttl=int(ttl) if ttl is not None else None,
-        ))
+        probes.append(
+            Probe(
+                proto=m["proto"],
+                ip_version=6 if ":" in m["dst"] else 4,
+                src_ip=m["src"],
+                src_port=int(m["sport"]),
+                dst_ip=m["dst"],
+                dst_port=int(m["dport"]),
+                tcp_flags=flags,
+                ttl=int(ttl) if ttl is not None else None,
+            )
+        )
     return probes, other
 
 
 # ---- the lab ---------------------------------------------------------------------------------
 
 
-def _run(argv: Sequence[str], *, timeout_s: float = 30,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s,
-                          check=False)
+def _run(
+    argv: Sequence[str], *, timeout_s: float = 30, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -289,8 +298,9 @@ class NetLab:
             raise
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -334,10 +344,13 @@ class NetLab:
     def _wire(self) -> None:
         # Created inside the scanner netns with the peer placed straight into the firewall
         # netns: the pair never exists in the caller's namespace, so names cannot collide.
-        self._ip(self.scan_ns, "link", "add", SCAN_IF, "type", "veth", "peer", "name", FW_IF,
-                 "netns", self.fw_ns)
-        for ns, ifname, v4, v6 in ((self.scan_ns, SCAN_IF, SCAN_V4, SCAN_V6),
-                                   (self.fw_ns, FW_IF, FW_V4, FW_V6)):
+        self._ip(
+            self.scan_ns, "link", "add", SCAN_IF, "type", "veth", "peer", "name", FW_IF, "netns", self.fw_ns
+        )
+        for ns, ifname, v4, v6 in (
+            (self.scan_ns, SCAN_IF, SCAN_V4, SCAN_V6),
+            (self.fw_ns, FW_IF, FW_V4, FW_V6),
+        ):
             self._ip(ns, "addr", "add", f"{v4}/{V4_PREFIXLEN}", "dev", ifname)
             self._ip(ns, "-6", "addr", "add", f"{v6}/{V6_PREFIXLEN}", "dev", ifname, "nodad")
             self._ip(ns, "link", "set", "lo", "up")
@@ -356,8 +369,16 @@ class NetLab:
         for v, gw, plen in ((4, FW_V4, 32), (6, FW_V6, 128)):
             fam = "-4" if v == 4 else "-6"
             for addr in self.sweep_addresses(v):
-                self._ip(self.fw_ns, fam, "addr", "add", f"{addr}/{plen}", "dev", FW_IF,
-                         *(("nodad",) if v == 6 else ()))
+                self._ip(
+                    self.fw_ns,
+                    fam,
+                    "addr",
+                    "add",
+                    f"{addr}/{plen}",
+                    "dev",
+                    FW_IF,
+                    *(("nodad",) if v == 6 else ()),
+                )
             # The scanner reaches the sweep prefix only through the firewall, over the veth.
             net = self.sweep_v4_net if v == 4 else self.sweep_v6_net
             self._ip(self.scan_ns, fam, "route", "add", net, "via", gw, "dev", SCAN_IF)
@@ -377,8 +398,10 @@ class NetLab:
         log = self._log_statements()
         sweep = ""
         if self.sweep_hosts:
-            sweep = (f"        ip daddr {self.sweep_v4_net} meta l4proto {{ tcp, udp }} {log} drop\n"
-                     f"        ip6 daddr {self.sweep_v6_net} meta l4proto {{ tcp, udp }} {log} drop\n")
+            sweep = (
+                f"        ip daddr {self.sweep_v4_net} meta l4proto {{ tcp, udp }} {log} drop\n"
+                f"        ip6 daddr {self.sweep_v6_net} meta l4proto {{ tcp, udp }} {log} drop\n"
+            )
         # Only TCP/UDP addressed to the firewall's own addresses is logged: neighbour
         # discovery, MLD, router solicitations and link-local chatter never reach the log.
         self.ruleset = f"""\
@@ -400,19 +423,23 @@ table inet fireplot_lab {{
 
     def _ulogd_config(self, plugin_dir: Path) -> str:
         plugins = list(TEXT_PLUGINS) + (["HWHDR", "JSON"] if self.json_path else [])
-        lines = ["[global]", f'logfile="{self.ulogd_log_path}"',
-                 "loglevel=3",  # info: includes "initialization finished", our readiness signal
-                 *(f'plugin="{plugin_dir / PLUGIN_FILES[p]}"' for p in plugins),
-                 "stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU"]
+        lines = [
+            "[global]",
+            f'logfile="{self.ulogd_log_path}"',
+            "loglevel=3",  # info: includes "initialization finished", our readiness signal
+            *(f'plugin="{plugin_dir / PLUGIN_FILES[p]}"' for p in plugins),
+            "stack=log1:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,print1:PRINTPKT,emu1:LOGEMU",
+        ]
         if self.json_path:
-            lines.append("stack=log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,"
-                         "mac2str1:HWHDR,json1:JSON")
+            lines.append("stack=log2:NFLOG,base1:BASE,ifi1:IFINDEX,ip2str1:IP2STR,mac2str1:HWHDR,json1:JSON")
         nflog = [
             # The kernel batches NFLOG messages (default: 100 packets or 1 s); 1 packet and
             # 10 ms make each logged packet reach ulogd at once. A big socket buffer keeps a
             # 5000 pkt/s burst from overflowing it (ENOBUFS = lost log lines).
-            "netlink_qthreshold=1", "netlink_qtimeout=1",
-            "netlink_socket_buffer_size=1048576", "netlink_socket_buffer_maxsize=8388608",
+            "netlink_qthreshold=1",
+            "netlink_qtimeout=1",
+            "netlink_socket_buffer_size=1048576",
+            "netlink_socket_buffer_maxsize=8388608",
         ]
         lines += ["", "[log1]", f"group={NFLOG_GROUP}", *nflog]
         # sync=1: fflush after every line, so the file is complete as soon as ulogd saw the packet.
@@ -435,20 +462,36 @@ table inet fireplot_lab {{
         # host; TZ=UTC makes its local-time syslog stamps UTC.
         env = {**os.environ, "TZ": "UTC"}
         self._ulogd = subprocess.Popen(
-            ["ip", "netns", "exec", self.fw_ns, "unshare", "--uts", "--",
-             sys.executable, "-c", _SETHOSTNAME_EXEC, self.hostname, ulogd, "-c", str(conf)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.fw_ns,
+                "unshare",
+                "--uts",
+                "--",
+                sys.executable,
+                "-c",
+                _SETHOSTNAME_EXEC,
+                self.hostname,
+                ulogd,
+                "-c",
+                str(conf),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         out.close()
         deadline = time.monotonic() + self.ulogd_start_timeout_s
         while time.monotonic() < deadline:
             if "initialization finished" in self.ulogd_log():
                 return
             if self._ulogd.poll() is not None:
-                raise LabError(f"ulogd exited {self._ulogd.returncode}:\n"
-                               f"{self.ulogd_log()[-3000:]}")
+                raise LabError(f"ulogd exited {self._ulogd.returncode}:\n{self.ulogd_log()[-3000:]}")
             time.sleep(0.02)
-        raise LabError(f"ulogd not ready after {self.ulogd_start_timeout_s} s:\n"
-                       f"{self.ulogd_log()[-3000:]}")
+        raise LabError(f"ulogd not ready after {self.ulogd_start_timeout_s} s:\n{self.ulogd_log()[-3000:]}")
 
     # -- use --
 
@@ -508,8 +551,13 @@ table inet fireplot_lab {{
         if strays:
             raise LabError(f"nmap sent probes to other addresses: {strays[:5]}")
         m = _RAW_SENT_RE.search(proc.stdout)
-        return NmapRun(argv=argv, probes=tuple(probes), raw_packets_sent=int(m[1]) if m else None,
-                       elapsed_s=elapsed, stdout=proc.stdout)
+        return NmapRun(
+            argv=argv,
+            probes=tuple(probes),
+            raw_packets_sent=int(m[1]) if m else None,
+            elapsed_s=elapsed,
+            stdout=proc.stdout,
+        )
 
     def wait_for_lines(self, n: int, timeout_s: float = 10.0, settle_s: float = 0.3) -> None:
         """Wait until the LOGEMU (and JSON) files hold n complete lines, then settle_s longer."""
@@ -523,23 +571,57 @@ table inet fireplot_lab {{
                 raise LabError(f"ulogd is not running:\n{self.ulogd_log()[-3000:]}")
             time.sleep(0.02)
         counts = {p.name: _count_lines(p) for p in paths}
-        raise LabError(f"expected {n} log lines within {timeout_s} s, have {counts}\n"
-                       f"{self.ulogd_log()[-2000:]}")
+        raise LabError(
+            f"expected {n} log lines within {timeout_s} s, have {counts}\n{self.ulogd_log()[-2000:]}"
+        )
 
 
 # Every nmap argument that is not an option must be the value of the option before it, or
 # nmap would take it as one more target ("5000" alone is the address 0.0.19.136). Options
 # that choose or fake targets and sources, or run scripts, are refused outright.
-_VALUE_OPTIONS = frozenset({
-    "-p", "--exclude-ports", "--top-ports", "--port-ratio", "--max-retries", "--min-rate",
-    "--max-rate", "--host-timeout", "--scan-delay", "--max-scan-delay", "--min-rtt-timeout",
-    "--max-rtt-timeout", "--initial-rtt-timeout", "--min-parallelism", "--max-parallelism",
-    "--min-hostgroup", "--max-hostgroup", "-g", "--source-port", "--data-length", "--ttl",
-})
-_FORBIDDEN_OPTIONS = frozenset({
-    "-iL", "-iR", "--resume", "-b", "-D", "-S", "-e", "--proxies", "--script", "-sC", "-A",
-    "-sI", "--exclude", "--excludefile",
-})
+_VALUE_OPTIONS = frozenset(
+    {
+        "-p",
+        "--exclude-ports",
+        "--top-ports",
+        "--port-ratio",
+        "--max-retries",
+        "--min-rate",
+        "--max-rate",
+        "--host-timeout",
+        "--scan-delay",
+        "--max-scan-delay",
+        "--min-rtt-timeout",
+        "--max-rtt-timeout",
+        "--initial-rtt-timeout",
+        "--min-parallelism",
+        "--max-parallelism",
+        "--min-hostgroup",
+        "--max-hostgroup",
+        "-g",
+        "--source-port",
+        "--data-length",
+        "--ttl",
+    }
+)
+_FORBIDDEN_OPTIONS = frozenset(
+    {
+        "-iL",
+        "-iR",
+        "--resume",
+        "-b",
+        "-D",
+        "-S",
+        "-e",
+        "--proxies",
+        "--script",
+        "-sC",
+        "-A",
+        "-sI",
+        "--exclude",
+        "--excludefile",
+    }
+)
 
 
 def _check_nmap_args(args: Sequence[str]) -> None:
@@ -634,8 +716,13 @@ def _now_ceil() -> dt.datetime:
     return dt.datetime.fromtimestamp(math.ceil(time.time()), dt.UTC)
 
 
-def capture(workdir: Path, scans: Sequence[ScanSpec] = STANDARD_SCANS,
-            *, hostname: str = "", line_timeout_s: float = 15.0) -> Capture:
+def capture(
+    workdir: Path,
+    scans: Sequence[ScanSpec] = STANDARD_SCANS,
+    *,
+    hostname: str = "",
+    line_timeout_s: float = 15.0,
+) -> Capture:
     """Set the lab up, run the scans, wait for every probe's log line, tear the lab down."""
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -655,9 +742,17 @@ def capture(workdir: Path, scans: Sequence[ScanSpec] = STANDARD_SCANS,
     timings["teardown_s"] = time.monotonic() - t2
     timings["total_s"] = time.monotonic() - t0
     return Capture(
-        logemu_path=lab.logemu_path, json_path=lab.json_path, runs=tuple(runs), started=started,
-        finished=finished, hostname=lab.hostname, scan_addresses=lab.scan_addresses(),
-        fw_addresses=lab.fw_addresses(), in_if=FW_IF, prefix=LOG_PREFIX, ruleset=lab.ruleset,
+        logemu_path=lab.logemu_path,
+        json_path=lab.json_path,
+        runs=tuple(runs),
+        started=started,
+        finished=finished,
+        hostname=lab.hostname,
+        scan_addresses=lab.scan_addresses(),
+        fw_addresses=lab.fw_addresses(),
+        in_if=FW_IF,
+        prefix=LOG_PREFIX,
+        ruleset=lab.ruleset,
         timings=timings,
     )
 
@@ -674,8 +769,10 @@ def _write_fixture(out: Path) -> None:
         shutil.copyfile(cap.logemu_path, out / "nmap-lab.logemu.log")
         if cap.json_path:
             shutil.copyfile(cap.json_path, out / "nmap-lab.ulogd.json")
-    cmds = "\n".join(f"    ip netns exec fp-scan-<pid>-<rand> {' '.join(run.argv)}"
-                     f"   # {len(run.probes)} probes" for _, run in cap.runs)
+    cmds = "\n".join(
+        f"    ip netns exec fp-scan-<pid>-<rand> {' '.join(run.argv)}   # {len(run.probes)} probes"
+        for _, run in cap.runs
+    )
     print(f"captured {len(cap.probes)} lines into {out}\n{cmds}")
 
 
