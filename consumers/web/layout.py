@@ -55,6 +55,7 @@ NOTE_PORT: Final = 200.0
 # How often an open page looks at the detector's heartbeat.
 NOTE_REFRESH_MS: Final = 5000
 
+
 def message(name: str, visible: bool = True) -> Div:
     """A line of text above the plot; what it says may come from the store or the URL."""
     return Div(name=name, render_as_text=True, disable_math=True, visible=visible)
