@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from bokeh.document import Document
+from bokeh.document import Document, without_document_lock
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
@@ -298,7 +298,7 @@ class DayPage:
         return file_safe(site or "all") or "site"
 
     def _start_load(self, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
-        load = partial(self._load, self._generation, feed, start, end)
+        load = without_document_lock(partial(self._load, self._generation, feed, start, end))
         self.doc.add_next_tick_callback(load)  # type: ignore[arg-type]  # Bokeh awaits coroutines
 
     def _on_pick(self, _attr: str, _old: Any, new: Any) -> None:
@@ -416,8 +416,9 @@ class DayPage:
     # ---- loading and live updates ------------------------------------------
 
     async def _load(self, generation: int, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
-        # The document stays locked while the read runs in a thread: only this
-        # session waits for it, and its own clicks queue behind the load.
+        # Without the document's lock while the read runs, so a new page's document is sent
+        # meanwhile (it waited for the read, and the browser built its views after it, not during
+        # it). What was read is shown under the lock, unless the operator moved on (_loaded).
         def read() -> tuple[Frame, dict[str, Any], drill.ScanStamp]:
             frame = feed.load()
             stamp, scans = self.scan_watch.read(start, end, feed.site)
@@ -427,9 +428,17 @@ class DayPage:
             frame, scans, stamp = await asyncio.get_running_loop().run_in_executor(None, read)
         except Exception:
             log.exception("reading %s .. %s from the store failed", start, end)
-            if generation == self._generation:
-                self.summary.text = "could not read the store (details in the server log)"
+            self.doc.add_next_tick_callback(partial(self._load_failed, generation))
             return
+        self.doc.add_next_tick_callback(partial(self._loaded, generation, feed, frame, scans, stamp))
+
+    def _load_failed(self, generation: int) -> None:
+        if generation == self._generation:
+            self.summary.text = "could not read the store (details in the server log)"
+
+    def _loaded(
+        self, generation: int, feed: Feed, frame: Frame, scans: dict[str, Any], stamp: drill.ScanStamp
+    ) -> None:
         if generation != self._generation:
             return
         self.feed = feed
