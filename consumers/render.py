@@ -46,6 +46,26 @@ FIRST_DAY: Final = dt.date(1970, 1, 1)
 LAST_DAY: Final = dt.date.max - dt.timedelta(days=1)
 
 
+def _footprint(rows: dict[int, range]) -> tuple[tuple[int, int], ...]:
+    return tuple((dy, dx) for dy, xs in rows.items() for dx in xs)
+
+
+_HALF: Final = style.DOT_SIZE // 2
+# The pixels a dot covers around its centre, (row, column) offsets, per marker of
+# style.markers: the page's square, and for the family markers ([web] palette = "colourblind")
+# a triangle pointing up and a diamond, two pixels wider than the square as on the page, so
+# that the shapes are told apart at this size.
+FOOTPRINTS: Final[dict[str, tuple[tuple[int, int], ...]]] = {
+    "square": _footprint(
+        {dy: range(-_HALF, style.DOT_SIZE - _HALF) for dy in range(-_HALF, style.DOT_SIZE - _HALF)}
+    ),
+    "triangle": _footprint({-2: range(0, 1), -1: range(-1, 2), 0: range(-1, 2), 1: range(-2, 3)}),
+    "diamond": _footprint(
+        {-2: range(0, 1), -1: range(-1, 2), 0: range(-2, 3), 1: range(-1, 2), 2: range(0, 1)}
+    ),
+}
+
+
 def _rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
@@ -162,7 +182,7 @@ def draw_dots(
     series: npt.NDArray[np.int8],
     layout: Layout,
 ) -> None:
-    """Paint DOT_SIZE-square dots in place, clipped to the plot area.
+    """Paint the dots in place, each in its series' marker (FOOTPRINTS), clipped to the plot area.
 
     Where dots overlap, the series drawn last by ``style.draw_order`` is on top
     (the rarest of the day), as on the web page, whatever the order of the rows:
@@ -175,21 +195,22 @@ def draw_dots(
     # rank 0 = drawn last = on top; a pixel keeps the minimum rank over its dots.
     top_first = order[::-1]
     rank_of = np.array([top_first.index(name) for name in style.SERIES], dtype=np.int8)
-    half = style.DOT_SIZE // 2
     pad = style.DOT_SIZE
     h, w = layout.plot_height + 2 * pad, layout.plot_width + 2 * pad
     empty = np.int8(len(style.SERIES))
-    centre = np.full(h * w, empty, dtype=np.int8)
     flat = (y - layout.top + pad) * w + (x - layout.left + pad)
-    np.minimum.at(centre, flat, rank_of[series])
-    grid = centre.reshape(h, w)
-    # Grow each centre into its square: the minimum over the square's offsets.
-    covered = grid.copy()
-    for dy in range(-half, style.DOT_SIZE - half):
-        for dx in range(-half, style.DOT_SIZE - half):
-            if dy or dx:
-                shifted = np.roll(grid, (dy, dx), axis=(0, 1))
-                np.minimum(covered, shifted, out=covered)
+    covered = np.full((h, w), empty, dtype=np.int8)
+    shapes = style.markers(layout.palette)
+    for shape in dict.fromkeys(shapes.values()):
+        of_shape = np.array([shapes[name] == shape for name in style.SERIES])[series]
+        if not of_shape.any():
+            continue
+        centre = np.full(h * w, empty, dtype=np.int8)
+        np.minimum.at(centre, flat[of_shape], rank_of[series[of_shape]])
+        grid = centre.reshape(h, w)
+        # Grow each centre into its marker: the minimum over the marker's offsets.
+        for dy, dx in FOOTPRINTS[shape]:
+            np.minimum(covered, np.roll(grid, (dy, dx), axis=(0, 1)), out=covered)
     inner = covered[pad : pad + layout.plot_height, pad : pad + layout.plot_width]
     palette = style.colours(layout.palette)
     lut = np.array([_rgb(palette[name]) for name in top_first], dtype=np.uint8)
@@ -225,9 +246,17 @@ def draw_frame(image: Image.Image, layout: Layout, title: str) -> None:
     draw.text((4, top - 12), "destination port", fill=fg, font=small, anchor="ls")
     draw.text((left, 6), title, fill=fg, font=font, anchor="lt")
     legend_x = right + 14
+    shapes = style.markers(layout.palette)
     for i, (name, colour) in enumerate(style.colours(layout.palette).items()):
         row = top + 8 + i * 18
-        draw.rectangle([(legend_x, row - 3), (legend_x + 6, row + 3)], fill=_rgb(colour))
+        # The swatch in the series' marker, as the dots are drawn.
+        cx = legend_x + 3
+        if shapes[name] == "triangle":
+            draw.polygon([(cx, row - 4), (cx - 4, row + 3), (cx + 4, row + 3)], fill=_rgb(colour))
+        elif shapes[name] == "diamond":
+            draw.polygon([(cx, row - 4), (cx + 4, row), (cx, row + 4), (cx - 4, row)], fill=_rgb(colour))
+        else:
+            draw.rectangle([(legend_x, row - 3), (legend_x + 6, row + 3)], fill=_rgb(colour))
         draw.text((legend_x + 12, row), name, fill=fg, font=small, anchor="lm")
 
 

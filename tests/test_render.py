@@ -311,3 +311,69 @@ class TestDrawOrderAndDailyPage:
             "previous day": f"p-{DAY - dt.timedelta(days=1)}.html"
         }
         assert neighbour_links("latest.html", DAY, DAY + dt.timedelta(days=9)) == {}
+
+
+# The dots' shapes as the PNG must draw them, centre at "o" (or the "#" under it), independent of
+# the renderer's own table: the page's square, and with [web] palette = "colourblind" a triangle
+# (IPv6) and a diamond ("other") beside the IPv4 square.
+SHAPES = {
+    "square": """
+        .......
+        .......
+        ..###..
+        ..#o#..
+        ..###..
+        .......
+        .......""",
+    "triangle": """
+        .......
+        ...#...
+        ..###..
+        ..#o#..
+        .#####.
+        .......
+        .......""",
+    "diamond": """
+        .......
+        ...#...
+        ..###..
+        .##o##.
+        ..###..
+        ...#...
+        .......""",
+}
+
+
+def shape_of(img: Image.Image, x: int, y: int, colour: tuple[int, int, int]) -> set[tuple[int, int]]:
+    """(row, column) offsets around (x, y), within three pixels, that have ``colour``."""
+    span = range(-3, 4)
+    return {(dy, dx) for dy in span for dx in span if img.getpixel((x + dx, y + dy)) == colour}
+
+
+def expected_shape(name: str) -> set[tuple[int, int]]:
+    rows = SHAPES[name].split()
+    return {(dy - 3, dx - 3) for dy, line in enumerate(rows) for dx, c in enumerate(line) if c in "#o"}
+
+
+@pytest.mark.parametrize("palette", style.PALETTES)
+def test_each_ip_family_gets_the_palettes_marker_shape(tmp_path: Path, palette: str) -> None:
+    """As on the page ([web] palette): IPv4 squares always; with "colourblind" IPv6 triangles and
+    "other" diamonds, each dot exactly its shape's pixels in its series' colour."""
+    store = Store(tmp_path / "store")
+    write(store, [event(6, "TCP", 4, 443, 1), event(12, "TCP", 6, 443, 2), event(18, "SCTP", 4, 80, 3)])
+    layout = Layout(width_px=1000, height_px=600, palette=palette)
+    out = tmp_path / "day.png"
+    render_day(store, DAY, out, layout=layout)
+    with Image.open(out) as png:
+        img = png.convert("RGB")
+    colours = style.colours(palette)
+    markers = style.markers(palette)
+    dots = [(6, 443, style.Series.TCP4), (12, 443, style.Series.TCP6), (18, 80, style.Series.OTHER)]
+    for hour, port, series in dots:
+        x, y = expected_x(layout, hour), expected_y(layout, port)
+        got = shape_of(img, x, y, rgb(colours[series]))
+        assert got == expected_shape(markers[series]), (palette, series)
+    if palette == "colourblind":
+        assert {markers[s] for _, _, s in dots} == {"square", "triangle", "diamond"}
+    else:
+        assert {markers[s] for _, _, s in dots} == {"square"}

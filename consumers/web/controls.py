@@ -118,7 +118,7 @@ class Controls:
         self.networks = TextInput(
             value="", name="networks", placeholder="source address or CIDR, …", width=240
         )
-        self.ports = TextInput(value="", name="ports", placeholder="ports, e.g. 1-1024", width=130)
+        self.ports = TextInput(value="", name="ports", placeholder="ports, e.g. 1-1024", width=150)
         # Sources by ASN, country, scanner label ([enrich]); the placeholder says when they are off.
         self.enricher = enricher
         on = enricher is not None and (enricher.has_geo or enricher.has_scanners)
@@ -139,7 +139,8 @@ class Controls:
         invalid = InlineStyleSheet(css=f":host(.invalid) input {{ border: 2px solid {INVALID_COLOUR}; }}")
         mark = CustomJS(code=script("mark_invalid"))
         for widget in (self.networks, self.ports, self.who):
-            widget.stylesheets = [*widget.stylesheets, invalid]
+            # Set here, the list replaces the theme's: the dark widget sheet must be named too.
+            widget.stylesheets = [style.WIDGET_CSS, invalid]
             widget.js_on_change("css_classes", mark)
 
     @property

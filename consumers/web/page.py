@@ -1,9 +1,10 @@
-"""The page's behaviour: which view it shows, reading it off the event loop, live updates, zoom,
-the source panel and the CSV export.
+"""The page's behaviour: which view it shows, reading it off the event loop, zoom, the address
+and the source panel.
 
 One :class:`DayPage` per browser session. Its models come from :mod:`.layout` and
 :mod:`.controls`, its data from a feed (:mod:`.feeds`), its dots reach the browser through
-:mod:`.transfer`. Reading the store runs in a worker thread so that one page loading a busy day
+:mod:`.transfer`; today's page follows the store through :mod:`.live`, the CSV button is
+:mod:`.download`'s. Reading the store runs in a worker thread so that one page loading a busy day
 does not stall every other page on the server; every read is tagged with the view it was started
 for, and a result that arrives after the operator moved on is dropped.
 """
@@ -20,20 +21,22 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-from bokeh.document import Document
+from bokeh.document import Document, without_document_lock
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
-from consumers.web import drill, export, layout, navigation, talkers, tooltip, whois
+from consumers.web import drill, layout, navigation, talkers, tooltip, whois
 from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
+from consumers.web.download import CsvDownload
 from consumers.web.feeds.columns import empty_data
-from consumers.web.feeds.contract import Feed, Frame, site_scope
+from consumers.web.feeds.contract import Feed, Frame
 from consumers.web.feeds.day import DayFeed
 from consumers.web.feeds.days import day_bounds, parse_day, parse_zone, shift_day, today_in
 from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
+from consumers.web.live import LiveFollow, ScanWatch
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
 from pipeline.config import EnrichConfig, WebConfig
@@ -42,9 +45,6 @@ from pipeline.store import Store
 
 log = logging.getLogger(__name__)
 
-# Rows one CSV export may carry; past it the operator is asked to zoom in.
-EXPORT_LIMIT: Final = 1_000_000
-CSV_KEEP_MS: Final = 10_000
 # A pan or zoom of a range view is read once it has settled this long.
 ZOOM_SETTLE_MS: Final = 400
 
@@ -79,11 +79,8 @@ class DayPage:
         # Bumped whenever the page switches day, span, site or filters; work started
         # for an older generation finds out when it resumes and drops its result.
         self._generation = 0
-        self._poll_callback: Any = None
         self._zoom_callback: Any = None
-        self._poll_failing = False
-        # The scan files the overlay was read from: a live poll reads scans again only when they change.
-        self._scan_stamp: drill.ScanStamp = frozenset()
+        self.scan_watch = ScanWatch(store, self.scan_root)
 
         self.source = ColumnDataSource(
             data=whois.dot_columns(self.enricher, empty_data()), name=layout.SOURCE_NAME
@@ -127,6 +124,16 @@ class DayPage:
         # Rows shown by series in the browser: the dots' drawing order follows them.
         self._series_counts: dict[str, int] = {}
         self._connect()
+        self.live = LiveFollow(
+            doc,
+            web.refresh_interval_ms,
+            read_scans=lambda feed: self.scan_watch.changed(*self.view_bounds(), feed.site),
+            current=lambda: (self._generation, self.feed),
+            apply=self._on_poll,
+            is_today=lambda feed: feed.date == today_in(self.zone),
+            midnight=lambda: self.show(today_in(self.zone), self.site),
+        )
+        self.download = CsvDownload(doc, store, self.controls, self._export_view, self._tell, self.enricher)
         layout.arrange(
             doc,
             self.controls.navigation(),
@@ -160,7 +167,6 @@ class DayPage:
         c.zone_select.on_change("value", self._on_zone)
         for widget in c.filter_widgets:
             widget.on_change("value", self._on_filter)
-        c.csv_button.on_click(self._export)
         self.panel.filter_button.on_click(self._filter_to_source)
         self.panel.clear_button.on_click(lambda: setattr(c.networks, "value", ""))
 
@@ -270,7 +276,7 @@ class DayPage:
     def show(self, date: dt.date, site: str | None) -> None:
         """Switch the page to a day (or span ending that day) and site, in place; data follows."""
         self._generation += 1
-        self._stop_polling()
+        self.live.stop()
         self.date, self.site, self.feed = date, site, None
         start, end = self.view_bounds()
         first = shift_day(date, 1 - self.days)
@@ -303,7 +309,7 @@ class DayPage:
         return file_safe(site or "all") or "site"
 
     def _start_load(self, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
-        load = partial(self._load, self._generation, feed, start, end)
+        load = without_document_lock(partial(self._load, self._generation, feed, start, end))
         self.doc.add_next_tick_callback(load)  # type: ignore[arg-type]  # Bokeh awaits coroutines
 
     def _on_pick(self, _attr: str, _old: Any, new: Any) -> None:
@@ -364,7 +370,7 @@ class DayPage:
             self.show(self.date, self.site)
             return
         self._generation += 1
-        self._stop_polling()
+        self.live.stop()
         self.summary.text = "loading\u2026"
         zoomed = RangeFeed(self.store, start, end, self.site, self.web.max_points, self.filters)
         self._start_load(zoomed, start, end)
@@ -428,142 +434,57 @@ class DayPage:
         end = min(view_end, _datetime(max(x0, x1)))
         return (start, end) if start < end else (view_start, view_end)
 
-    # ---- export ------------------------------------------------------------------
-
-    def _export(self) -> None:
-        self.doc.add_next_tick_callback(self._on_export)  # type: ignore[arg-type]  # Bokeh awaits coroutines
-
-    async def _on_export(self) -> None:
+    def _export_view(
+        self,
+    ) -> tuple[dt.datetime, dt.datetime, float, float, str | None, Filters, str]:
+        """What a CSV export takes: the visible time and ports, the site and filters."""
         start, end = self._visible()
         y0, y1 = sorted((self.plot.y_range.start, self.plot.y_range.end))
-        read = partial(
-            export.visible_events,
-            self.store,
-            start,
-            end,
-            y0,
-            y1,
-            self.site,
-            self.filters,
-            EXPORT_LIMIT,
-            self.enricher,
-        )
-        button = self.controls.csv_button
-        button.disabled = True
-        try:
-            table = await asyncio.get_running_loop().run_in_executor(None, read)
-            text = await asyncio.get_running_loop().run_in_executor(None, export.to_csv, table)
-        except export.TooManyEvents as exc:
-            self._tell(f"no CSV: {exc}")
-            return
-        except Exception:
-            log.exception("exporting CSV failed")
-            self._tell("could not export the CSV (details in the server log)")
-            return
-        finally:
-            button.disabled = False
-        stamp = f"{start:%Y%m%dT%H%M%S}-{end:%Y%m%dT%H%M%S}"
-        name = f"fireplot-{self._file_part(self.site)}-{stamp}" + (
-            f"-{self.filters.slug()}" if self.filters else ""
-        )
-        self.controls.csv.data = {"csv": [text], "name": [f"{name}.csv"]}
-        # Once the browser has it, the session need not keep megabytes of CSV alive.
-        self.doc.add_timeout_callback(self._drop_csv, CSV_KEEP_MS)
-
-    def _drop_csv(self) -> None:
-        self.controls.csv.data = {"csv": [""], "name": [""]}
+        return start, end, y0, y1, self.site, self.filters, self._file_part(self.site)
 
     # ---- loading and live updates ------------------------------------------
 
     async def _load(self, generation: int, feed: Feed, start: dt.datetime, end: dt.datetime) -> None:
-        # The document stays locked while the read runs in a thread: only this
-        # session waits for it, and its own clicks queue behind the load.
+        # Without the document's lock while the read runs, so a new page's document is sent
+        # meanwhile (it waited for the read, and the browser built its views after it, not during
+        # it). What was read is shown under the lock, unless the operator moved on (_loaded).
         def read() -> tuple[Frame, dict[str, Any], drill.ScanStamp]:
             frame = feed.load()
-            stamp, scans = self._read_scans(start, end, feed.site)
+            stamp, scans = self.scan_watch.read(start, end, feed.site)
             return frame, scans, stamp
 
         try:
             frame, scans, stamp = await asyncio.get_running_loop().run_in_executor(None, read)
         except Exception:
             log.exception("reading %s .. %s from the store failed", start, end)
-            if generation == self._generation:
-                self.summary.text = "could not read the store (details in the server log)"
+            self.doc.add_next_tick_callback(partial(self._load_failed, generation))
             return
+        self.doc.add_next_tick_callback(partial(self._loaded, generation, feed, frame, scans, stamp))
+
+    def _load_failed(self, generation: int) -> None:
+        if generation == self._generation:
+            self.summary.text = "could not read the store (details in the server log)"
+
+    def _loaded(
+        self, generation: int, feed: Feed, frame: Frame, scans: dict[str, Any], stamp: drill.ScanStamp
+    ) -> None:
         if generation != self._generation:
             return
         self.feed = feed
         self.scans.data = scans
-        self._scan_stamp = stamp
+        self.scan_watch.stamp = stamp
         self._apply(frame, feed)
         if self._pending is not None or self._replacing:
             self._show_pending()
         if isinstance(feed, DayFeed) and feed.date == today_in(self.zone):
-            self._schedule_poll()
+            self.live.schedule(self._generation)
 
-    def _read_scans(
-        self, start: dt.datetime, end: dt.datetime, site: str | None
-    ) -> tuple[drill.ScanStamp, dict[str, Any]]:
-        # Stamped before reading: a file replaced in between is read again at the next poll.
-        stamp = drill.scan_stamp(self.scan_root, start, end)
-        scans = drill.read_scans(self.scan_root, start, end, site, site_scope(self.store))
-        return stamp, drill.scan_data(scans)
-
-    def _poll_scans(self, feed: DayFeed) -> tuple[drill.ScanStamp, dict[str, Any]] | None:
-        """The view's scans if the detector wrote any since the last read, else None."""
-        start, end = self.view_bounds()
-        if drill.scan_stamp(self.scan_root, start, end) == self._scan_stamp:
-            return None
-        return self._read_scans(start, end, feed.site)
-
-    def _schedule_poll(self) -> None:
-        # A chain of timeouts rather than a periodic callback: the next poll is
-        # only scheduled once this one is done, so slow reads never pile up.
-        poll = partial(self._poll, self._generation)
-        self._poll_callback = self.doc.add_timeout_callback(
-            poll,  # type: ignore[arg-type]  # Bokeh awaits coroutines
-            self.web.refresh_interval_ms,
-        )
-
-    def _stop_polling(self) -> None:
-        callback, self._poll_callback = self._poll_callback, None
-        if callback is not None:
-            # If it fired already, its generation check stops it.
-            with contextlib.suppress(ValueError):
-                self.doc.remove_timeout_callback(callback)
-
-    async def _poll(self, generation: int) -> None:
-        self._poll_callback = None
-        feed = self.feed
-        if generation != self._generation or not isinstance(feed, DayFeed):
-            return
-        if feed.date != today_in(self.zone):
-            # The page was following today and midnight (in its zone) passed.
-            self.show(today_in(self.zone), self.site)
-            return
-
-        def read() -> tuple[Frame | None, tuple[drill.ScanStamp, dict[str, Any]] | None]:
-            # Scans the detector wrote since the page loaded join the overlay and table like new dots.
-            return feed.poll(), self._poll_scans(feed)
-
-        try:
-            frame, scans = await asyncio.get_running_loop().run_in_executor(None, read)
-        except Exception:
-            # Once per failure streak, not every refresh interval.
-            if not self._poll_failing:
-                log.exception("reading new events from the store failed; retrying")
-            self._poll_failing, frame, scans = True, None, None
-        else:
-            if self._poll_failing:
-                log.info("reading new events from the store works again")
-            self._poll_failing = False
-        if generation != self._generation:
-            return
+    def _on_poll(self, frame: Frame | None, scans: Any | None, feed: DayFeed) -> None:
+        """What a live poll found: new dots, the view's scans anew."""
         if frame is not None:
             self._apply(frame, feed)
         if scans is not None:
-            self._scan_stamp, self.scans.data = scans
-        self._schedule_poll()
+            self.scan_watch.stamp, self.scans.data = scans
 
     def _apply(self, frame: Frame, feed: Feed) -> None:
         if frame.replace:

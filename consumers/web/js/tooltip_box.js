@@ -12,7 +12,7 @@ const box = window.fireplotTooltip ??= (() => {
   })
   document.body.appendChild(el)
   const self = {
-    el, pinned: false, lines: [], last: "",
+    el, pinned: false, lines: [], last: "", index: null,
     show(lines, cx, cy) {
       self.lines = lines
       el.replaceChildren(...lines.map((text) => {

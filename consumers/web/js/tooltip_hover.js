@@ -14,8 +14,26 @@ const {x_scale, y_scale} = view.frame
 const shown = new Set(renderers.filter((r) => r.visible).map((r) => r.name.replace(/^series:/, "")))
 const d = events.data
 const n = d.ts == null ? 0 : d.ts.length
+// The dots in time order, made once per view's data rather than on every mouse move: a move looks
+// only at the dots within the radius of the cursor's time (a binary search), not at all of them.
+if (box.index == null || box.index.ts !== d.ts || box.index.n !== n) {
+  const order = new Uint32Array(n)
+  for (let i = 0; i < n; i++) order[i] = i
+  order.sort((a, b) => d.ts[a] - d.ts[b])
+  const sorted = new Float64Array(n)
+  for (let k = 0; k < n; k++) sorted[k] = d.ts[order[k]]
+  box.index = {ts: d.ts, n, order, sorted}
+}
+const {order, sorted} = box.index
+const first = (t) => {
+  let lo = 0, hi = n
+  while (lo < hi) { const mid = (lo + hi) >>> 1; if (sorted[mid] < t) lo = mid + 1; else hi = mid }
+  return lo
+}
+const [t0, t1] = [x_scale.invert(sx - radius), x_scale.invert(sx + radius)]
 const hits = []
-for (let i = 0; i < n; i++) {
+for (let k = first(Math.min(t0, t1)); k < n && sorted[k] <= Math.max(t0, t1); k++) {
+  const i = order[k]
   if (!shown.has(d.series[i])) continue
   const dx = x_scale.compute(d.ts[i]) - sx
   if (dx > radius || dx < -radius) continue
