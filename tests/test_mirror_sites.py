@@ -237,7 +237,6 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
             tmp_path / f"mm-{name}",
             mirror_jars,
             heap_mb=MIRROR_HEAP_MB,
-            start_timeout_s=240.0,  # a restarted JVM among five others on a busy machine is slow
             refresh_topics_interval_s=2.0,
             offset_flush_interval_ms=offset_flush_interval_ms,
         )
