@@ -16,6 +16,7 @@ import random
 import re
 import signal
 import string
+import subprocess
 import time
 import tomllib
 import urllib.request
@@ -28,16 +29,27 @@ import pyarrow.compute as pc
 import pytest
 
 from pipeline.archive.topics import PatternTopics
-from pipeline.broker import LocalKafka
+from pipeline.broker import KAFKA_VERSION, LocalKafka
 from pipeline.broker.mirror import MirrorMaker, Site, mm2_properties, remote_topic
 from pipeline.config import ConfigError, KafkaConfig
 from pipeline.wire import MAX_REQUEST_BYTES
 from producers.demo import Demo, write_lines
 from tests.support.system import System, free_port
+from tests.support.topics import TopicReader
 
 END = dt.datetime(2026, 11, 27, 18, 30, tzinfo=dt.UTC)
 BROKER_HEAP_MB = 320
 MIRROR_HEAP_MB = 256
+MIRROR_KILLS = 3
+# Each kill's point: the fraction copied of what was left to copy. MirrorMaker copies up to the
+# quota's burst allowance (10 s of it) at once after a start, and the copy goes on while the test
+# polls, so a kill lands past its point (by up to 8,000 events, measured at load 15): they stay low.
+KILL_AT = (0.1, 0.2, 0.3)
+# Site a's fetch quota while the kills run, and the backlog shipped before each: about 20,000
+# events of 41 bytes, a copy of over 15 s past the quota's 10 s burst allowance.
+COPY_RATE_BYTES_S = 32_000
+BACKLOG_PER_HOUR = 30_000
+FETCH_BYTES = 64 << 10
 
 
 # ---- configuration, no Kafka needed ----------------------------------------------
@@ -190,12 +202,17 @@ def _metric(port: int, name: str) -> float:
 
 
 @pytest.mark.slow
+# Four MirrorMaker starts among five JVMs: 4-5 min on a quiet machine, 10 at load 25.
+@pytest.mark.timeout(1500)
 def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up(
     tmp_path: Path, clusters: dict[str, str], mirror_jars: Path
 ) -> None:
-    """Events shipped at sites a and b reach the central store exactly once each with their site;
-    site a's MirrorMaker killed (-9, offsets uncommitted), more shipped there, restarted: the centre
-    catches up with nothing lost, and what MirrorMaker copied twice is stored once."""
+    """Events shipped at sites a and b reach the central store exactly once each with their site.
+    Then site a's MirrorMaker is killed (-9) mid-copy MIRROR_KILLS times, each time with part of a
+    fresh backlog copied and part not (checked after the kill, from what the centre holds), the
+    first never having committed its offsets; more is shipped while it is down; the last one
+    catches up. MirrorMaker is at-least-once, so the centre's remote topic holds every site event
+    at least once (and really some twice); the store holds every one exactly once."""
     centre = System(tmp_path / "centre", clusters["centre"])
     topic = centre.topic
     centre.configure(
@@ -213,7 +230,7 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
     web_port = int(tomllib.loads(centre.config.read_text())["worker"]["web_port"])
 
     def mirror_maker(name: str, offset_flush_interval_ms: int) -> MirrorMaker:
-        return MirrorMaker(
+        mm = MirrorMaker(
             [Site(name, clusters[name])],
             clusters["centre"],
             [topic],
@@ -223,11 +240,18 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
             refresh_topics_interval_s=2.0,
             offset_flush_interval_ms=offset_flush_interval_ms,
         )
+        # Small fetches, so the copy quota (below) paces the copy a record or two at a time
+        # instead of one fetch taking the whole backlog before the broker throttles.
+        mm.config[f"{name}.consumer.max.partition.fetch.bytes"] = str(FETCH_BYTES)
+        mm.config[f"{name}.consumer.fetch.max.bytes"] = str(FETCH_BYTES)
+        return mm
 
     # Site a's first MirrorMaker never commits its source offsets before it is killed,
     # so its replacement copies everything it had copied again: real duplicates.
     mirrors = {"a": mirror_maker("a", 600_000)}
+    copier = Copier(clusters["centre"], remote_topic("a", topic), produced=0)
     try:
+        clock = time.monotonic()  # for the phase times printed (pytest -s)
         # The worker starts before any replicated topic exists: it must discover them.
         centre.start_worker()
         mirrors["a"].start()  # its JVM boots while the shippers run
@@ -245,46 +269,132 @@ def test_two_sites_mirrored_to_centre_arrive_once_each_and_a_cut_site_catches_up
         mirrors["a"].wait_started()
         assert _largest_record(clusters["b"], topic) > 1 << 20
 
-        table = centre.wait_for_rows(sent["a"] + sent["b"], timeout_s=150)
+        # Bounds for a machine at load 40 (two JVMs starting, site b's copy waiting for its
+        # MirrorMaker's 30 s topic refresh): each wait ends as soon as the rows are in.
+        table = centre.wait_for_rows(sent["a"] + sent["b"], timeout_s=360)
         assert table.num_rows == len(_ids(table))
         assert {s: n for s, n in zip(*_site_counts(table), strict=True)} == sent
         for name, site in sites.items():
             assert _ids(table.filter(pc.equal(table["site"], name))) == _ids(site.topic_events(topic))
 
-        # Site a is cut off: its MirrorMaker dies without committing; the site keeps taking events.
-        mirrors["a"].stop(kill=True)
+        # Site a's MirrorMaker is killed mid-copy, again and again. Site a's brokers serve its
+        # consumers COPY_RATE_BYTES_S at most (a Kafka client quota), so copying each fresh
+        # backlog takes many seconds on any machine, and each kill is aimed at a point of the
+        # copy's measured progress, not at a time.
+        print(f"both sites copied and stored at {time.monotonic() - clock:.0f} s")
+        copier.produced = sent["a"]
+        copier.poll()
+        assert copier.copied == sent["a"]
+        _copy_quota(mirror_jars, clusters["a"], COPY_RATE_BYTES_S)
+        for kill in range(MIRROR_KILLS):
+            # A fresh backlog: shipped while the first MirrorMaker runs, and while each later
+            # one is down (it copies what it finds when it starts).
+            copier.produced += _ship(sites["a"], "a", tmp_path, 30 + kill, BACKLOG_PER_HOUR)
+            if kill:
+                mirrors["a"] = mirror_maker("a", 500)
+                mirrors["a"].start()
+                mirrors["a"].wait_started()
+            copier.kill_mid_copy(mirrors["a"], kill, KILL_AT[kill])
+        _copy_quota(mirror_jars, clusters["a"], None)
+
+        # Site a is cut off (its MirrorMaker is down); the site keeps taking events.
         more_a = _ship(sites["a"], "a", tmp_path, 23, 1500)
         more_b = _ship(sites["b"], "b", tmp_path, 24, 500)
-        # Site b is not held up by site a's outage.
-        centre.wait_for_rows(sent["a"] + sent["b"] + more_b, timeout_s=120)
+        # Site b is not held up by site a's outage; the store holds exactly what reached the centre.
+        centre.wait_for_rows(copier.copied + sent["b"] + more_b, timeout_s=240)
+        copier.close()
+        print(f"kills done, site b stored during the outage at {time.monotonic() - clock:.0f} s")
 
         mirrors["a"] = mirror_maker("a", 500)
         mirrors["a"].start()
         mirrors["a"].wait_started()
-        total = sent["a"] + more_a + sent["b"] + more_b
-        table = centre.wait_for_rows(total, timeout_s=150, settle_s=4.0)
+        sent_a = copier.produced + more_a
+        total = sent_a + sent["b"] + more_b
+        table = centre.wait_for_rows(total, timeout_s=300, settle_s=4.0)
+        print(f"site a caught up at {time.monotonic() - clock:.0f} s")
 
         assert table.num_rows == len(_ids(table)) == total
         assert {s: n for s, n in zip(*_site_counts(table), strict=True)} == {
-            "a": sent["a"] + more_a,
+            "a": sent_a,
             "b": sent["b"] + more_b,
         }
         for name, site in sites.items():
             assert _ids(table.filter(pc.equal(table["site"], name))) == _ids(site.topic_events(topic))
-        # MirrorMaker really did deliver site a's first events twice; the store kept one of each.
+        # MirrorMaker really did deliver site a's events twice (the first one's successor copied
+        # everything again); the centre has each at least once, the store kept one of each.
         replicated = centre.topic_events(remote_topic("a", topic))
-        assert replicated.num_rows >= sent["a"] + (sent["a"] + more_a)
-        assert len(_ids(replicated)) == sent["a"] + more_a
+        assert replicated.num_rows >= sent_a + sent["a"]
+        assert _ids(replicated) == _ids(sites["a"].topic_events(topic))
         assert _metric(web_port, "fireplot_worker_duplicate_events_dropped_total") >= sent["a"]
         assert mirrors["a"].failure() is None
         # `fireplot kafka mirror` stops cleanly on SIGTERM and says so with its exit code.
         os.killpg(mirror_b.pid, signal.SIGTERM)
         assert mirror_b.wait(timeout=60) == 0, sites["b"].log_of("mirror")
     finally:
+        copier.close()
         mirrors["a"].stop()
         centre.stop()
         for site in sites.values():
             site.stop()
+
+
+class Copier:
+    """What MirrorMaker has copied of one site into the centre: the distinct events of the remote
+    topic (MirrorMaker may copy an event twice), read as they come."""
+
+    def __init__(self, centre: str, remote: str, produced: int) -> None:
+        self.reader = TopicReader(centre, remote)
+        self.seen: set[tuple[str, int]] = set()
+        self.produced = produced  # the site's events (the shippers' acknowledged count)
+
+    @property
+    def copied(self) -> int:
+        return len(self.seen)
+
+    def poll(self) -> int:
+        self.seen |= _ids(self.reader.read_new())
+        return self.copied
+
+    def kill_mid_copy(self, mm: MirrorMaker, n: int, at: float) -> None:
+        """kill -9 ``mm`` once it has copied the fraction ``at`` of what it had left to copy;
+        then check, from what the centre holds after the kill, that it had copied some of the
+        backlog and not all: a kill that came too early or too late fails the test."""
+        started, before = time.monotonic(), self.poll()
+        left = self.produced - before
+        assert left > 0, f"kill {n}: nothing left to copy"
+        target = before + max(1, int(at * left))
+        deadline = time.monotonic() + 180
+        while self.poll() < target:
+            assert mm.pid() is not None, f"kill {n}: MirrorMaker exited"
+            assert time.monotonic() < deadline, f"kill {n}: copied {self.copied - before} of {left} in 180 s"
+            time.sleep(0.2)
+        assert mm.stop(kill=True), f"kill {n}: MirrorMaker was not running"
+        after = self.poll()  # all it ever copied: it is dead
+        print(
+            f"MirrorMaker kill {n}: aimed at {at:.0%} of {left} events left, "
+            f"killed with {after - before} copied, {self.produced - after} not, "
+            f"after {time.monotonic() - started:.0f} s"
+        )
+        assert before < after < self.produced, (
+            f"kill {n} not mid-copy: {after - before} of {left} events copied by then"
+        )
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _copy_quota(jars: Path, bootstrap: str, bytes_per_s: int | None) -> None:
+    """Set (or, with None, remove) the fetch quota every client of the cluster at ``bootstrap``
+    gets, with Kafka's own ConfigCommand (``kafka-configs.sh``)."""
+    change = (
+        ["--add-config", f"consumer_byte_rate={bytes_per_s}"]
+        if bytes_per_s is not None
+        else ["--delete-config", "consumer_byte_rate"]
+    )
+    cmd = ["java", "-Xmx128m", "-cp", f"{jars.resolve() / KAFKA_VERSION}/*", "kafka.admin.ConfigCommand"]
+    cmd += ["--bootstrap-server", bootstrap, "--alter", "--entity-type", "clients", "--entity-default"]
+    proc = subprocess.run(cmd + change, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
 
 
 def _largest_record(bootstrap: str, topic: str) -> int:
