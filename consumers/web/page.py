@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 from bokeh.document import Document, without_document_lock
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
@@ -33,10 +32,19 @@ from consumers.web.download import CsvDownload
 from consumers.web.feeds.columns import empty_data
 from consumers.web.feeds.contract import Feed, Frame
 from consumers.web.feeds.day import DayFeed
-from consumers.web.feeds.days import day_bounds, parse_day, parse_zone, shift_day, today_in
+from consumers.web.feeds.days import (
+    day_bounds,
+    epoch_ms,
+    from_epoch_ms,
+    parse_day,
+    parse_zone,
+    shift_day,
+    today_in,
+)
 from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
 from consumers.web.live import LiveFollow, ScanWatch
+from consumers.web.pick import SourcePick
 from consumers.web.transfer import DotTransfer
 from pipeline import datasets
 from pipeline.config import EnrichConfig, WebConfig
@@ -75,7 +83,6 @@ class DayPage:
         self.site: str | None = None
         self.filters = Filters()
         self.feed: Feed | None = None
-        self.panel_source: str | None = None
         # Bumped whenever the page switches day, span, site or filters; work started
         # for an older generation finds out when it resumes and drops its result.
         self._generation = 0
@@ -87,15 +94,17 @@ class DayPage:
         )
         # Whole views arrive packed beside it; live additions stream into source.
         self.transfer = DotTransfer(doc, self.source)
-        # Source addresses of the dots in the browser, in its row order: the server-side
-        # source holds only streamed rows, so a tapped row's source is looked up here.
-        self._shown_ips: list[npt.NDArray[Any]] = []
         self.scans = ColumnDataSource(data=drill.empty_scans(), name="scans")
         self.save_tool = SaveTool(filename="fireplot")
         self.tick_time = layout.tick_time(self.zone_name)
         start, end = day_bounds(self.date, self.zone)
         self.plot, renderers = layout.day_figure(
-            self.source, self.scans, self.save_tool, self.tick_time, (_ms(start), _ms(end)), web.palette
+            self.source,
+            self.scans,
+            self.save_tool,
+            self.tick_time,
+            (epoch_ms(start), epoch_ms(end)),
+            web.palette,
         )
         self.hover = tooltip.attach(self.plot, renderers, self.source, self.scans, self.zone_name)
         self.plot.add_tools(TapTool(renderers=renderers))
@@ -115,12 +124,14 @@ class DayPage:
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
         self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
+        self.pick = SourcePick(
+            doc, store, self.scan_root, self.enricher, self.panel, self.controls.networks,
+            lambda: (self._generation, *self._visible(), self.site), self._write_address, self._tell,
+        )  # fmt: skip
         # Top sources, ASNs and countries of the view, under the scans list (consumers.web.talkers).
-        self.top = talkers.TopTable()
-        self.drawer.scans_part.children.append(self.top.layout)
-        # Read only while the scans list is open: a view's loads do not wait on it otherwise.
-        self._top_stale = True
-        self.drawer.button.on_change("active", self._on_drawer)
+        self.top = talkers.TopTalkers(
+            doc, store, self.enricher, self.drawer, lambda: (self._generation, *self._visible(), self.site)
+        )
         # Rows shown by series in the browser: the dots' drawing order follows them.
         self._series_counts: dict[str, int] = {}
         self._connect()
@@ -151,7 +162,7 @@ class DayPage:
     def _connect(self) -> None:
         """The server side of the controls: each change shows another view."""
         c = self.controls
-        self.source.selected.on_change("indices", self._on_tap)
+        self.source.selected.on_change("indices", self.pick.on_tap)
         self.plot.x_range.on_change("start", self._on_zoom)
         self.plot.x_range.on_change("end", self._on_zoom)
         for rng in (self.plot.x_range, self.plot.y_range):
@@ -167,8 +178,6 @@ class DayPage:
         c.zone_select.on_change("value", self._on_zone)
         for widget in c.filter_widgets:
             widget.on_change("value", self._on_filter)
-        self.panel.filter_button.on_click(self._filter_to_source)
-        self.panel.clear_button.on_click(lambda: setattr(c.networks, "value", ""))
 
     # ---- switching day, span, site or filters -----------------------------------
 
@@ -185,8 +194,7 @@ class DayPage:
             self.controls.show_filters(request.filters)
             self.filters = self.controls.check_filters() or Filters()
             self._pending = request
-            self.panel_source = None
-            self.panel.layout.visible = False
+            self.pick.close()
             self.scans.selected.indices = []
             self.show(request.date, request.site)
         finally:
@@ -212,7 +220,7 @@ class DayPage:
 
     def _write_address(self) -> None:
         self._address_callback = None
-        start, end = (_ms(t) for t in self.view_bounds())
+        start, end = (epoch_ms(t) for t in self.view_bounds())
         x0, x1 = self.plot.x_range.start, self.plot.x_range.end
         y0, y1 = self.plot.y_range.start, self.plot.y_range.end
         x_zoomed = abs(x0 - start) >= 1 or abs(x1 - end) >= 1
@@ -228,7 +236,7 @@ class DayPage:
             filters=self.filters.texts(),
             x=(x0, x1) if x_zoomed else None,
             y=(y0, y1) if y_zoomed else None,
-            src=self.panel_source if self.panel.layout.visible else None,
+            src=self.pick.shown,
             scan=str(scan_ids[picked[0]]) if picked and picked[0] < len(scan_ids) else None,
         )
         self.history.write(search, push=not self._replacing)
@@ -246,9 +254,7 @@ class DayPage:
             if request.y is not None:
                 self.plot.y_range.update(start=request.y[0], end=request.y[1])
             if request.src is not None:
-                start, end = self._visible()
-                task = partial(self._open_panel, self._generation, request.src, start, end)
-                self.doc.add_next_tick_callback(task)  # type: ignore[arg-type]  # Bokeh awaits coroutines
+                self.pick.open(request.src)
         self._write_address()
         self._replacing = False
 
@@ -293,7 +299,7 @@ class DayPage:
         self.controls.picker.value = date
         self.controls.span_select.value = str(self.days)
         self.controls.site_select.value = site or ALL_SITES
-        start_ms, end_ms = _ms(start), _ms(end)
+        start_ms, end_ms = epoch_ms(start), epoch_ms(end)
         self.plot.x_range.update(start=start_ms, end=end_ms, reset_start=start_ms, reset_end=end_ms)
         self.summary.text = "loading\u2026"
         layout.plot_note(self.plot, "", start_ms)
@@ -363,7 +369,7 @@ class DayPage:
             return
         view_start, view_end = self.view_bounds()
         start, end = self._visible()
-        if abs(_ms(start) - _ms(feed.start)) < 1 and abs(_ms(end) - _ms(feed.end)) < 1:
+        if abs(epoch_ms(start) - epoch_ms(feed.start)) < 1 and abs(epoch_ms(end) - epoch_ms(feed.end)) < 1:
             return
         if self.days == 1 and (start, end) == (view_start, view_end):
             # Zoomed back out to the whole day: the day's own feed, live again if today.
@@ -375,63 +381,12 @@ class DayPage:
         zoomed = RangeFeed(self.store, start, end, self.site, self.web.max_points, self.filters)
         self._start_load(zoomed, start, end)
 
-    # ---- the source panel --------------------------------------------------------
-
-    def _on_tap(self, _attr: str, _old: Any, new: list[int]) -> None:
-        if not new:
-            return
-        index = new[0]
-        src = np.concatenate(self._shown_ips) if self._shown_ips else None
-        if src is None or index >= len(src):
-            self._tell("this dot counts many events: zoom in to pick a single source")
-            return
-        src_ip = str(src[index])
-        start, end = self._visible()
-        task = partial(self._open_panel, self._generation, src_ip, start, end)
-        self.doc.add_next_tick_callback(task)  # type: ignore[arg-type]  # Bokeh awaits coroutines
-
-    async def _open_panel(self, generation: int, src_ip: str, start: dt.datetime, end: dt.datetime) -> None:
-        read = partial(drill.source_detail, self.store, self.scan_root, src_ip, start, end, self.site)
-        try:
-            detail = await asyncio.get_running_loop().run_in_executor(None, read)
-        except Exception:
-            log.exception("reading source %s from the store failed", src_ip)
-            self._tell("could not read the source's events (details in the server log)")
-            return
-        if generation != self._generation:
-            return
-        self.panel_source = src_ip
-        self.panel.show(detail)
-        self.panel.title.text += " \u00b7 " + whois.describe(self.enricher, src_ip)
-        self._write_address()
-
-    def _on_drawer(self, _attr: str, _old: Any, active: Any) -> None:
-        if active and self._top_stale:
-            self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
-
-    async def _refresh_top(self, generation: int) -> None:
-        """The top talkers of the view just loaded, read off the event loop."""
-        start, end = self._visible()
-        read = partial(talkers.read_top, self.store, self.enricher, start, end, self.site)
-        try:
-            data, note = await asyncio.get_running_loop().run_in_executor(None, read)
-        except Exception:
-            log.exception("reading the top talkers failed")
-            data, note = talkers.empty(), "top talkers: could not be read (details in the server log)"
-        if generation == self._generation:
-            self.top.show(data, note)
-            self._top_stale = False
-
-    def _filter_to_source(self) -> None:
-        if self.panel_source:
-            self.controls.networks.value = self.panel_source
-
     def _visible(self) -> tuple[dt.datetime, dt.datetime]:
         """The time range on screen, within the shown span."""
         view_start, view_end = self.view_bounds()
         x0, x1 = self.plot.x_range.start, self.plot.x_range.end
-        start = max(view_start, _datetime(min(x0, x1)))
-        end = min(view_end, _datetime(max(x0, x1)))
+        start = max(view_start, from_epoch_ms(min(x0, x1)))
+        end = min(view_end, from_epoch_ms(max(x0, x1)))
         return (start, end) if start < end else (view_start, view_end)
 
     def _export_view(
@@ -492,22 +447,20 @@ class DayPage:
             # Emptied here (if it held streamed rows), filled in the browser from the packed view.
             self.source.data = whois.dot_columns(self.enricher, empty_data())
             self.transfer.send(whois.dot_columns(self.enricher, frame.data))
-            self._top_stale = True
-            if self.drawer.button.active:
-                self.doc.add_next_tick_callback(partial(self._refresh_top, self._generation))  # type: ignore[arg-type]
-            self._shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
+            self.top.view_changed()
+            self.pick.shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
         else:
             new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
             self.source.stream(new)
-            if "src_ip" in new and self._shown_ips:
-                self._shown_ips.append(new["src_ip"])
+            if "src_ip" in new and self.pick.shown_ips:
+                self.pick.shown_ips.append(new["src_ip"])
         names, counts = np.unique(np.asarray(frame.data["series"], dtype=str), return_counts=True)
         for name, n in zip(names, counts, strict=True):
             self._series_counts[str(name)] = self._series_counts.get(str(name), 0) + int(n)
         layout.order_series(self.plot, self._series_counts)
         start, end = self.view_bounds()
-        layout.plot_note(self.plot, self._why_empty(), (_ms(start) + _ms(end)) / 2)
+        layout.plot_note(self.plot, self._why_empty(), (epoch_ms(start) + epoch_ms(end)) / 2)
         text = feed.summary()
         if self.filters:
             text += " (filtered)"
@@ -521,11 +474,3 @@ class DayPage:
             return "this day is in the future" if self.days == 1 else "these days are in the future"
         what = "no events on this day" if self.days == 1 else "no events in these days"
         return what + " (matching the filters)" if self.filters else what
-
-
-def _ms(t: dt.datetime) -> float:
-    return t.timestamp() * 1000.0
-
-
-def _datetime(ms: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000.0, dt.UTC)

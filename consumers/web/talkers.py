@@ -12,9 +12,14 @@ database file, shown as text.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
+from bokeh.document import Document
 from bokeh.layouts import column
 from bokeh.models import ColumnDataSource
 from bokeh.models.css import InlineStyleSheet
@@ -22,9 +27,12 @@ from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import DataTable, NumberFormatter, StringFormatter, TableColumn
 
 from consumers import style
+from consumers.web.layout import Drawer
 from pipeline.enrich import Enricher
 from pipeline.store import Store
 from pipeline.top import Key, top_by
+
+log = logging.getLogger(__name__)
 
 # Rows per kind.
 LIMIT: Final = 5
@@ -101,3 +109,50 @@ class TopTable:
     def show(self, data: dict[str, list[Any]], note: str) -> None:
         self.source.data = data
         self.note.text = note
+
+
+class TopTalkers:
+    """The table under the drawer's scans list, kept for the view on screen. Read only while the
+    list is open (or when it opens): a view's loads never share the machine with it otherwise.
+    ``view`` says what is on screen: (generation, start, end, site); a read started for an
+    older generation is dropped."""
+
+    def __init__(
+        self,
+        doc: Document,
+        store: Store,
+        enricher: Enricher,
+        drawer: Drawer,
+        view: Callable[[], tuple[int, dt.datetime, dt.datetime, str | None]],
+    ) -> None:
+        self.doc, self.store, self.enricher, self.drawer, self._view = doc, store, enricher, drawer, view
+        self.table = TopTable()
+        drawer.scans_part.children.append(self.table.layout)
+        self._stale = True
+        drawer.button.on_change("active", self._on_drawer)
+
+    def _on_drawer(self, _attr: str, _old: Any, active: Any) -> None:
+        if active:
+            self._refresh_if_stale()
+
+    def view_changed(self) -> None:
+        """A new view is on screen: read its top talkers now if the list is open, else when it opens."""
+        self._stale = True
+        if self.drawer.button.active:
+            self._refresh_if_stale()
+
+    def _refresh_if_stale(self) -> None:
+        if self._stale:
+            self.doc.add_next_tick_callback(partial(self._refresh, self._view()))  # type: ignore[arg-type]  # Bokeh awaits coroutines
+
+    async def _refresh(self, view: tuple[int, dt.datetime, dt.datetime, str | None]) -> None:
+        generation, start, end, site = view
+        read = partial(read_top, self.store, self.enricher, start, end, site)
+        try:
+            data, note = await asyncio.get_running_loop().run_in_executor(None, read)
+        except Exception:
+            log.exception("reading the top talkers failed")
+            data, note = empty(), "top talkers: could not be read (details in the server log)"
+        if generation == self._view()[0]:
+            self.table.show(data, note)
+            self._stale = False

@@ -57,3 +57,13 @@ def utc_today() -> dt.date:
 
 def today_in(zone: dt.tzinfo) -> dt.date:
     return dt.datetime.now(zone).date()
+
+
+def epoch_ms(t: dt.datetime) -> float:
+    """An instant as Bokeh's datetime axis holds it: milliseconds since the epoch."""
+    return t.timestamp() * 1000.0
+
+
+def from_epoch_ms(ms: float) -> dt.datetime:
+    """A Bokeh axis position back to a UTC instant."""
+    return dt.datetime.fromtimestamp(ms / 1000.0, dt.UTC)
