@@ -455,6 +455,22 @@ class TestDayFeed:
         assert feed.poll() is None
         assert feed.events == 2
 
+    @pytest.mark.parametrize(("events", "said"), [(0, "0 events, 0 sources"), (1, "1 event, 1 source"),
+                                                  (2, "2 events, 1 source")])  # fmt: skip
+    def test_summary_counts_in_words_that_agree_with_the_number(
+        self, tmp_path: Path, events: int, said: str
+    ) -> None:
+        store, day = Store(tmp_path), dt.date(2026, 1, 4)
+        start = dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+        rows = [
+            event(start + dt.timedelta(seconds=n), "TCP", 4, 22, n, src_ip="192.0.2.7") for n in range(events)
+        ]
+        if rows:
+            store.write_flush(OffsetRange(TOPIC, 0, 0, events - 1), conform(pa.Table.from_pylist(rows)))
+        feed = DayFeed(store, day, None, max_points=100)
+        feed.load()
+        assert feed.summary() == said
+
     def test_big_day_is_aggregated(self, tmp_path: Path) -> None:
         """Over max_points, dots are counts per minute x port x protocol x family."""
         store, day = Store(tmp_path), dt.date(2026, 1, 2)

@@ -172,7 +172,8 @@ class DayFeed:
 
     def summary(self) -> str:
         """One line about the day, plain text (the page renders it as text, not HTML)."""
-        text = f"{self.events:,} events, {self.sources:,} sources"
+        e, s = self.events, self.sources
+        text = f"{e:,} event{'' if e == 1 else 's'}, {s:,} source{'' if s == 1 else 's'}"
         if self.bucket is not None:
             text += (
                 f"; more than {self.max_points:,} to draw, so each dot counts the events of "

@@ -136,7 +136,7 @@ class RangeFeed:
         """One line about the range, plain text."""
         days = (self.end - self.start) / dt.timedelta(days=1)
         span = f"{days:.3g} days" if days >= 1 else f"{days * 24:.3g} hours"
-        text = f"{self.events:,} events in {span}"
+        text = f"{self.events:,} event{'' if self.events == 1 else 's'} in {span}"
         if self.bucket is not None:
             text += (
                 f"; each dot counts the events of one {self.bucket.label} \u00d7 port \u00d7 protocol "
