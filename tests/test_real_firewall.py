@@ -21,7 +21,7 @@ import json
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pytest
@@ -132,18 +132,20 @@ def test_nmap_syn_and_udp_scans_are_logged_by_ulogd2_and_parsed(capture: netlab.
     # to the second of the kernel's packet timestamp.
     records = capture.json_records()
     if capture.json_path is not None:
-        assert Counter(_json_key(j) for j in records) == Counter(
-            (
-                r["proto"],
-                r["ip_version"],
-                _ip(r["src_ip"]),
-                _ip(r["dst_ip"]),
-                r["src_port"],
-                r["dst_port"],
-                int(r["ts"].timestamp()),
-            )
-            for r in rows
-        )
+        assert Counter(_json_key(j) for j in records) == Counter(_row_key(r) for r in rows)
+
+
+def _row_key(r: dict[str, Any]) -> tuple[object, ...]:
+    """A stored event as ulogd2's JSON record of the same packet is keyed (_json_key)."""
+    return (
+        r["proto"],
+        r["ip_version"],
+        _ip(r["src_ip"]),
+        _ip(r["dst_ip"]),
+        r["src_port"],
+        r["dst_port"],
+        int(r["ts"].timestamp()),
+    )
 
 
 def _json_key(j: dict[str, object]) -> tuple[object, ...]:
@@ -199,17 +201,6 @@ def test_recorded_ulogd2_lines_parse_as_ulogd2_json_decoded_them() -> None:
     result, _ = parse_file(text, site="golden", reference_time=dt.datetime.fromtimestamp(last + 3600, dt.UTC))
     assert result.rejects == [], _reasons(result)
     rows = result.events.to_pylist()
-    assert Counter(_json_key(j) for j in records) == Counter(
-        (
-            r["proto"],
-            r["ip_version"],
-            _ip(r["src_ip"]),
-            _ip(r["dst_ip"]),
-            r["src_port"],
-            r["dst_port"],
-            int(r["ts"].timestamp()),
-        )
-        for r in rows
-    )
+    assert Counter(_json_key(j) for j in records) == Counter(_row_key(r) for r in rows)
     assert {r["tcp_flags"] for r in rows if r["proto"] == "TCP"} == {"SYN"}
     assert {r["prefix"].strip() for r in rows} == {netlab.LOG_PREFIX.strip()}
