@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 
 from pipeline import wire
 from pipeline.broker import ensure_topics
-from tests.support.system import System, ids, kill
+from tests.support.system import System, free_port, ids, kill
 
 
 def line(i: int) -> str:
@@ -103,7 +103,7 @@ def test_two_workers_share_the_raw_topic_through_rebalances(raw_system: System) 
     deadline = time.monotonic() + 120
     while system.rows() < n // 6 and time.monotonic() < deadline:
         time.sleep(0.05)
-    b = system.start_worker("b")
+    b = system.start_worker("b", FIREPLOT_WORKER__WEB_PORT=str(free_port()))  # a holds the configured one
     produce(system.bootstrap, raw_topic, n // 3, n // 3)
     time.sleep(3)
     kill(a)  # b takes over a's partitions, possibly while a's last flush was cut short

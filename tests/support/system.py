@@ -66,6 +66,7 @@ class System:
         )
         self.procs: list[subprocess.Popen[bytes]] = []
         self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_name = "worker"  # its log: logs/NAME.log
 
     def configure(self, section: str, **values: object) -> None:
         """Add keys to one section of this system's config file (before starting processes)."""
@@ -159,7 +160,7 @@ class System:
         )
         out.close()
         self.procs.append(proc)
-        self.worker = proc
+        self.worker, self.worker_name = proc, name
         return proc
 
     def kill_worker(self) -> None:
@@ -168,7 +169,8 @@ class System:
         self.worker.wait(timeout=30)
 
     def worker_log(self) -> str:
-        path = self.logs / "worker.log"
+        """The end of the log of the worker started last (``self.worker``)."""
+        path = self.logs / f"{self.worker_name}.log"
         return path.read_text(errors="replace")[-6000:] if path.exists() else ""
 
     def rows(self) -> int:
