@@ -21,7 +21,9 @@ from tests.support.kills import PHASES, kill_shipper_repeatedly
 from tests.support.system import System
 
 KILLS = int(os.environ.get("FIREPLOT_TEST_KILLS", "20"))
-LINES = int(os.environ.get("FIREPLOT_TEST_KILL_LINES", "50000"))
+LINES = int(
+    os.environ.get("FIREPLOT_TEST_KILL_LINES", "300000")
+)  # a backlog a quiet machine cannot read in one blink: a mid-stream to hit
 GROW = int(os.environ.get("FIREPLOT_TEST_KILL_GROW", "5000"))  # lines the log grows by before each run
 
 

@@ -130,7 +130,7 @@ def token_payload(page: str) -> dict[str, Any]:
 JS_SOURCE = """
 const doc = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
 const s = doc && doc.get_model_by_name("summary");
-if (!s || !s.text.includes(" events")) return null;
+if (!s || !s.text.includes(" event")) return null;
 const src = doc.get_model_by_name("events");
 return {site: Array.from(src.data.site), port: Array.from(src.data.port), summary: s.text,
         options: doc.get_model_by_name("site").options};

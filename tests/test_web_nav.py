@@ -101,7 +101,7 @@ def shown_day(driver: Any, day: dt.date) -> bool:
     lo, hi = day_ms(day)
     return (
         args(driver).get("date") == day.isoformat()
-        and " events" in js(driver, "return m('summary').text")
+        and " event" in js(driver, "return m('summary').text")
         and bool(data.get("ts"))
         and all(lo <= t < hi for t in data["ts"])
     )

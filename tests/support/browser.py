@@ -207,7 +207,7 @@ def open_page(driver: Any, url: str) -> dict[str, list[Any]]:
         lambda: driver.execute_script(
             "const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];"
             'const s = d && d.get_model_by_name("summary");'
-            'return s && s.text.includes(" events")'
+            'return s && s.text.includes(" event")'  # "1 event" or "N events"
         ),
         timeout=60,  # a loaded machine renders slowly; nothing here measures speed
     )
