@@ -86,9 +86,11 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         demo_log = var / "demo" / "demo.log"
         gen = Demo(seed)
         now = dt.datetime.now(dt.UTC)
+        scans_day = now.date()
         if demo:
             demo_log.parent.mkdir(parents=True, exist_ok=True)
-            n = write_lines(gen.history(now, hours=DEMO_HOURS), demo_log)
+            packets, scans_day = gen.last_day(now)
+            n = write_lines(packets, demo_log)
             print(f"demo: {n} log lines for the last {DEMO_HOURS} h in {demo_log}", flush=True)
             start("shipper", "ship", str(demo_log), "--site", "demo", "--follow")
             # The detector's first evaluation reaches back over the demo's whole
@@ -105,9 +107,12 @@ def run_all(cfg: Config, demo: bool = True, seed: int = 1, config_path: Path | N
         if not _wait_port(cfg.web.address, cfg.web.port, 60, web):
             print(f"the web server did not start; see {logs_dir / 'web.log'}", file=sys.stderr)
             return 1
+        url = f"http://{cfg.web.address}:{cfg.web.port}/"
+        if demo and scans_day != now.date():
+            # Early in a UTC day the demo's scans are on yesterday's page: link straight to it.
+            url += f"?date={scans_day.isoformat()}"
         print(
-            f"\nfireplot is running: http://{cfg.web.address}:{cfg.web.port}/\n"
-            f"logs in {logs_dir}; Ctrl-C stops everything.",
+            f"\nfireplot is running: {url}\nlogs in {logs_dir}; Ctrl-C stops everything.",
             flush=True,
         )
         last = dt.datetime.now(dt.UTC)

@@ -130,7 +130,8 @@ class Demo:
                 flags = rng.choice(["ACK FIN", "RST", "ACK RST"])
                 yield Packet(t, src, dst, "TCP", rng.choice([443, 80]), rng.randrange(32768, 61000), flags)
 
-    def scenarios(self, start: dt.datetime, end: dt.datetime) -> Iterator[Packet]:
+    def scenarios(self, start: dt.datetime, end: dt.datetime, slow_at: float = 0.45) -> Iterator[Packet]:
+        """The planted scans, placed at fractions of ``start``..``end``; the slow one (8 h) at ``slow_at``."""
         span = (end - start).total_seconds()
         rng = self._rng(f"scen:{start.isoformat()}")
         # Fast scan: ports 1-1024 plus common high ones, in random order, in ~6 s.
@@ -143,7 +144,7 @@ class Demo:
                 t0 + dt.timedelta(seconds=6 * i / len(ports)), fast_src, TARGET_V4, "TCP", 54321, port
             )
         # Slow descending scan: one port every ~4 minutes from 9000 down to 1000 over ~8 h.
-        t1 = start + dt.timedelta(seconds=span * 0.45)
+        t1 = start + dt.timedelta(seconds=span * slow_at)
         slow_src = "203.0.113.77"
         for i, port in enumerate(range(9000, 999, -67)):
             yield Packet(
@@ -173,6 +174,19 @@ class Demo:
         start = end - dt.timedelta(hours=hours)
         packets = [*self.background(start, end, per_hour), *self.scenarios(start, end)]
         return sorted(p for p in packets if p.ts < end)
+
+    def last_day(self, end: dt.datetime, per_hour: float = 1500) -> tuple[list[Packet], dt.date]:
+        """The 24 h before ``end``, with every planted scan inside one UTC day, and that day.
+
+        A day page shows one day, so a demo whose scans straddle midnight shows half a picture. The
+        scans go into today when at least 12 h of it have passed, otherwise into yesterday's part of
+        the window (then at least 12 h long), which always holds the 8 h slow scan whole.
+        """
+        start = end - dt.timedelta(hours=24)
+        midnight = end.replace(hour=0, minute=0, second=0, microsecond=0)
+        window = (midnight, end) if end - midnight >= dt.timedelta(hours=12) else (start, midnight)
+        packets = [*self.background(start, end, per_hour), *self.scenarios(*window, slow_at=0.15)]
+        return sorted(p for p in packets if p.ts < end), window[0].date()
 
 
 def write_lines(packets: list[Packet], path: Path, append: bool = False) -> int:

@@ -92,7 +92,9 @@ def test_up_runs_everything_with_demo_data_prints_the_url_and_stops_cleanly(
             output.append(line)
             if line.startswith("fireplot is running: "):
                 url = line.split(": ", 1)[1].strip()
-        assert url == f"http://127.0.0.1:{web_port}/", "".join(output)
+        # Early in a UTC day the demo's scans are on yesterday's page, and the URL says so.
+        root = f"http://127.0.0.1:{web_port}/"
+        assert url is not None and (url == root or url.startswith(root + "?date=")), "".join(output)
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - our own loopback server
             page = resp.read().decode()
         assert resp.status == 200 and "Bokeh" in page
