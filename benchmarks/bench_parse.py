@@ -61,6 +61,7 @@ STYLES: dict[str, Callable[[dt.datetime, str, str], str]] = {
     "rfc3164-pri": lambda t, host, up: f"<4>{t:%b %e %H:%M:%S} {host} kernel: {up}",
     "rsyslog-iso": lambda t, host, up: f"{t.isoformat(timespec='microseconds')} {host} kernel: ",
     "rfc5424-pri": lambda t, host, up: f"<4>1 {t.isoformat(timespec='microseconds')} {host} kernel - - - ",
+    "rfc5424-no-pri": lambda t, host, up: f"1 {t.isoformat(timespec='microseconds')} {host} kernel - - - ",
     "rfc5424-pri-sd": lambda t, host, up: (
         f'<4>1 {t.isoformat(timespec="microseconds")} {host} kernel - - [origin ip="192.0.2.1"] {up}'
     ),

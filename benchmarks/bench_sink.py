@@ -1,10 +1,13 @@
 """Kafka → Parquet: the faust archive worker against a plain consumer writing the same rows.
 
 Both read the same pre-filled topic (records of Arrow event batches) on the
-same broker; the reference is kafka-python polling and pyarrow writing one
-file per partition-hour with the store's own Parquet settings
+same broker; the reference is a plain consumer and pyarrow writing one file
+per partition-hour with the store's own Parquet settings
 (``pipeline.store.PARQUET_WRITE_OPTIONS``), with no faust, no durability steps
-and no offset bookkeeping. Three rates for each side, in the same run:
+and a synchronous commit after each write. The consumer is confluent-kafka
+(librdkafka: the fast, fair reference for reading Kafka from Python) by
+default, or kafka-python (``--reference kafka-python``), which understates
+what a plain consumer does. Three rates for each side, in the same run:
 
 - from process start until every event is visible (group join and start-up count);
 - from the moment it holds its partitions (the worker's /ready lists them;
@@ -18,7 +21,7 @@ processes are printed too: on a shared machine the rates move with the load,
 CPU per event much less. ``--repeats`` runs both sides that many times,
 alternating, and keeps each side's fastest run (from partitions assigned).
 
-    python -m benchmarks.bench_sink [--events 1000000] [--repeats 1]
+    python -m benchmarks.bench_sink [--events 1000000] [--repeats 1] [--reference confluent|kafka-python]
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from pipeline.broker import ensure_topics
 from pipeline.event import EVENT_SCHEMA, SCHEMA_VERSION
 from producers.publisher import Publisher
 
-REFERENCE = r"""
+REFERENCE_KAFKA_PYTHON = r"""
 import os, sys, time, pyarrow as pa, pyarrow.parquet as pq
 from kafka import KafkaConsumer
 from pipeline import wire
@@ -74,6 +77,43 @@ while seen < n:
     c.commit()
 time.sleep(3)  # stay alive (after the timed part) so the harness can read peak RSS
 """
+
+REFERENCE_CONFLUENT = r"""
+import os, sys, time, pyarrow as pa, pyarrow.parquet as pq
+from collections import defaultdict
+from confluent_kafka import Consumer
+from pipeline import wire
+from pipeline.store import FILE_SCHEMA, PARQUET_WRITE_OPTIONS, split_by_partition
+bootstrap, topic, out, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+ready = False
+def assigned(consumer, partitions):
+    global ready
+    open(out + ".ready", "w").close()  # group joined, partitions assigned
+    ready = True
+c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ref-{os.path.basename(out)}-{topic}",
+              "auto.offset.reset": "earliest", "enable.auto.commit": False,
+              "max.partition.fetch.bytes": 16 << 20, "fetch.max.bytes": 64 << 20})
+c.subscribe([topic], on_assign=assigned)
+seen = 0
+while seen < n:
+    msgs = c.consume(num_messages=1000, timeout=0.5)
+    by_partition = defaultdict(list)
+    for m in msgs:
+        if m.error() is None:
+            by_partition[m.partition()].append(m)
+    for partition, ms in by_partition.items():
+        t = pa.concat_tables([wire.decode(m.value()) for m in ms])
+        for site, date, hour, part in split_by_partition(t):
+            d = f"{out}/site={site}/date={date}/hour={hour:02d}"
+            os.makedirs(d, exist_ok=True)
+            pq.write_table(part.drop_columns(["site"]).cast(FILE_SCHEMA),
+                           f"{d}/{partition}-{ms[0].offset()}.parquet", **PARQUET_WRITE_OPTIONS)
+        seen += t.num_rows
+    if by_partition:
+        c.commit(asynchronous=False)
+time.sleep(3)  # stay alive (after the timed part) so the harness can read peak RSS
+"""
+REFERENCES = {"confluent": REFERENCE_CONFLUENT, "kafka-python": REFERENCE_KAFKA_PYTHON}
 
 
 # Ports the Internet's background noise hits most (a share of events goes to these).
@@ -232,6 +272,12 @@ def main() -> None:
         "--flush-interval-s", type=float, help="worker [worker] flush_interval_s (default: its own)"
     )
     ap.add_argument("--repeats", type=int, default=1, help="runs of each side, alternating; fastest kept")
+    ap.add_argument(
+        "--reference",
+        choices=sorted(REFERENCES),
+        default="confluent",
+        help="the plain consumer of the reference (default confluent: librdkafka)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         root = Path(tmp)
@@ -246,12 +292,14 @@ def main() -> None:
         ours_runs, ref_runs = [], []
         for i in range(args.repeats):
             ours_runs.append(run_worker(root / f"ours-{i}", bootstrap, topic, args))
-            ref_runs.append(run_reference(root / f"ref-{i}", bootstrap, topic, args.events))
+            ref_runs.append(
+                run_reference(root / f"ref-{i}", bootstrap, topic, args.events, REFERENCES[args.reference])
+            )
         ours = min(ours_runs, key=lambda r: r.total_s - r.ready_s)
         ref = min(ref_runs, key=lambda r: r.total_s - r.ready_s)
         n = args.events
         title = f"Kafka -> Parquet, {n:,} events in records of {args.batch}"
-        ref_name = "plain consumer + pyarrow"
+        ref_name = f"{args.reference} consumer + pyarrow"
         report(
             f"{title}, process start to all rows visible", "events", n, ours.total_s, ref_name, ref.total_s
         )
@@ -309,8 +357,8 @@ def run_worker(root: Path, bootstrap: str, topic: str, args: argparse.Namespace)
         proc.wait()
 
 
-def run_reference(root: Path, bootstrap: str, topic: str, n: int) -> Run:
-    proc = subprocess.Popen([sys.executable, "-c", REFERENCE, bootstrap, topic, str(root), str(n)])
+def run_reference(root: Path, bootstrap: str, topic: str, n: int, script: str) -> Run:
+    proc = subprocess.Popen([sys.executable, "-c", script, bootstrap, topic, str(root), str(n)])
     try:
         run = wait_rows(root, n, proc, lambda: Path(f"{root}.ready").exists())
     except BaseException:

@@ -13,7 +13,8 @@ Headers recognised (shared/reference/log-formats.md section 3):
   for a tag, not a host.
 * The same with an RFC 3339 timestamp (rsyslog's high-precision file format),
   with or without a zone offset.
-* RFC 5424, ``<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG``.
+* RFC 5424, ``<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG``, and the same without
+  ``<PRI>`` (as some relays write it to files).
 
 RFC 3164's TAG (``kernel:``) stays in the message: it cannot be told apart from
 message text such as a log prefix ``DROP:``, so each format recognises its own.
@@ -46,7 +47,7 @@ _SD_NAME: Final = r'[^\s="\]]{1,32}'
 _STRUCTURED_DATA: Final = rf'(?:-|(?:\[{_SD_NAME}(?: {_SD_NAME}="(?:[^"\\]|\\.)*")*\])+)'
 
 HEADER: Final = (
-    rf"(?:<\d{{1,3}}>1 (?P<ts5424>{RFC3339_TIMESTAMP}) (?P<host5424>\S+) \S+ \S+ \S+ "
+    rf"(?:(?:<\d{{1,3}}>)?1 (?P<ts5424>{RFC3339_TIMESTAMP}) (?P<host5424>\S+) \S+ \S+ \S+ "
     rf"{_STRUCTURED_DATA} (?:\x{{FEFF}})?"
     rf"|(?:<\d{{1,3}}>)?(?P<ts>{RFC3164_TIMESTAMP}|{RFC3339_TIMESTAMP}) "
     rf"(?:(?P<host>{_HOSTNAME}) )?)"

@@ -293,6 +293,10 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
         if c.literal(b"1 ") {
             return rfc5424(c);
         }
+    } else if c.literal(b"1 ") {
+        // RFC 5424 without its PRI, as some relays write it to files. No RFC 3164
+        // header starts "1 " (a month name or a four-digit year comes first).
+        return rfc5424(c);
     }
     let ts_us;
     let mut ts_local = true;
@@ -422,7 +426,7 @@ fn rfc3339(c: &mut Cursor) -> Option<(i64, bool)> {
     Some((wall_clock_us(year, month, day, seconds, fraction_us) - offset_s * US_PER_SECOND, ts_local))
 }
 
-/// The rest of an RFC 5424 header after "<PRI>1 ", the way syslog.HEADER's
+/// The rest of an RFC 5424 header after "<PRI>1 " or "1 ", the way syslog.HEADER's
 /// first branch and netfilter._TAG read it:
 /// `TIMESTAMP HOST APP PROCID MSGID SD [BOM]`. A host of "-" (no host: the
 /// reference fills in the context's) and structured data it cannot read with
@@ -1225,6 +1229,15 @@ mod tests {
         assert!(!found.ts_local);
         // 2026-11-21T23:00:00.043Z, as Python's datetime.fromisoformat has it.
         assert_eq!(found.ts_us, 1_795_302_000_043_000);
+    }
+
+    #[test]
+    fn rfc5424_without_pri_is_claimed_alike() {
+        let (found, line) = read("1 2026-11-22T00:00:00.043000+01:00 fw1 kernel - - - ").expect("claimed");
+        assert_eq!(&line[found.host.0..found.host.1], "fw1");
+        assert_eq!(&line[found.prefix.0..found.prefix.1], "DROP ");
+        assert_eq!(found.ts_us, 1_795_302_000_043_000);
+        assert!(read("1 Nov 22 00:00:00 fw1 kernel - - - ").is_none());
     }
 
     #[test]
