@@ -30,6 +30,7 @@ wrapper; it only delegates).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import struct
 import time
 from typing import Any, Final
@@ -128,35 +129,59 @@ def _spans(data: pa.Buffer, starts: np.ndarray, lengths: np.ndarray) -> pa.Array
     n = len(starts)
     if n == 0:
         return pa.array([], pa.binary())
-    bounds = np.empty(2 * n, np.int32)
+    large = data.size >= 2**31  # past int32 offsets (a record is far smaller: its span is not)
+    bounds = np.empty(2 * n, np.int64 if large else np.int32)
     bounds[0::2] = starts
     bounds[1::2] = starts + lengths
-    spans_and_gaps = pa.Array.from_buffers(pa.binary(), 2 * n - 1, [None, pa.py_buffer(bounds), data])
-    return spans_and_gaps.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int32)))
+    kind = pa.large_binary() if large else pa.binary()
+    spans_and_gaps = pa.Array.from_buffers(kind, 2 * n - 1, [None, pa.py_buffer(bounds), data])
+    spans = spans_and_gaps.take(pa.array(np.arange(0, 2 * n, 2, dtype=np.int64)))
+    return spans.cast(pa.binary()) if large else spans
 
 
-def _records(body: memoryview, count: int, base_offset: int) -> tuple[np.ndarray, pa.Array, pa.Array]:
-    """A batch's records (its body, decompressed): offsets, keys (null: none), values (null: b"")."""
-    a = np.frombuffer(body, np.uint8)
-    at = _record_starts(body, count) + 1  # past the record's attributes byte
-    _, size = _varints(a, at)  # timestampDelta
-    at += size
-    offset_delta, size = _varints(a, at)
-    at += size
-    key_len, size = _varints(a, at)
-    at += size
-    key_at = at
-    at = at + np.maximum(key_len, 0)
-    value_len, size = _varints(a, at)
-    value_at = at + size
-    data = pa.py_buffer(body)
-    keys = _spans(data, key_at, np.maximum(key_len, 0))
-    if (key_len < 0).any():
-        keys = pa.Array.from_buffers(
-            pa.binary(), len(keys), [pa.array(key_len >= 0).buffers()[1], *keys.buffers()[1:]]
-        )
-    values = _spans(data, value_at, np.maximum(value_len, 0))
-    return base_offset + offset_delta, keys, values
+class _Fields:
+    """Where a batch's records' fields lie in its body: offsets, and keys' and values' spans."""
+
+    __slots__ = ("key_at", "key_len", "offsets", "value_at", "value_len")
+
+    def __init__(self, body: memoryview, count: int, base_offset: int) -> None:
+        a = np.frombuffer(body, np.uint8)
+        at = _record_starts(body, count) + 1  # past the record's attributes byte
+        _, size = _varints(a, at)  # timestampDelta
+        at += size
+        offset_delta, size = _varints(a, at)
+        at += size
+        self.key_len, size = _varints(a, at)  # -1: no key
+        self.key_at = at + size
+        at = self.key_at + np.maximum(self.key_len, 0)
+        self.value_len, size = _varints(a, at)  # -1: null, read as b""
+        self.value_at = at + size
+        self.offsets = base_offset + offset_delta
+
+    def drop_before(self, offset: int) -> None:
+        """Forget the records below ``offset`` (a batch fetched from its middle)."""
+        keep = int(np.searchsorted(self.offsets, offset))
+        for name in self.__slots__:
+            setattr(self, name, getattr(self, name)[keep:])
+
+    def shift(self, by: int) -> None:
+        self.key_at += by
+        self.value_at += by
+
+
+def _joined(batches: list[_Fields], name: str) -> np.ndarray:
+    if not batches:
+        return np.zeros(0, np.int64)
+    return np.concatenate([getattr(b, name) for b in batches])
+
+
+def _keys(buffer: pa.Buffer, at: np.ndarray, length: np.ndarray) -> pa.Array:
+    """Keys' spans as a binary array, null where a record has no key (length -1)."""
+    keys = _spans(buffer, at, np.maximum(length, 0))
+    if not (length < 0).any():
+        return keys
+    valid = pa.array(length >= 0).buffers()[1]
+    return pa.Array.from_buffers(pa.binary(), len(keys), [valid, *keys.buffers()[1:]])
 
 
 def decode_batches(
@@ -169,9 +194,10 @@ def decode_batches(
     from aiokafka.record.default_records import DefaultRecordBatch
 
     view = memoryview(data)
-    offsets: list[np.ndarray] = []
-    keys: list[pa.Array] = []
-    values: list[pa.Array] = []
+    batches: list[_Fields] = []
+    bodies: list[memoryview] = []
+    origins: list[int] = []  # where each body lies in the fetch
+    compressed = False
     next_offset = fetch_offset
     pos = 0
     while pos + _HEADER.size <= len(view):
@@ -186,30 +212,35 @@ def decode_batches(
             raise CorruptRecordException(
                 f"Invalid CRC - TopicPartition(topic={topic!r}, partition={partition})"
             )
-        batch_next = base + last_delta + 1
         if not attributes & _CONTROL and count > 0:
             body = view[pos + _HEADER.size : end]
             codec = attributes & _CODEC_MASK
             if codec:
                 body = memoryview(_decompress(codec, body))
-            rec_offsets, rec_keys, rec_values = _records(body, count, base)
-            if rec_offsets[0] < next_offset:  # a batch fetched from its middle
-                keep = int(np.searchsorted(rec_offsets, next_offset))
-                rec_offsets = rec_offsets[keep:]
-                rec_keys, rec_values = rec_keys.slice(keep), rec_values.slice(keep)
-            offsets.append(rec_offsets)
-            keys.append(rec_keys)
-            values.append(rec_values)
-        next_offset = max(next_offset, batch_next)
+                compressed = True
+            fields = _Fields(body, count, base)
+            if fields.offsets[0] < next_offset:
+                fields.drop_before(next_offset)
+            batches.append(fields)
+            bodies.append(body)
+            origins.append(pos + _HEADER.size)
+        next_offset = max(next_offset, base + last_delta + 1)
         pos = end
-    columns = RecordColumns(
+    if compressed:
+        # The bodies end to end, decompressed: keys and values are then copied once, together.
+        origins = list(itertools.accumulate((len(b) for b in bodies[:-1]), initial=0))
+        buffer = pa.py_buffer(b"".join(bodies))
+    else:
+        buffer = pa.py_buffer(view)  # the fetch as it is
+    for fields, origin in zip(batches, origins, strict=True):
+        fields.shift(origin)
+    return RecordColumns(
         topic,
         partition,
-        pa.array(np.concatenate(offsets) if offsets else np.zeros(0, np.int64)),
-        pa.concat_arrays(values) if values else pa.array([], pa.binary()),
-        pa.concat_arrays(keys) if keys else pa.array([], pa.binary()),
-    )
-    return columns, next_offset
+        pa.array(_joined(batches, "offsets")),
+        _spans(buffer, _joined(batches, "value_at"), np.maximum(_joined(batches, "value_len"), 0)),
+        _keys(buffer, _joined(batches, "key_at"), _joined(batches, "key_len")),
+    ), next_offset
 
 
 class _KeptBytes:
