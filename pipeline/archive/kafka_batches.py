@@ -95,28 +95,34 @@ def _record_starts(body: memoryview, count: int) -> np.ndarray:
     """Where each record's fields begin (after its length): one step per record, the only one."""
     starts = [0] * count
     pos = 0
-    end = len(body)
-    for i in range(count):
-        if pos >= end:
-            from aiokafka.errors import CorruptRecordException
-
-            raise CorruptRecordException("a record batch holds fewer records than it says")
-        b = body[pos]
-        if b < 0x80:  # a record under 64 bytes
+    try:
+        for i in range(count):
+            b = body[pos]
+            if b < 0x80:  # a record under 64 bytes
+                pos += 1
+                starts[i] = pos
+                pos += b >> 1
+                continue
+            b2 = body[pos + 1]
+            if b2 < 0x80:  # under 8 KiB: most log lines
+                pos += 2
+                starts[i] = pos
+                pos += ((b & 0x7F) | (b2 << 7)) >> 1
+                continue
+            shift, length = 0, 0
+            while b >= 0x80:
+                length |= (b & 0x7F) << shift
+                shift += 7
+                pos += 1
+                b = body[pos]
+            length |= b << shift
             pos += 1
             starts[i] = pos
-            pos += b >> 1
-            continue
-        shift, length = 0, 0
-        while b >= 0x80:
-            length |= (b & 0x7F) << shift
-            shift += 7
-            pos += 1
-            b = body[pos]
-        length |= b << shift
-        pos += 1
-        starts[i] = pos
-        pos += (length >> 1) ^ -(length & 1)
+            pos += (length >> 1) ^ -(length & 1)
+    except IndexError:
+        from aiokafka.errors import CorruptRecordException
+
+        raise CorruptRecordException("a record batch holds fewer records than it says") from None
     return np.array(starts, np.int64)
 
 
