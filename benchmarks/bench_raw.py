@@ -9,10 +9,11 @@ lines, so both sides write exactly the same rows.
 
 Two measurements, each side in the same run:
 
-- in-process: ``ArchiveSink.flush`` with the worker's flush sizes
+- in-process: ``ArchiveSink`` flushes with the worker's flush sizes
   (``flush_max_records`` 32 events records, ``raw_flush_max_records`` 20000
   raw records) into a fresh real store, CPU seconds of this process; what
-  the decoder and the store cost, without Kafka;
+  the decoder and the store cost, without the network (the raw records
+  read from Kafka record batches into columns as the raw feed does);
 - through Kafka: the real worker (``fireplot worker``: faust's agent for the
   events topic, ``pipeline.archive.raw_feed`` for the raw topic) archiving a
   pre-filled topic on a real broker, the same events each side, from the
@@ -43,6 +44,7 @@ from benchmarks.bench_sink import Run, wait_rows
 from benchmarks.harness import broker, free_port, report
 from pipeline import wire
 from pipeline.archive.decoders import RawLines, Record, raw_parser
+from pipeline.archive.kafka_batches import decode_batches
 from pipeline.archive.sink import ArchiveSink
 from pipeline.broker import ensure_topics
 from pipeline.parsers import ParseContext
@@ -90,16 +92,44 @@ def cpu() -> float:
 def sink_run(
     root: Path, records: Sequence[Record], per_flush: int, decode: Callable[..., object] | None
 ) -> float:
-    """CPU seconds to flush the records into a fresh store, ``per_flush`` at a time."""
-    sink = (
-        ArchiveSink(Store(root), root / "dead", future_tolerance_s=1e9)
-        if decode is None
-        else ArchiveSink(Store(root), root / "dead", decode, future_tolerance_s=1e9)  # type: ignore[arg-type]
-    )
+    """CPU seconds to flush the records into a fresh store, ``per_flush`` at a time.
+
+    Raw records (a decoder given) go in as the raw feed reads them: written
+    into Kafka record batches first (as a producer does, not timed), then
+    each flush's batches read by ``kafka_batches`` into columns (timed)."""
+    if decode is None:
+        sink = ArchiveSink(Store(root), root / "dead", future_tolerance_s=1e9)
+        t = cpu()
+        for i in range(0, len(records), per_flush):
+            sink.flush(records[i : i + per_flush])
+        return cpu() - t
+    sink = ArchiveSink(Store(root), root / "dead", decode, future_tolerance_s=1e9)  # type: ignore[arg-type]
+    fetches = [kafka_fetch(records[i : i + per_flush]) for i in range(0, len(records), per_flush)]
     t = cpu()
-    for i in range(0, len(records), per_flush):
-        sink.flush(records[i : i + per_flush])
+    for first, fetch in fetches:
+        columns, _ = decode_batches(records[0].topic, records[0].partition, fetch, first)
+        sink.flush_partitions({(columns.topic, columns.partition): columns})
     return cpu() - t
+
+
+def kafka_fetch(records: Sequence[Record], batch_bytes: int = 1 << 20) -> tuple[int, bytes]:
+    """The records as a fetch returns them: v2 record batches of up to ``batch_bytes``
+    (kafka-python's ``batch_size`` here), written with aiokafka's builder; (first offset, bytes)."""
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder
+
+    out = bytearray()
+    i = 0
+    while i < len(records):
+        base = records[i].offset
+        builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, batch_bytes)
+        while i < len(records) and builder.append(
+            records[i].offset - base, 1_700_000_000_000, records[i].key, records[i].value, []
+        ):
+            i += 1
+        batch = builder.build()
+        batch[0:8] = base.to_bytes(8, "big")
+        out += batch
+    return records[0].offset, bytes(out)
 
 
 def in_process(text: list[str], events: pa.Table, repeats: int, tmp: Path) -> None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +45,92 @@ class Record:
     offset: int
     value: bytes
     key: bytes | None = None
+
+
+class RecordColumns(Sequence[Record]):
+    """One partition's records as Arrow columns: what the raw feed reads from a fetch.
+
+    A raw record is usually one line: a Python object per record costs more
+    than the line's parse. The columns come straight from the fetched Kafka
+    record batches (``pipeline.archive.kafka_batches``) and go to the decoder
+    as they are; a ``Record`` is made only where one is needed, for a dead
+    letter. Offsets increase, as in a partition."""
+
+    __slots__ = ("keys", "offsets", "partition", "topic", "values")
+
+    def __init__(
+        self, topic: str, partition: int, offsets: pa.Array, values: pa.Array, keys: pa.Array
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offsets = offsets  # int64
+        self.values = values  # binary, no nulls (a null value is b"")
+        self.keys = keys  # binary, null where the record has no key
+
+    @classmethod
+    def of(cls, topic: str, partition: int, records: Sequence[Record]) -> RecordColumns:
+        """One partition's ``Record``s as columns."""
+        if isinstance(records, RecordColumns):
+            return records
+        return cls(
+            topic,
+            partition,
+            pa.array([r.offset for r in records], pa.int64()),
+            pa.array([r.value for r in records], pa.binary()),
+            pa.array([r.key for r in records], pa.binary()),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[RecordColumns]) -> RecordColumns:
+        """One partition's parts, in order, as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            parts[0].topic,
+            parts[0].partition,
+            pa.concat_arrays([p.offsets for p in parts]),
+            pa.concat_arrays([p.values for p in parts]),
+            pa.concat_arrays([p.keys for p in parts]),
+        )
+
+    def after(self, offset: int) -> RecordColumns:
+        """The records past ``offset``."""
+        first = int(np.searchsorted(self.offsets.to_numpy(zero_copy_only=False), offset, side="right"))
+        return self if first == 0 else self[first:]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> Record: ...
+    @overload
+    def __getitem__(self, i: slice) -> RecordColumns: ...
+    def __getitem__(self, i: int | slice) -> Record | RecordColumns:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("RecordColumns slices are contiguous")
+            n = max(0, stop - start)
+            return RecordColumns(
+                self.topic,
+                self.partition,
+                self.offsets.slice(start, n),
+                self.values.slice(start, n),
+                self.keys.slice(start, n),
+            )
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Record(
+            self.topic, self.partition, self.offsets[i].as_py(), self.values[i].as_py(), self.keys[i].as_py()
+        )
+
+    def __iter__(self) -> Iterator[Record]:
+        for offset, value, key in zip(
+            self.offsets.to_pylist(), self.values.to_pylist(), self.keys.to_pylist(), strict=True
+        ):
+            yield Record(self.topic, self.partition, offset, value, key)
 
 
 # Why a record or line was dead-lettered, as a bounded set: the metric's
@@ -123,23 +209,22 @@ class RawLines:
     def __call__(self, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
         if not records:
             return EVENT_SCHEMA.empty_table(), []
-        topic, partition = records[0].topic, records[0].partition
-        values = pa.array([r.value for r in records], pa.binary())
-        # A topic has few distinct keys (one per site or host): each is decoded once.
-        key_sites: dict[bytes | None, str | None] = {}
-        keys = pa.array(
-            [
-                key_sites[r.key] if r.key in key_sites else key_sites.setdefault(r.key, key_site(r.key))
-                for r in records
-            ],
-            pa.string(),
+        cols = (
+            records
+            if isinstance(records, RecordColumns)
+            else RecordColumns.of(records[0].topic, records[0].partition, records)
         )
-        split = pc.split_pattern(values, "\n")
+        topic, partition = cols.topic, cols.partition
+        # A topic has few distinct keys (one per site or host): each is decoded once.
+        encoded = pc.dictionary_encode(cols.keys)
+        distinct = pa.array([key_site(k) for k in encoded.dictionary.to_pylist()], pa.string())
+        keys = pc.take(distinct, encoded.indices)
+        split = pc.split_pattern(cols.values, "\n")
         parent = pc.list_parent_indices(split)
         lines = self._lines(split.flatten())
         first_of_record = pc.take(split.offsets, parent)
         index = pc.subtract(pa.array(np.arange(len(lines), dtype=np.int32)), first_of_record)
-        rec_offsets = pc.take(pa.array([r.offset for r in records], pa.int64()), parent)
+        rec_offsets = pc.take(cols.offsets, parent)
         ids = pc.add(pc.multiply(rec_offsets, MAX_LINES_PER_RECORD), index.cast(pa.int64()))
         t = pa.table(
             {"line": lines, "rec": parent, "idx": index, "id": ids, "key_site": pc.take(keys, parent)}
@@ -159,7 +244,7 @@ class RawLines:
                     )
                 )
             t = t.filter(pc.invert(too_many))
-        t, json_dead = self._unwrap_json(t, records)
+        t, json_dead = self._unwrap_json(t, cols)
         dead += json_dead
         site = pc.coalesce(t["key_site"], t["json_site"], t["json_host"], pa.scalar(self.default_site))
         if not pc.all(pc.match_substring_regex(pc.unique(site), SITE_RE.pattern)).as_py():

@@ -5,10 +5,11 @@ every message): nothing for an events-topic record of 8192 events, and
 everything for a raw record of one line. Through a faust agent the worker
 spent ~190 µs of CPU per raw line and sat idle most of the time
 (``benchmarks/bench_raw.py``). ``RawFeed`` reads the raw topics with
-aiokafka's consumer, the client faust itself runs on, directly: ``getmany``
-returns all the records fetched, they go to the same ``ArchiveSink`` (and
-``RawLines`` decoder) as before, and the next batch is fetched while the
-previous one is written.
+aiokafka's consumer, the client faust itself runs on, directly, and takes
+what it fetched as Arrow columns, one ``RecordColumns`` per partition
+(``pipeline.archive.kafka_batches``: no Python object per record); they go
+to the same ``ArchiveSink`` (and ``RawLines`` decoder) as before, and the
+next batch is fetched while the previous one is written.
 
 Exactly once into the store, as for the events topic (``pipeline.archive.sink``):
 - offsets are committed only after the flush holding them is durable, and a
@@ -34,7 +35,8 @@ import os
 import time
 from typing import Any
 
-from pipeline.archive.decoders import Record
+from pipeline.archive import kafka_batches
+from pipeline.archive.decoders import Record, RecordColumns
 from pipeline.archive.sink import EX_TEMPFAIL, ArchiveSink
 from pipeline.archive.topics import raw_group
 from pipeline.config import Config
@@ -58,7 +60,9 @@ class RawFeed:
         self._inflight: asyncio.Task[dict[tuple[str, int], int]] | None = None
         # Bumped by each revocation: what was read before it is flushed apart from what comes after.
         self._generation = 0
-        self._carried: list[Record] = []
+        self._carried: list[RecordColumns] = []
+        self._carried_generation = 0
+        self._columnar = False  # records read as columns (kafka_batches), else through getmany
 
     async def run(self) -> None:
         """Read, flush and commit until cancelled (the worker stopping); any failure ends the process.
@@ -81,6 +85,7 @@ class RawFeed:
 
         worker = self.cfg.worker
         session_ms = int(worker.session_timeout_s * 1000)
+        kept = kafka_batches.keep_fetched_bytes()  # before the consumer's first fetch
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.cfg.kafka.effective_bootstrap,
             group_id=raw_group(worker.app_id),
@@ -97,16 +102,19 @@ class RawFeed:
         )
         await consumer.start()
         self.consumer = consumer
+        self._columnar = kept and kafka_batches.usable(consumer)
+        if not self._columnar:
+            log.warning("aiokafka's fetcher is not the one kafka_batches knows: raw records read one by one")
         try:
             self.resubscribe()
             while True:
-                records = await self._collect()
+                parts = await self._collect()
                 await self._finish()
-                if records:
+                if parts:
                     # Flushed even when a rebalance came between: the store's partition
                     # locks and manifests make a late flush skip what the new owner
                     # stored, and dropping read records would leave them unread.
-                    self._inflight = asyncio.ensure_future(self._flush(records))
+                    self._inflight = asyncio.ensure_future(self._flush(parts))
         finally:
             if self._inflight is not None:  # stopping: let the flush in flight end, not cut it short
                 await asyncio.wait([self._inflight])
@@ -131,49 +139,82 @@ class RawFeed:
         self._subscribed = frozenset(self.topics)
         self.consumer.subscribe(topics=sorted(self._subscribed), listener=Listener())
 
-    async def _collect(self) -> list[Record]:
-        """Records until ``raw_flush_max_records``, or ``flush_interval_s`` after the first arrived."""
-        records, self._carried = self._carried, []
-        deadline = time.monotonic() + self.within_s if records else None
-        generation = self._generation
-        while len(records) < self.max_records:
+    async def _collect(self) -> list[RecordColumns]:
+        """Records until ``raw_flush_max_records``, or ``flush_interval_s`` after the first arrived.
+
+        A fetch drains whole partition buffers: what goes past the limit is
+        carried to the next flush, as is what was read before a rebalance."""
+        parts, self._carried = self._carried, []
+        generation = self._carried_generation if parts else self._generation
+        count = sum(len(p) for p in parts)
+        deadline = time.monotonic() + self.within_s if parts else None
+        while count < self.max_records:
             wait_s = 1.0 if deadline is None else deadline - time.monotonic()
             if wait_s <= 0:
                 break
-            batch = await self.consumer.getmany(
-                timeout_ms=max(1, int(wait_s * 1000)), max_records=self.max_records - len(records)
-            )
-            fetched = [
-                Record(m.topic, m.partition, m.offset, m.value or b"", m.key)
-                for msgs in batch.values()
-                for m in msgs
-            ]
-            if generation != self._generation and records:
+            fetched = await self._fetch(max(0.001, wait_s))
+            if generation != self._generation and parts:
                 # A rebalance came between: the new assignment may read some records
                 # again, so they go to the next flush, never twice into one flush.
-                self._carried = fetched
-                return records
+                self._carried, self._carried_generation = fetched, self._generation
+                return parts
             generation = self._generation
-            records.extend(fetched)
-            if records and deadline is None:
+            parts.extend(fetched)
+            count += sum(len(p) for p in fetched)
+            if parts and deadline is None:
                 deadline = time.monotonic() + self.within_s
-        return records
+        if count > self.max_records:
+            parts = self._carry_over(parts, generation)
+        return parts
 
-    async def _flush(self, records: list[Record]) -> dict[tuple[str, int], int]:
+    def _carry_over(self, parts: list[RecordColumns], generation: int) -> list[RecordColumns]:
+        """The first ``max_records`` records; the rest carried to the next flush."""
+        kept: list[RecordColumns] = []
+        room = self.max_records
+        for i, part in enumerate(parts):
+            if len(part) > room:
+                if room:
+                    kept.append(part[:room])
+                self._carried = [part[room:], *parts[i + 1 :]]
+                self._carried_generation = generation
+                break
+            kept.append(part)
+            room -= len(part)
+        return kept
+
+    async def _fetch(self, wait_s: float) -> list[RecordColumns]:
+        """What the consumer fetched, one ``RecordColumns`` per partition."""
+        if self._columnar:
+            return await kafka_batches.fetch_columns(self.consumer, wait_s)
+        batch = await self.consumer.getmany(timeout_ms=max(1, int(wait_s * 1000)))
+        return [
+            RecordColumns.of(
+                tp.topic,
+                tp.partition,
+                [Record(tp.topic, tp.partition, m.offset, m.value or b"", m.key) for m in msgs],
+            )
+            for tp, msgs in batch.items()
+            if msgs
+        ]
+
+    async def _flush(self, parts: list[RecordColumns]) -> dict[tuple[str, int], int]:
         """Flush durably; the next offset to read per partition."""
+        by_tp: dict[tuple[str, int], list[RecordColumns]] = {}
+        for part in parts:
+            by_tp.setdefault((part.topic, part.partition), []).append(part)
+        joined = {tp: RecordColumns.concat(ps) for tp, ps in by_tp.items()}
         loop = asyncio.get_running_loop()
         try:
             # Parquet writing and fsync block; off the loop, so fetching and heartbeats go on.
-            await loop.run_in_executor(None, self.sink.flush, records)
+            await loop.run_in_executor(None, self.sink.flush_partitions, joined)
         except Exception:
             log.exception("raw flush failed; exiting without committing so Kafka redelivers")
             os._exit(EX_TEMPFAIL)
         self.last_flush_at = time.monotonic()
-        log.debug("raw flush of %d records in %.3f s", len(records), self.sink.stats.last_flush_s)
-        ends: dict[tuple[str, int], int] = {}
-        for r in records:
-            ends[(r.topic, r.partition)] = r.offset + 1
-        return ends
+        log.debug(
+            "raw flush of %d records in %.3f s", sum(map(len, joined.values())), self.sink.stats.last_flush_s
+        )
+        return {tp: cols.offsets[-1].as_py() + 1 for tp, cols in joined.items()}
 
     async def _finish(self) -> None:
         """Wait for the flush in flight, then commit its offsets."""

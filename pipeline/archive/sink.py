@@ -25,14 +25,22 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.archive.decoders import SITE_RE, DeadLetter, Decoder, Record, decode_event_batches, key_site
+from pipeline.archive.decoders import (
+    SITE_RE,
+    DeadLetter,
+    Decoder,
+    Record,
+    RecordColumns,
+    decode_event_batches,
+    key_site,
+)
 from pipeline.event import EVENT_SCHEMA, TS_TYPE
 from pipeline.store import OffsetRange, PartitionState, Store
 
@@ -83,10 +91,14 @@ class ArchiveSink:
         self.recovered.clear()
 
     def flush(self, records: Sequence[Record]) -> None:
-        started = time.monotonic()
         by_tp: dict[tuple[str, int], list[Record]] = {}
         for r in records:
             by_tp.setdefault((r.topic, r.partition), []).append(r)
+        self.flush_partitions(by_tp)
+
+    def flush_partitions(self, by_tp: Mapping[tuple[str, int], Sequence[Record]]) -> None:
+        """Flush each partition's records (in offset order), durably: ``RecordColumns`` as they are."""
+        started = time.monotonic()
         with contextlib.ExitStack() as locks:
             # Under the partition locks the manifests are the truth: a worker that
             # lost a partition in a rebalance may have flushed since we looked.
@@ -105,7 +117,7 @@ class ArchiveSink:
         self.stats.flush_seconds_sum += self.stats.last_flush_s
 
     def _prepare(
-        self, by_tp: dict[tuple[str, int], list[Record]]
+        self, by_tp: Mapping[tuple[str, int], Sequence[Record]]
     ) -> Iterator[tuple[OffsetRange, pa.Table, PartitionState]]:
         """Each partition's records not yet in the store, decoded: (range, events, manifest state).
 
@@ -117,7 +129,11 @@ class ArchiveSink:
                     log.warning("removed leftover of an interrupted flush: %s", path)
                 self.recovered.add((topic, partition))
             state = self.store.partition_state(topic, partition)
-            fresh = [r for r in recs if r.offset > state.last_offset]
+            fresh = (
+                recs.after(state.last_offset)
+                if isinstance(recs, RecordColumns)
+                else [r for r in recs if r.offset > state.last_offset]
+            )
             self.stats.skipped_records += len(recs) - len(fresh)
             if not fresh:
                 continue
@@ -137,7 +153,7 @@ class ArchiveSink:
             self.stats.records += len(fresh)
             yield OffsetRange(topic, partition, fresh[0].offset, fresh[-1].offset), table, state
 
-    def _decode(self, records: list[Record]) -> tuple[pa.Table, list[DeadLetter]]:
+    def _decode(self, records: Sequence[Record]) -> tuple[pa.Table, list[DeadLetter]]:
         """Decode a partition's records; a record that makes the decoder itself fail is
         isolated and dead-lettered, so one poisonous record cannot wedge the partition
         in a crash-and-redeliver loop."""
