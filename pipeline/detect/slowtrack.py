@@ -117,9 +117,9 @@ class SlowTracker:
         return out
 
     def _chunk(self, pts: pa.Table, hi: int) -> pa.Table:
-        e = pts.filter(pc.is_valid(pts.column("dst_port"))).select(
-            ["site", "src_ip", "dst_ip", "dst_port", "ts_us", "cnt", "lb"]
-        )
+        if pts.column("dst_port").null_count:  # a filter copies every string column
+            pts = pts.filter(pc.is_valid(pts.column("dst_port")))
+        e = pts.select(["site", "src_ip", "dst_ip", "dst_port", "ts_us", "cnt", "lb"])
         e = e.rename_columns(["site", "src_ip", "dst_ip", "port", "ts", "cnt", "lb"])
         self.stats.events += e.num_rows
         found, self.state = self.sessions.run(e, self.state, hi)
