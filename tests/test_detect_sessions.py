@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -364,3 +365,13 @@ def test_session_pass_matches_the_python_reference(events: list[Event], cuts: li
     whole.start(DAY0)
     once = {r["scan_id"]: r for r in as_plain(pa.concat_tables(whole.advance(read, ends[-1])))}
     assert {k: latest.get(k) for k in once} == once
+
+
+def test_a_port_out_of_range_is_refused_rather_than_aliased() -> None:
+    """Ports are packed into integer keys: 70000 would otherwise pose as another port or block."""
+    for port in (70_000, -1):
+        tracker = SlowTracker(CFG, None)
+        tracker.start(DAY0)
+        table = points_of([("a", "10.0.0.1", "172.16.0.1", port, DAY0 + US, 1, False)])
+        with pytest.raises(ValueError, match="0-65535"):
+            tracker.advance(lambda lo, hi, t=table: t, DAY0 + 60 * US)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import DetectConfig
 from pipeline.detect.records import US, days_spanned, records_table
@@ -94,6 +95,11 @@ class SessionPass:
     def run(self, e: pa.Table, state: dict[str, pa.Table], hi: int) -> tuple[pa.Table, dict[str, pa.Table]]:
         """Events (site, src_ip, dst_ip, port, ts, cnt, lb) of [upto, hi) and the state at upto:
         the records that changed (slow, then distributed) and the state at hi."""
+        if e.num_rows:
+            # Ports are packed into integer keys below: one out of range would alias another.
+            mm = pc.min_max(e.column("port")).as_py()
+            if mm["min"] < 0 or mm["max"] >= PORTS:
+                raise ValueError(f"destination ports must lie in 0-65535, got {mm['min']}..{mm['max']}")
         codes = Coded.of({"e": e, **state})
         new: dict[str, pa.Table] = {}
         slow = self.slow(e, state, codes, hi, new)
