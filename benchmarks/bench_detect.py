@@ -5,7 +5,7 @@ a botnet, look-alikes and injected scans of every kind. Measured in one run:
 
 * tracker: the persistent slow/distributed tracker (``SlowTracker``) over the whole day in
   one chunk - sessions, distinct ports and targets per source, port memory, distributed
-  blocks, records - on one DuckDB thread (CPU time of this process);
+  blocks, records - numpy in one thread (CPU time of this process);
 * detect: a whole replay of the day (``replay``: the grid kinds, the tracker, the scan
   dataset), CPU time;
 * reference: one DuckDB query computing the features alone, on one thread - distinct

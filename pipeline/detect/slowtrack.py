@@ -54,16 +54,14 @@ import pyarrow.compute as pc
 from pipeline.config import DetectConfig
 from pipeline.detect.engine import connect
 from pipeline.detect.records import SCAN_SCHEMA, US, DetectStats
-from pipeline.detect.sessions import SessionQueries, scan_id
+from pipeline.detect.sessions import SessionPass, scan_id
 from pipeline.detect.trackstate import (
     DAY_US,
     STATE,
     bound,
     empty_state,
     load_checkpoint,
-    plain_sessions,
     save_checkpoint,
-    track_key,
 )
 
 TRACK_KINDS: Final = ("slow", "distributed")
@@ -83,8 +81,7 @@ class SlowTracker:
         self.upto: int | None = None
         self.state: dict[str, pa.Table] = empty_state()
         self.stats = DetectStats()
-        self.queries = SessionQueries(cfg)
-        self._idle: dict[str, pa.Table] = {}
+        self.sessions = SessionPass(cfg)
 
     # ---- checkpoints ----------------------------------------------------------------------
 
@@ -120,79 +117,18 @@ class SlowTracker:
         return out
 
     def _chunk(self, pts: pa.Table, hi: int) -> pa.Table:
-        e = pts.filter(pc.is_valid(pts.column("dst_port"))).select(
-            ["site", "src_ip", "dst_ip", "dst_port", "ts_us", "cnt", "lb"]
-        )
+        if pts.column("dst_port").null_count:  # a filter copies every string column
+            pts = pts.filter(pc.is_valid(pts.column("dst_port")))
+        e = pts.select(["site", "src_ip", "dst_ip", "dst_port", "ts_us", "cnt", "lb"])
         e = e.rename_columns(["site", "src_ip", "dst_ip", "port", "ts", "cnt", "lb"])
         self.stats.events += e.num_rows
-        e_slow, singles, passive = self._split(e, hi)
-        # One thread: a chunk is dozens of small statements, where waking a second thread
-        # on a busy machine costs more than it saves; big replays are a day per chunk.
-        con = connect(self.cfg, threads=1)
-        try:
-            for k, table in self.state.items():
-                con.register(f"{k}_arrow", passive.get(k, table))
-                con.execute(f"CREATE TEMP TABLE {k} AS SELECT * FROM {k}_arrow")
-            con.register("e_arrow", e)
-            con.execute("CREATE TEMP TABLE e AS SELECT * FROM e_arrow")
-            con.register("e_slow", e_slow)
-            slow = self.queries.slow(con, hi)
-            dist = self.queries.distributed(con, hi)
-            state = {k: con.sql(f"SELECT * FROM {k}").to_arrow_table().cast(s) for k, s in STATE.items()}
-        finally:
-            con.close()
-        for k, part in singles.items():
-            state[k] = pa.concat_tables([state[k], part, self._idle[k]])
-        self.state = state
+        found, self.state = self.sessions.run(e, self.state, hi)
         if self.rows() > self.cfg.track_max_rows:
             self._bound_state()
-        for kind, t in (("slow", slow), ("distributed", dist)):
-            self.stats.scans[kind] = self.stats.scans.get(kind, 0) + t.num_rows
-        return pa.concat_tables([slow, dist])
-
-    def _split(self, e: pa.Table, hi: int) -> tuple[pa.Table, dict[str, pa.Table], dict[str, pa.Table]]:
-        """Keep the slow SQL to the sources that could change a record: columnar work for the rest.
-
-        A source new to the state whose events in the chunk hit one port of one target has
-        sessions that are never scans (both thresholds are >= 2): its state rows (the newest
-        session, if open) are built here with Arrow/numpy (a spoofed flood is mostly such
-        sources, and so is background radiation). Open sessions of
-        sources without events in the chunk stay as they are (set aside in ``self._idle``);
-        only touched ones and those the chunk closes go through the SQL (a closing scan
-        still gets its final record). Same state and records as running everything through it.
-        """
-        c = self.cfg
-        idle = int(c.slow_idle_s * US)
-        meta, ports, targets = (self.state[k] for k in ("src_meta", "src_ports", "src_targets"))
-        ek = track_key(e)
-        sk = track_key(meta)
-        empty = {k: STATE[k].empty_table() for k in ("src_meta", "src_ports", "src_targets")}
-        singles = dict(empty)
-        if min(c.slow_min_ports, c.slow_min_targets) >= 2 and e.num_rows:
-            g = (
-                pa.table({"k": ek, "p": e.column("port"), "d": e.column("dst_ip")})
-                .group_by("k")
-                .aggregate([("p", "count_distinct"), ("d", "count_distinct")])
-            )
-            plain = g.filter(
-                pc.and_(pc.equal(g.column("p_count_distinct"), 1), pc.equal(g.column("d_count_distinct"), 1))
-            ).column("k")
-            single = pc.and_(pc.is_in(ek, value_set=plain), pc.invert(pc.is_in(ek, value_set=sk)))
-            singles = plain_sessions(e.filter(single).append_column("k", pc.filter(ek, single)), hi, idle)
-            e_slow = e.filter(pc.invert(single))
-            ek = pc.filter(ek, pc.invert(single))
-        else:
-            e_slow = e
-        # Untouched sessions still open at hi pass through unchanged.
-        touched = pc.is_in(sk, value_set=pc.unique(ek))
-        due = pc.greater(pc.subtract(hi, meta.column("last_ts")), idle)
-        active_keys = pc.filter(sk, pc.or_(touched, due))
-        passive, self._idle = {}, {}
-        for k, t in (("src_meta", meta), ("src_ports", ports), ("src_targets", targets)):
-            act = pc.is_in(track_key(t), value_set=active_keys)
-            passive[k] = t.filter(act)
-            self._idle[k] = t.filter(pc.invert(act))
-        return e_slow, singles, passive
+        for kind in TRACK_KINDS:
+            n = pc.sum(pc.equal(found.column("kind"), kind)).as_py() or 0
+            self.stats.scans[kind] = self.stats.scans.get(kind, 0) + n
+        return found
 
     def _bound_state(self) -> None:
         con = connect(self.cfg, threads=1)

@@ -12,9 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import durable
@@ -163,43 +161,3 @@ def bound(con: Any, cfg: DetectConfig, stats: DetectStats) -> None:
             )
         stats.dropped_keys[kind] = stats.dropped_keys.get(kind, 0) + int(dropped)
         over -= int(rows)
-
-
-def plain_sessions(one: pa.Table, hi: int, idle: int) -> dict[str, pa.Table]:
-    """State rows of sources probing one port of one target: the newest session, if still open.
-
-    Their sessions never hold two ports or two targets, so none is a scan; only the last
-    one can continue into later chunks. Cut at gaps > idle as ``SessionQueries._sessions`` does.
-    """
-    one = one.sort_by([("k", "ascending"), ("ts", "ascending")])
-    n = one.num_rows
-    if n == 0:
-        return {k: STATE[k].empty_table() for k in ("src_meta", "src_ports", "src_targets")}
-    k = one.column("k")
-    ts = one.column("ts").to_numpy()
-    newk = np.ones(n, dtype=bool)
-    newk[1:] = pc.not_equal(k.slice(1), k.slice(0, n - 1)).to_numpy(zero_copy_only=False)
-    start = newk.copy()
-    start[1:] |= (ts[1:] - ts[:-1]) > idle
-    seg = np.flatnonzero(start)
-    last = np.flatnonzero(np.append(newk[1:], True))
-    last_seg = (np.cumsum(start) - 1)[last]
-    sess = ts[seg][last_seg]
-    packets = np.add.reduceat(pc.fill_null(one.column("cnt"), 0).to_numpy(), seg)[last_seg]
-    lb = np.maximum.reduceat(one.column("lb").to_numpy(zero_copy_only=False).astype(np.int8), seg)[last_seg]
-    keep = (hi - ts[last]) <= idle
-    rows = one.take(pa.array(last[keep]))
-    sess, packets, lb = pa.array(sess[keep]), pa.array(packets[keep]), pa.array(lb[keep] > 0)
-    site, src, t_last = rows.column("site"), rows.column("src_ip"), rows.column("ts")
-    return {
-        "src_meta": pa.table([site, src, sess, t_last, packets, lb], schema=STATE["src_meta"]),
-        "src_ports": pa.table(
-            [site, src, sess, pc.cast(rows.column("port"), pa.int32()), sess], schema=STATE["src_ports"]
-        ),
-        "src_targets": pa.table([site, src, sess, rows.column("dst_ip"), sess], schema=STATE["src_targets"]),
-    }
-
-
-def track_key(t: pa.Table) -> pa.ChunkedArray:
-    """One string per (site, src_ip), for membership tests in Arrow."""
-    return pc.binary_join_element_wise(t.column("site"), t.column("src_ip"), "\x1f")
