@@ -14,9 +14,10 @@ the ratio per format. Times are CPU time: on a shared machine wall time moves
 with the neighbours' load, CPU time much less.
 
 Each parser gets the lines in the shipper's batches (``--batch-lines``). The
-``pyarrow`` column is the same parser with the native netfilter scanner
-switched off (``FIREPLOT_NETFILTER_ENGINE=arrow``): it differs from ours only
-where a format hands netfilter text to that scanner (journald's MESSAGE).
+``pyarrow`` column is the same parser with every native scanner switched
+off (``FIREPLOT_NATIVE=off``, ``FIREPLOT_NETFILTER_ENGINE=arrow``): the
+formats with a scanner of their own (MikroTik, Cisco ASA) and those that hand
+netfilter text to that scanner (journald's MESSAGE) differ from ours.
 ``--netfilter`` adds a row per syslog header style of netfilter LOG lines
 (``bench_parse``'s lines, its per-line reference), so every format and header
 style the parsers accept is in one table from one run, each row with its goal
@@ -30,6 +31,7 @@ import datetime as dt
 import functools
 import gc
 import json
+import os
 import random
 import re
 import sys
@@ -255,7 +257,7 @@ def _format_row(fmt: str, args: argparse.Namespace) -> bool:
     lines = pa.array(text, pa.string())
     offsets = pa.array(range(0, args.lines * 256, 256), pa.int64())
     ours = bench_parse.batched(get(fmt), args.batch_lines)
-    arrow = bench_parse.arrow_only(ours)
+    arrow = _natives_off(ours)
     theirs = reference(fmt)
     expected = theirs(text, offsets)
     for name, parser in (("fireplot", ours), ("pyarrow", arrow)):
@@ -292,6 +294,26 @@ def _netfilter_row(style: str, args: argparse.Namespace) -> bool:
     seconds = [_best(functools.partial(parser, lines, offsets, ctx), args.repeat) for parser in parsers]
     _row(f"netfilter {style}", args.lines, seconds, GOALS["netfilter"])
     return True
+
+
+def _natives_off(
+    parser: Callable[[pa.Array, pa.Array, ParseContext], ParseResult],
+) -> Callable[[pa.Array, pa.Array, ParseContext], ParseResult]:
+    """``parser`` with every native scanner switched off (FIREPLOT_NATIVE=off): the pyarrow path alone."""
+    arrow = bench_parse.arrow_only(parser)
+
+    def run(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+        before = os.environ.get("FIREPLOT_NATIVE")
+        os.environ["FIREPLOT_NATIVE"] = "off"
+        try:
+            return arrow(lines, offsets, ctx)
+        finally:
+            if before is None:
+                del os.environ["FIREPLOT_NATIVE"]
+            else:
+                os.environ["FIREPLOT_NATIVE"] = before
+
+    return run
 
 
 def _row(name: str, count: int, seconds: list[float], goal: float) -> None:

@@ -1,0 +1,467 @@
+"""The native scanners of the other formats against their pyarrow parsers: any disagreement is a bug.
+
+Each format's ``parse`` hands the lines its scanner (``native/src/formats/``)
+is sure of to that scanner and every other line to the format's
+``parse_arrow``. For any batch the two must give the same events table and
+the same rejects in the same order, so every test parses one batch both ways
+and compares: the golden fixtures, lines built from every field shape the
+format allows (IPv6 in every spelling, PRI, stamps with and without a year,
+hosts, topics, NAT, users, ICMP), those lines patched with the format's own
+syntax and with hostile text, and batches mixing lines the scanner claims with
+lines it leaves. Each test also checks that the scanner claimed what it should,
+so a scanner that claims nothing cannot pass as "identical".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.parsers import ParseContext, ParseResult, asa, mikrotik, native_formats, syslog
+from tests.support.golden import mutations, outcome
+
+FIXTURES = Path(__file__).resolve().parent / "parsers"
+Parse = Callable[[pa.Array, pa.Array, ParseContext], ParseResult]
+PARSERS: dict[str, tuple[Parse, Parse]] = {
+    "mikrotik": (mikrotik.parse, mikrotik.parse_arrow),
+    "asa": (asa.parse, asa.parse_arrow),
+}
+
+CONTEXTS: dict[str, ParseContext] = {
+    "utc": ParseContext(
+        site="lab", source_id="x.log", reference_time=dt.datetime(2024, 6, 15, 12, tzinfo=dt.UTC)
+    ),
+    "oslo_spring": ParseContext(
+        site="lab",
+        source_id="o.log",
+        host="fw-9",
+        tz=ZoneInfo("Europe/Oslo"),
+        reference_time=dt.datetime(2024, 3, 31, 0, 30, tzinfo=dt.UTC),
+    ),
+    "new_year": ParseContext(
+        site="lab", source_id="n.log", reference_time=dt.datetime(2025, 1, 1, 0, 30, tzinfo=dt.UTC)
+    ),
+    "non_leap": ParseContext(
+        site="lab",
+        source_id="k.log",
+        tz=ZoneInfo("Asia/Kolkata"),
+        reference_time=dt.datetime(2023, 2, 28, 20, 0, tzinfo=dt.UTC),
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def _native_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A missing or refusing library must fail these tests, not pass them on the pyarrow path twice.
+    monkeypatch.setenv("FIREPLOT_NATIVE", "native")
+    assert native_formats.engine() == "native", native_formats.why_unavailable()
+
+
+def claimed(fmt: str, lines: list[str], ctx: ParseContext) -> int:
+    found = native_formats.scan(fmt, pa.array(lines, pa.string()), syslog.year_rule(ctx))
+    return 0 if found is None else found.claimed
+
+
+def compare(fmt: str, lines: list[str], ctx: ParseContext) -> ParseResult:
+    ours, reference = PARSERS[fmt]
+    array = pa.array(lines, pa.string())
+    offsets = pa.array([100 * i for i in range(len(lines))], pa.int64())
+    got = ours(array, offsets, ctx)
+    want = reference(array, offsets, ctx)
+    assert got.events.schema == want.events.schema
+    assert outcome(got) == outcome(want), lines
+    assert got.events.equals(want.events), lines
+    assert got.rejects == want.rejects
+    return got
+
+
+# --- MikroTik -----------------------------------------------------------------
+
+V6_SPELLINGS = (
+    "2001:db8::7",
+    "2001:DB8::7",
+    "2001:0db8:0000:0000:0000:0000:0000:0007",
+    "2001:db8:0:0:0:0:0:7",
+    "::1",
+    "::",
+    "1::",
+    "2001:db8::",
+    "fe80::1:0:0:1",
+    "1:0:0:2:0:0:0:3",
+    "1:2:3:4:5:6:7::",
+    "::2:3:4:5:6:7:8",
+    "0:0:0:0:0:ffff:c000:201",
+    "::ffff:192.0.2.1",
+    "::192.0.2.1",
+    "fe80::1%eth0",
+    "1:::2",
+    "1::2::3",
+    "12345::1",
+    "1:2:3:4:5:6:7:8:9",
+    ":1::2",
+    "1::2:",
+    "g::1",
+    "2001:db8::1:0:0:0",
+    "0:0:1::",
+)
+V4_SPELLINGS = (
+    "198.51.100.7",
+    "0.0.0.0",  # noqa: S104
+    "255.255.255.255",
+    "010.1.2.3",
+    "256.1.1.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    "1..2.3",
+)
+MIKROTIK_HEADS = (
+    "Mar 10 14:22:05 gw firewall,info ",
+    "Mar  3 04:11:27 gw firewall,info ",
+    "Mar 3 04:11:27 gw firewall,info ",
+    "<134>Mar 10 14:22:05 gw firewall,info ",
+    "<4>1 2024-03-10T14:22:05Z gw - - - - firewall,info ",
+    "Feb 29 14:22:05 gw firewall,info ",
+    "Feb 30 14:22:05 gw firewall,info ",
+    "Dec 31 23:59:59 gw ",
+    "mar/10 14:22:05 firewall,info ",
+    "feb/29 14:22:05 firewall,info ",
+    "mar/10/2024 14:22:06 firewall,info ",
+    "feb/29/2023 00:00:00 ",
+    "mar/10 25:22:05 firewall,info ",
+    "2024-03-10T14:22:05-04:00 rtr ",
+    "2024-03-10T14:22:05.123456789Z rtr firewall,info ",
+    "2024-03-10 14:22:05 rtr ",
+    "2024-03-10T14:22:05+0530 - ",
+    "Mar 10 14:22:05 firewall,info ",
+    "Mar 10 14:22:05 gw: firewall,info ",
+    "Mar 10 14:22:05 g=w firewall,info ",
+    "Mar 10 14:22:05 ",
+    "Mar 10 14:22:05 gw\tfirewall,info ",
+    "Jun 15 13:00:00 gw firewall,info ",
+)
+MIKROTIK_BODIES = (
+    "input: in:ether1 out:(unknown 0), src-mac 02:00:5e:10:00:01, proto TCP (SYN), {a}->{b}, len 60",
+    "DROP-SSH input: in:ether1 out:(unknown 0), proto UDP, {a}->{b}, len 80",
+    "forward: in:ether5 out:ether1, src-mac 02:00:5e:10:00:02, proto TCP (ACK,FIN), {a}->{b}, "
+    "NAT (192.0.2.9:34923->203.0.113.19:34923)->198.51.100.20:80, len 52",
+    "forward: in:bridge1 out:ether1, proto UDP, {a}->{b}, NAT 192.0.2.50:40000->(198.51.100.9:53->x), len 60",
+    "accept-icmp input: in:ether1 out:(unknown 0), proto ICMP (type 8, code 0), {a}->{b}, len 84",
+    "input: in:ether1 out:(unknown 0), proto 6 (SYN), {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto 17, {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto ipv6-icmp, {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto udp-lite, {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto 47, {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto tcp (), {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto TCP, {a}->{b}, len 60 extra, len 3",
+    "Allowed ACCEPT input: in:ether1 out:ether2, proto TCP (SYN), {a}->{b}, len 60",
+    "reject: in:a in:b out:c, proto TCP (SYN), {a}->{b}, len 60",
+    "x: in:a out:b out:c, proto TCP (SYN), {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0),proto TCP, {a}->{b}, len 60",
+    "input: in:ether1 out:(unknown 0), proto TCP (SYN), {a}->{b}, NAT nothing",
+    "input: in:ether1 out:(unknown 0), proto TCP (SYN), {a}->{b}, len x",
+)
+
+
+def endpoints() -> Iterator[tuple[str, str]]:
+    yield "198.51.100.7:45678", "192.0.2.1:22"
+    yield "198.51.100.7", "192.0.2.1"
+    yield "198.51.100.7:45678", "192.0.2.1"
+    yield "198.51.100.7:0", "192.0.2.1:65535"
+    yield "198.51.100.7:65536", "192.0.2.1:22"
+    yield "198.51.100.7:0000000022", "192.0.2.1:0022"
+    yield "198.51.100.7:45678", "[2001:db8::1]:22"
+    for spelling in V6_SPELLINGS:
+        yield f"[{spelling}]:5353", "[2001:db8::1]:53"
+        yield "[2001:db8::1]", f"[{spelling}]"
+    for spelling in V4_SPELLINGS:
+        yield f"{spelling}:1", "192.0.2.1:2"
+
+
+def mikrotik_lines() -> list[str]:
+    lines = []
+    for head in MIKROTIK_HEADS:
+        for body in MIKROTIK_BODIES:
+            lines.append(head + body.format(a="198.51.100.7:45678", b="192.0.2.1:22"))
+    for a, b in endpoints():
+        for body in MIKROTIK_BODIES[:3]:
+            lines.append(MIKROTIK_HEADS[0] + body.format(a=a, b=b))
+    return lines
+
+
+MIKROTIK_LINES = mikrotik_lines()
+MIKROTIK_PATCHES = (
+    ",",
+    ", ",
+    ":",
+    ": ",
+    ": in:",
+    " in:",
+    " out:",
+    "(",
+    ")",
+    "[",
+    "]",
+    "->",
+    ", NAT ",
+    ", len ",
+    "len 1",
+    "proto ",
+    "src-mac ",
+    "firewall,info ",
+    ",info",
+    "-",
+    "/",
+    "(unknown 0)",
+    "::",
+    "::1",
+    ".",
+    "0",
+    "9",
+    "99999",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\r",
+    "\x00",
+    "é",
+    "\u2028",
+    "<13>",
+    "mar/",
+    "Feb 29",
+    "Z",
+    "+01:00",
+)
+
+
+# --- Cisco ASA ----------------------------------------------------------------
+
+ASA_HEADS = (
+    "Mar 10 2024 14:22:05 fw-asa-1 : ",
+    "Mar 1 2024 14:22:05 fw-asa-1 : ",
+    "Mar 10 2024 14:22:05 : ",
+    "Mar 10 2024 14:22:05 ",
+    "Mar 10 2024 14:22:05: ",
+    "<166>Mar 10 14:22:05 fw-asa-1 ",
+    "<166>Mar 10 2024 14:22:05 fw ",
+    "Mar 10 14:22:05 fw-asa-1 ",
+    "Feb 29 2023 14:22:05 fw ",
+    "Feb 29 2024 14:22:05 fw ",
+    "Feb 29 14:22:05 fw ",
+    "Mar 10 0000 14:22:05 fw ",
+    "Mar 10 2024 24:00:00 fw ",
+    "2024-03-10T14:22:05Z fw ",
+    "2024-03-10T14:22:05+02:00 fw : ",
+    "2024-03-10T14:22:05.5 fw ",
+    "Mar  3 04:11:27 fw ",
+    "Mar 10 2024 14:22:05 fw%x ",
+    "",
+    "fw : ",
+    "Mar 10 2024 14:22:05 fw-asa-1 :",
+    "<999>Mar 10 2024 14:22:05 fw ",
+    "Mar 10 2024 14:22:05 - ",
+)
+ASA_TAGS = ("%ASA-4-106023: ", "%FTD-4-106023: ", "%ASA-6-106100: ", "%ASA-4-106006: ", "%ASA-4-10602: ")
+ASA_106023 = (
+    'Deny {p} src outside:{a}/51234 dst inside:{b}/22 by access-group "OUTSIDE_IN" [0x0, 0x0]',
+    'Deny {p} src outside:{a}/51234 dst inside:{b}/22 by access-group "OUTSIDE_IN"',
+    'Deny {p} src outside:{a} dst inside:{b} (type 8, code 0) by access-group "OUTSIDE_IN" [0x0, 0x0]',
+    'Deny protocol {p} src outside:{a}(LOCAL\\user) dst inside:{b}/22(x) by access-group "" [0x0, 0x0]',
+    'Deny {p} src outside:{a}/51234 dst inside:{b}/22 by access-group "A B" [0x0, 0x0] junk',
+    'Deny {p} src outside:{a}/99999 dst inside:{b}/22 by access-group "X"',
+)
+ASA_106100 = (
+    "access-list OUTSIDE_IN denied {p} outside/{a}(5353) -> inside/{b}(161) hit-cnt 12 300-second interval "
+    "[0x1, 0x0]",
+    "access-list OUTSIDE_IN permitted {p} outside/{a}(5353)(u) -> inside/{b}(161) hit-cnt 1 first hit "
+    "[0x1, 0x0]",
+    "access-list A est-allowed {p} outside/{a}(1) -> inside/{b}(2) hit-cnt 2147483647 x",
+    "access-list A denied {p} outside/{a}(1) -> inside/{b}(2) hit-cnt 2147483648 x",
+    "access-list A denied {p} outside/{a}(1) -> inside/{b}(2) hit-cnt 0 x",
+    "access-list A denied {p} outside/{a}(1) -> inside/{b}(2) hit-cnt 5",
+)
+ASA_PROTOS = ("tcp", "icmp6", "17", "47", "TCP", "sctp")
+
+
+def asa_lines() -> list[str]:
+    lines = []
+    pairs = [("198.51.100.7", "192.0.2.10"), ("2001:db8::7", "2001:db8::10"), ("198.51.100.7", "2001:db8::1")]
+    pairs += [(spelling, "2001:db8::10") for spelling in V6_SPELLINGS[:12]]
+    pairs += [(spelling, "192.0.2.10") for spelling in V4_SPELLINGS]
+    for head in ASA_HEADS:
+        for tag in ASA_TAGS:
+            body = ASA_106100[0] if "106100" in tag else ASA_106023[0]
+            lines.append(head + tag + body.format(p="tcp", a="198.51.100.7", b="192.0.2.10"))
+    for a, b in pairs:
+        for p in ASA_PROTOS:
+            for body in ASA_106023:
+                lines.append(ASA_HEADS[0] + ASA_TAGS[0] + body.format(p=p, a=a, b=b))
+            for body in ASA_106100:
+                lines.append(ASA_HEADS[5] + ASA_TAGS[2] + body.format(p=p, a=a, b=b))
+    return lines
+
+
+ASA_LINES = asa_lines()
+ASA_PATCHES = (
+    " ",
+    "  ",
+    ":",
+    " :",
+    "%",
+    "%ASA-",
+    "%FTD-",
+    "-",
+    "/",
+    "(",
+    ")",
+    '"',
+    "[",
+    "]",
+    " -> ",
+    "hit-cnt ",
+    " src ",
+    " dst ",
+    "protocol ",
+    "Deny ",
+    "denied ",
+    "::",
+    "::1",
+    ".",
+    "0",
+    "9",
+    "99999",
+    "\t",
+    "\n",
+    "\x00",
+    "é",
+    "<13>",
+    "Feb 29",
+    "2024",
+    "outside:",
+    "outside/",
+)
+
+LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES}
+PATCHES = {"mikrotik": MIKROTIK_PATCHES, "asa": ASA_PATCHES}
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+def test_golden_fixtures_parse_alike(fmt: str) -> None:
+    paths = sorted((FIXTURES / fmt).glob("*.log"))
+    assert paths
+    lines = [line for path in paths for line in path.read_text().splitlines()]
+    for ctx in CONTEXTS.values():
+        compare(fmt, lines, ctx)
+        # Each line alone too: a batch of one is claimed or declined on its own.
+        for line in lines:
+            compare(fmt, [line], ctx)
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+@pytest.mark.parametrize("context", sorted(CONTEXTS))
+def test_every_field_shape_parses_alike(fmt: str, context: str) -> None:
+    lines = LINES[fmt]
+    ctx = CONTEXTS[context]
+    result = compare(fmt, lines, ctx)
+    # The scanner must really read these: most of them are claimed, and every claimed line made an event.
+    count = claimed(fmt, lines, ctx)
+    assert count >= len(lines) // 3, (count, len(lines))
+    assert len(result.events) >= count
+    if context == "utc":
+        # A batch of one is claimed or given up on by itself (a sample: each line costs a parse).
+        for line in lines[::7]:
+            compare(fmt, [line], ctx)
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+def test_the_scanner_claims_the_usual_lines(fmt: str) -> None:
+    """Without this, a scanner that claims nothing would pass every comparison above."""
+    usual = {
+        "mikrotik": [
+            MIKROTIK_HEADS[0] + MIKROTIK_BODIES[0].format(a="198.51.100.7:45678", b="192.0.2.1:22"),
+            MIKROTIK_HEADS[8] + MIKROTIK_BODIES[1].format(a="[2001:db8::7]:5353", b="[2001:DB8::1]:53"),
+        ],
+        "asa": [
+            ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a="198.51.100.7", b="192.0.2.10"),
+            ASA_HEADS[5] + ASA_TAGS[2] + ASA_106100[0].format(p="udp", a="2001:db8::7", b="2001:db8::10"),
+        ],
+    }[fmt]
+    assert claimed(fmt, usual, CONTEXTS["utc"]) == len(usual)
+    assert len(compare(fmt, usual, CONTEXTS["utc"]).events) == len(usual)
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+def test_a_batch_of_unknown_lines_is_given_up_on(fmt: str) -> None:
+    other = ["Mar 10 14:22:05 gw kernel: something else entirely"] * 64
+    good = LINES[fmt][0]
+    assert native_formats.scan(fmt, pa.array([*other, good]), syslog.year_rule(CONTEXTS["utc"])) is None
+    assert claimed(fmt, [*other[:63], good], CONTEXTS["utc"]) == 1
+    compare(fmt, [*other, good], CONTEXTS["utc"])
+
+
+@st.composite
+def patched_batches(draw: st.DrawFn, fmt: str) -> list[str]:
+    pool = LINES[fmt]
+    size = draw(st.integers(1, 12))
+    batch = []
+    for _ in range(size):
+        line = draw(st.sampled_from(pool))
+        choice = draw(st.integers(0, 3))
+        if choice == 1:
+            line = draw(mutations(line, PATCHES[fmt]))
+        elif choice == 2:
+            line = draw(st.text(alphabet=st.sampled_from(list(set("".join(pool)))), max_size=60))
+        elif choice == 3:
+            line = draw(mutations(draw(mutations(line, PATCHES[fmt])), PATCHES[fmt]))
+        batch.append(line)
+    return batch
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_patched_and_hostile_lines_parse_alike(fmt: str, data: st.DataObject) -> None:
+    batch = data.draw(patched_batches(fmt))
+    ctx = CONTEXTS[data.draw(st.sampled_from(sorted(CONTEXTS)))]
+    compare(fmt, batch, ctx)
+
+
+@pytest.mark.parametrize("fmt", sorted(PARSERS))
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.data(),
+    groups=st.lists(st.integers(0, 0xFFFF), min_size=8, max_size=8),
+    style=st.sampled_from(["compressed", "exploded", "upper", "short"]),
+)
+def test_every_ipv6_spelling_parses_alike(
+    fmt: str, data: st.DataObject, groups: list[int], style: str
+) -> None:
+    import ipaddress
+
+    address = ipaddress.IPv6Address(bytes(b for g in groups for b in g.to_bytes(2, "big")))
+    text = {
+        "compressed": address.compressed,
+        "exploded": address.exploded,
+        "upper": address.compressed.upper(),
+        "short": ":".join(f"{g:x}" for g in groups),
+    }[style]
+    if fmt == "mikrotik":
+        line = MIKROTIK_HEADS[0] + MIKROTIK_BODIES[0].format(a=f"[{text}]:1", b="[2001:db8::1]:2")
+    else:
+        line = ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a=text, b="2001:db8::1")
+    compare(fmt, [line, data.draw(st.sampled_from(LINES[fmt]))], CONTEXTS["utc"])
+
+
+def test_the_switch_turns_the_scanners_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FIREPLOT_NATIVE", "off")
+    assert native_formats.engine() == "off"
+    monkeypatch.setenv("FIREPLOT_NATIVE", "bogus")
+    with pytest.raises(Exception, match="FIREPLOT_NATIVE='bogus'"):
+        native_formats.engine()
