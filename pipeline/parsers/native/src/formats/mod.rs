@@ -18,6 +18,7 @@ use crate::dictionary::Dictionary;
 use crate::time::YearRule;
 
 pub mod asa;
+pub mod filterlog;
 pub mod mikrotik;
 
 /// Per-line numbers, column-major `NCOLS × n` i32s, defined where `STATUS` is 1.
@@ -79,6 +80,7 @@ fn format(id: i64) -> Option<&'static Format> {
     match id {
         1 => Some(&mikrotik::FORMAT),
         2 => Some(&asa::FORMAT),
+        3 => Some(&filterlog::FORMAT),
         _ => None,
     }
 }
