@@ -24,7 +24,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.parsers import ParseContext, ParseResult, asa, filterlog, mikrotik, native_formats, syslog
+from pipeline.parsers import (
+    ParseContext,
+    ParseResult,
+    asa,
+    filterlog,
+    mikrotik,
+    native_formats,
+    syslog,
+    winfw,
+)
 from tests.support.golden import mutations, outcome
 
 FIXTURES = Path(__file__).resolve().parent / "parsers"
@@ -33,6 +42,7 @@ PARSERS: dict[str, tuple[Parse, Parse]] = {
     "mikrotik": (mikrotik.parse, mikrotik.parse_arrow),
     "asa": (asa.parse, asa.parse_arrow),
     "filterlog": (filterlog.parse, filterlog.parse_arrow),
+    "winfw": (winfw.parse, winfw.parse_arrow),
 }
 
 CONTEXTS: dict[str, ParseContext] = {
@@ -63,6 +73,9 @@ def _native_required(monkeypatch: pytest.MonkeyPatch) -> None:
     # A missing or refusing library must fail these tests, not pass them on the pyarrow path twice.
     monkeypatch.setenv("FIREPLOT_NATIVE", "native")
     assert native_formats.engine() == "native", native_formats.why_unavailable()
+    # Windows Firewall headers remembered by an earlier test would change the columns of the next.
+    for ctx in CONTEXTS.values():
+        winfw.forget(ctx.source_id)
 
 
 def claimed(fmt: str, lines: list[str], ctx: ParseContext) -> int:
@@ -74,13 +87,22 @@ def compare(fmt: str, lines: list[str], ctx: ParseContext) -> ParseResult:
     ours, reference = PARSERS[fmt]
     array = pa.array(lines, pa.string())
     offsets = pa.array([100 * i for i in range(len(lines))], pa.int64())
+    # Windows Firewall remembers a source's last #Fields header: both start from the same memory.
+    remembered = winfw._remembered(ctx.source_id)
     got = ours(array, offsets, ctx)
+    _remember(ctx.source_id, remembered)
     want = reference(array, offsets, ctx)
     assert got.events.schema == want.events.schema
     assert outcome(got) == outcome(want), lines
     assert got.events.equals(want.events), lines
     assert got.rejects == want.rejects
     return got
+
+
+def _remember(source_id: str, fields: tuple[str, ...] | None) -> None:
+    winfw.forget(source_id)
+    if fields is not None:
+        winfw._remember(source_id, fields)
 
 
 # --- MikroTik -----------------------------------------------------------------
@@ -449,8 +471,90 @@ FILTERLOG_PATCHES = (
     "Z",
 )
 
-LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES, "filterlog": FILTERLOG_LINES}
-PATCHES = {"mikrotik": MIKROTIK_PATCHES, "asa": ASA_PATCHES, "filterlog": FILTERLOG_PATCHES}
+
+# --- Windows Firewall -----------------------------------------------------------
+
+WINFW_BODIES = (
+    "{d} {t} DROP TCP {a} {b} 51234 3389 52 S 1234 0 8192 - - - RECEIVE",
+    "{d} {t} DROP UDP {a} {b} 5353 5353 89 - - - - - - - RECEIVE",
+    "{d} {t} DROP ICMP {a} {b} - - 60 - - - - 8 0 - RECEIVE",
+    "{d} {t} ALLOW TCP {a} {b} 443 51234 40 AP 0 1 512 - - - SEND",
+    "{d} {t} DROP TCP {a} {b} 65457 80 0 - 0 0 0 - - - SEND 1360",
+    "{d} {t} DROP 6 {a} {b} 1 2 0 FAPRSU 0 0 0 - - - SEND 4",
+    "{d} {t} DROP 17 {a} {b} 1 2 0 - 0 0 0 - - - SEND",
+    "{d} {t} DROP 47 {a} {b} - - 0 - 0 0 0 - - - SEND",
+    "{d} {t} DROP 0047 {a} {b} - - 0 - 0 0 0 - - - SEND",
+    "{d} {t} DROP icmpv6 {a} {b} 3 4 0 - 0 0 0 - - - SEND",
+    "{d} {t} DROP tcp {a} {b} 0 65535 0  0 0 0 - - - SEND",
+    "{d} {t} DROP TCP {a} {b} 0 65536 0 S 0 0 0 - - - SEND",
+    "{d} {t} DROP - {a} {b} 1 2 0 - 0 0 0 - - - SEND",
+    "{d} {t} BLOCK TCP {a} {b} 1 2 0 - 0 0 0 - - - SEND",
+    "{d} {t} INFO-EVENTS-LOST - - - - - - - - - - - - 12 -",
+    "{d} {t} DROP TCP {a} {b} 1 2 3",
+    "{d} {t} DROP TCP {a} {b} 1 2 0 - 0 0 0 - - - SEND 1 2",
+    "{d} {t} DROP TCP {a} {b} 1  2 0 - 0 0 0 - - - SEND",
+    "{d} {t} DROP T\u00dfP {a} {b} 1 2 0 - 0 0 0 - - - SEND",
+)
+WINFW_STAMPS = (
+    ("2024-03-10", "14:22:05"),
+    ("2024-02-29", "00:00:00"),
+    ("2023-02-29", "00:00:00"),
+    ("2024-03-31", "02:30:00"),
+    ("2024-10-27", "02:30:00"),
+    ("0000-01-01", "00:00:00"),
+    ("2024-13-01", "00:00:00"),
+    ("2024-03-10", "24:00:00"),
+    ("2024-03-10", "14:22:05-01:00"),
+    ("2024-3-10", "14:22:05"),
+    ("2024-03-10", "14:22:5"),
+)
+WINFW_PAIRS = FILTERLOG_PAIRS
+
+
+def winfw_lines() -> list[str]:
+    lines = [
+        body.format(d=d, t=t, a="198.51.100.7", b="192.0.2.10")
+        for d, t in WINFW_STAMPS
+        for body in WINFW_BODIES
+    ]
+    for a, b in WINFW_PAIRS:
+        lines += [body.format(d="2024-03-10", t="14:22:05", a=a, b=b) for body in WINFW_BODIES[:6]]
+    return lines
+
+
+WINFW_LINES = winfw_lines()
+WINFW_PATCHES = (
+    " ",
+    "  ",
+    "-",
+    "#Fields: date time",
+    "#",
+    ":",
+    "\t",
+    "\n",
+    "\x00",
+    "é",
+    "DROP",
+    "ALLOW",
+    "TCP",
+    "6",
+    "S",
+    "::",
+    "::1",
+    ".",
+    "0",
+    "99999",
+    "T",
+    "2024-02-29",
+)
+
+LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES, "filterlog": FILTERLOG_LINES, "winfw": WINFW_LINES}
+PATCHES = {
+    "mikrotik": MIKROTIK_PATCHES,
+    "asa": ASA_PATCHES,
+    "filterlog": FILTERLOG_PATCHES,
+    "winfw": WINFW_PATCHES,
+}
 
 
 @pytest.mark.parametrize("fmt", sorted(PARSERS))
@@ -492,6 +596,10 @@ def test_the_scanner_claims_the_usual_lines(fmt: str) -> None:
         "asa": [
             ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a="198.51.100.7", b="192.0.2.10"),
             ASA_HEADS[5] + ASA_TAGS[2] + ASA_106100[0].format(p="udp", a="2001:db8::7", b="2001:db8::10"),
+        ],
+        "winfw": [
+            WINFW_BODIES[0].format(d="2024-03-10", t="14:22:05", a="198.51.100.7", b="192.0.2.10"),
+            WINFW_BODIES[4].format(d="2024-03-10", t="14:22:05", a="2001:db8::7", b="ff02::fb"),
         ],
         "filterlog": [
             FILTERLOG_HEADS[0] + FILTERLOG_BODIES[0].format(a="198.51.100.50", b="203.0.113.1"),
@@ -561,8 +669,10 @@ def test_every_ipv6_spelling_parses_alike(
         line = MIKROTIK_HEADS[0] + MIKROTIK_BODIES[0].format(a=f"[{text}]:1", b="[2001:db8::1]:2")
     elif fmt == "asa":
         line = ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a=text, b="2001:db8::1")
-    else:
+    elif fmt == "filterlog":
         line = FILTERLOG_HEADS[1] + FILTERLOG_BODIES[1].format(a=text, b="2001:db8::1")
+    else:
+        line = WINFW_BODIES[0].format(d="2024-03-10", t="14:22:05", a=text, b="2001:db8::1")
     compare(fmt, [line, data.draw(st.sampled_from(LINES[fmt]))], CONTEXTS["utc"])
 
 
@@ -572,3 +682,39 @@ def test_the_switch_turns_the_scanners_off(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("FIREPLOT_NATIVE", "bogus")
     with pytest.raises(Exception, match="FIREPLOT_NATIVE='bogus'"):
         native_formats.engine()
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        None,
+        winfw.STANDARD_FIELDS,
+        (*winfw.STANDARD_FIELDS, "pid"),
+        ("date", "time", "action", "protocol", "src-ip", "dst-ip"),
+    ],
+)
+@pytest.mark.parametrize("how", ["context", "remembered", "header_in_batch"])
+def test_windows_firewall_columns_decide_alike(declared: tuple[str, ...] | None, how: str) -> None:
+    """The columns come from ctx.fields, a header remembered from an earlier batch, or one in the batch."""
+    base = CONTEXTS["oslo_spring"]
+    ctx = ParseContext(
+        site=base.site,
+        source_id=f"winfw-{how}",
+        tz=base.tz,
+        reference_time=base.reference_time,
+        fields=declared if how == "context" else None,
+    )
+    lines = list(WINFW_LINES)
+    winfw.forget(ctx.source_id)
+    if declared is not None and how == "remembered":
+        winfw._remember(ctx.source_id, declared)
+    if declared is not None and how == "header_in_batch":
+        lines = [lines[0], "#Fields: " + " ".join(declared), *lines]
+    compare("winfw", lines, ctx)
+    standard = declared in (None, winfw.STANDARD_FIELDS, (*winfw.STANDARD_FIELDS, "pid"))
+    # A header line in the batch leaves it to the pyarrow path (which segments it by header).
+    if standard and (how != "header_in_batch" or declared is None):
+        assert winfw._native_layout(pa.array(lines), ctx) is not None
+    else:
+        assert winfw._native_layout(pa.array(lines), ctx) is None
+    winfw.forget(ctx.source_id)

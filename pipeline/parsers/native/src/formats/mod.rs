@@ -20,6 +20,7 @@ use crate::time::YearRule;
 pub mod asa;
 pub mod filterlog;
 pub mod mikrotik;
+pub mod winfw;
 
 /// Per-line numbers, column-major `NCOLS × n` i32s, defined where `STATUS` is 1.
 pub const STATUS: usize = 0;
@@ -81,6 +82,9 @@ fn format(id: i64) -> Option<&'static Format> {
         1 => Some(&mikrotik::FORMAT),
         2 => Some(&asa::FORMAT),
         3 => Some(&filterlog::FORMAT),
+        4 => Some(&winfw::EITHER),
+        5 => Some(&winfw::STANDARD),
+        6 => Some(&winfw::WITH_PID),
         _ => None,
     }
 }
