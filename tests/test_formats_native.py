@@ -32,6 +32,7 @@ from pipeline.parsers import (
     mikrotik,
     native_formats,
     syslog,
+    vpc,
     winfw,
 )
 from tests.support.golden import mutations, outcome
@@ -43,6 +44,7 @@ PARSERS: dict[str, tuple[Parse, Parse]] = {
     "asa": (asa.parse, asa.parse_arrow),
     "filterlog": (filterlog.parse, filterlog.parse_arrow),
     "winfw": (winfw.parse, winfw.parse_arrow),
+    "vpc": (vpc.parse, vpc.parse_arrow),
 }
 
 CONTEXTS: dict[str, ParseContext] = {
@@ -548,8 +550,77 @@ WINFW_PATCHES = (
     "2024-02-29",
 )
 
-LINES = {"mikrotik": MIKROTIK_LINES, "asa": ASA_LINES, "filterlog": FILTERLOG_LINES, "winfw": WINFW_LINES}
+
+# --- AWS VPC flow logs ------------------------------------------------------------
+
+VPC_BODIES = (
+    "2 123456789010 eni-0a1b2c3d4e5f67890 {a} {b} 49761 3389 6 20 4249 1718530010 1718530070 REJECT OK",
+    "2 123456789010 eni-0a1b2c3d4e5f67890 {a} {b} 3389 49761 6 18 3700 1718530010 1718530070 ACCEPT OK",
+    "2 123456789010 eni-0a1b2c3d4e5f67890 {a} {b} 0 0 58 3 252 1718530010 1718530070 REJECT OK",
+    "2 123456789010 eni-0a1b2c3d4e5f67890 {a} {b} 0 0 1 4 336 1718530010 1718530070 REJECT OK",
+    "2 - eni-x {a} {b} 5353 53 17 1 72 0 1718530070 REJECT OK",
+    "2 123456789010 eni-0a1b2c3d4e5f67890 - - - - - - - 1718530876 1718530934 - NODATA",
+    "2 123456789010 eni-0a1b2c3d4e5f67890 - - - - - - - 1718530876 1718530934 - SKIPDATA",
+    "2 1 e {a} {b} 49761 70000 6 20 4249 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} 49761 22 6 0 0 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} 49761 22 6 2147483647 0 253402300799 1 REJECT OK",
+    "2 1 e {a} {b} 49761 22 6 2147483648 0 1 1 REJECT OK",
+    "2 1 e {a} {b} 49761 22 6 1 0 253402300800 1 REJECT OK",
+    "2 1 e {a} {b} 49761 22 6 1 40 1718530010 1718530070 DENY OK",
+    "2 1 e {a} {b} - - 6 1 40 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} - - 47 1 40 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} 1 2 006 1 40 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} 1 2 256 1 40 1718530010 1718530070 REJECT OK",
+    "2 1 e {a} {b} 1 2 132 01 40 1718530010 1718530070 ACCEPT OK",
+    "2 1 e {a} {b} 1 2 6 1 40 1718530010 1718530070 REJECT OK extra",
+    "2 1 e {a} {b} 1 2 6 1 40 1718530010 1718530070 REJECT",
+    "2 1 \x0be {a} {b} 1 2 6 1 40 1718530010 1718530070 REJECT OK",
+    "3 1 e {a} {b} 1 2 6 1 40 1718530010 1718530070 REJECT OK",
+    "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action "
+    "log-status",
+)
+
+
+def vpc_lines() -> list[str]:
+    lines = [body.format(a="198.51.100.7", b="203.0.113.12") for body in VPC_BODIES]
+    for a, b in FILTERLOG_PAIRS:
+        lines += [body.format(a=a, b=b) for body in VPC_BODIES[:5]]
+    return lines
+
+
+VPC_LINES = vpc_lines()
+VPC_PATCHES = (
+    " ",
+    "  ",
+    "-",
+    "\t",
+    "\n",
+    "\x0b",
+    "\x00",
+    "é",
+    "OK",
+    "NODATA",
+    "ACCEPT",
+    "REJECT",
+    "6",
+    "17",
+    "0",
+    "99999",
+    "::",
+    "::1",
+    ".",
+    "2 ",
+)
+
+LINES = {
+    "vpc": VPC_LINES,
+    "mikrotik": MIKROTIK_LINES,
+    "asa": ASA_LINES,
+    "filterlog": FILTERLOG_LINES,
+    "winfw": WINFW_LINES,
+}
 PATCHES = {
+    "vpc": VPC_PATCHES,
     "mikrotik": MIKROTIK_PATCHES,
     "asa": ASA_PATCHES,
     "filterlog": FILTERLOG_PATCHES,
@@ -596,6 +667,10 @@ def test_the_scanner_claims_the_usual_lines(fmt: str) -> None:
         "asa": [
             ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a="198.51.100.7", b="192.0.2.10"),
             ASA_HEADS[5] + ASA_TAGS[2] + ASA_106100[0].format(p="udp", a="2001:db8::7", b="2001:db8::10"),
+        ],
+        "vpc": [
+            VPC_BODIES[0].format(a="198.51.100.7", b="203.0.113.12"),
+            VPC_BODIES[2].format(a="2001:db8::7", b="::1"),
         ],
         "winfw": [
             WINFW_BODIES[0].format(d="2024-03-10", t="14:22:05", a="198.51.100.7", b="192.0.2.10"),
@@ -671,8 +746,10 @@ def test_every_ipv6_spelling_parses_alike(
         line = ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a=text, b="2001:db8::1")
     elif fmt == "filterlog":
         line = FILTERLOG_HEADS[1] + FILTERLOG_BODIES[1].format(a=text, b="2001:db8::1")
-    else:
+    elif fmt == "winfw":
         line = WINFW_BODIES[0].format(d="2024-03-10", t="14:22:05", a=text, b="2001:db8::1")
+    else:
+        line = VPC_BODIES[0].format(a=text, b="2001:db8::1")
     compare(fmt, [line, data.draw(st.sampled_from(LINES[fmt]))], CONTEXTS["utc"])
 
 

@@ -39,7 +39,15 @@ log = logging.getLogger("fireplot.parsers.native")
 # Must match src/formats/mod.rs.
 # Windows Firewall by its columns: the standard 17 or 18 with pid (no header
 # known), exactly the 17, exactly the 18.
-FORMATS: Final = {"mikrotik": 1, "asa": 2, "filterlog": 3, "winfw": 4, "winfw_standard": 5, "winfw_pid": 6}
+FORMATS: Final = {
+    "mikrotik": 1,
+    "asa": 2,
+    "filterlog": 3,
+    "winfw": 4,
+    "winfw_standard": 5,
+    "winfw_pid": 6,
+    "vpc": 7,
+}
 NUMBERS: Final = ("status", "ts_local", "spt", "dpt", "ip_version", "count")
 TEXTS: Final = ("host", "prefix", "action", "in_if", "out_if", "src", "dst", "proto", "flags")
 PLAIN: Final = frozenset({"src", "dst"})

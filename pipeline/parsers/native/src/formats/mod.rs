@@ -20,6 +20,7 @@ use crate::time::YearRule;
 pub mod asa;
 pub mod filterlog;
 pub mod mikrotik;
+pub mod vpc;
 pub mod winfw;
 
 /// Per-line numbers, column-major `NCOLS × n` i32s, defined where `STATUS` is 1.
@@ -85,6 +86,7 @@ fn format(id: i64) -> Option<&'static Format> {
         4 => Some(&winfw::EITHER),
         5 => Some(&winfw::STANDARD),
         6 => Some(&winfw::WITH_PID),
+        7 => Some(&vpc::FORMAT),
         _ => None,
     }
 }
