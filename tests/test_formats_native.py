@@ -31,6 +31,7 @@ from pipeline.parsers import (
     filterlog,
     mikrotik,
     native_formats,
+    pf,
     syslog,
     vpc,
     winfw,
@@ -45,6 +46,7 @@ PARSERS: dict[str, tuple[Parse, Parse]] = {
     "filterlog": (filterlog.parse, filterlog.parse_arrow),
     "winfw": (winfw.parse, winfw.parse_arrow),
     "vpc": (vpc.parse, vpc.parse_arrow),
+    "pf": (pf.parse, pf.parse_arrow),
 }
 
 CONTEXTS: dict[str, ParseContext] = {
@@ -612,7 +614,109 @@ VPC_PATCHES = (
     "2 ",
 )
 
+# --- OpenBSD pf -------------------------------------------------------------------
+
+PF_HEADS = (
+    "Mar 10 14:22:05.184835 ",
+    "Mar 10 14:22:05 ",
+    "Mar  3 04:11:27.2 ",
+    "Mar 10 14:22:05.1234567 ",
+    "2024-03-10 14:22:07.000004 ",
+    "2024-03-10 14:22:07 ",
+    "2024-03-10T14:22:07.5 ",
+    "2024-03-31 02:30:00.5 ",
+    "Mar 31 02:30:00.750000 ",
+    "Oct 27 02:30:00.25 ",
+    "Feb 29 00:00:00.000001 ",
+    "Feb 30 00:00:00 ",
+    "Feb 16 16:43:20 firewall pf: ",
+    "Feb 16 16:43:20 pf: ",
+    "<134>Feb 16 16:43:20 fw pf[123]: ",
+    "2024-03-10T14:22:05Z fw pf: ",
+    "2024-03-10T14:22:05.5+01:00 fw pf: ",
+    "Feb 16 16:43:20 fw: pf: ",
+    "Feb 16 16:43:20 - pf: ",
+    "Feb 16 16:43:20 fw  pf: ",
+    "Feb 16 16:43:20 rule pf: ",
+)
+PF_BODIES = (
+    "rule 4/(match) block in on em0: {a}.53614 > {b}.1435: S 786092310:786092310(0) win 3072 <mss 1460>",
+    "rule 4/(match) [uid 0, pid 10758] block in on em0: {a}.53614 > {b}.1435: S [tcp sum ok] 1:1(0) win 3",
+    "rule 0/(match) block in on ep0: {a}.2559 > {b}.139: [|tcp] (DF)",
+    "rule 2/(match) block in on em0: {a}.443 > {b}.22: Flags [S.], seq 1, win 1024, length 0",
+    "rule 2/(match) block in on em0: {a}.443 > {b}.22: Flags [FPUEW], seq 1",
+    "rule 2/(match) block in on em0: {a}.443 > {b}.22: Flags [S",
+    "rule 5/(match) block out on em1: {a}.40000 > {b}.80: P 1:5(4) ack 1 win 512",
+    "rule 5/(match) block out on em1: {a}.40000 > {b}.80: . ack 1 win 512",
+    "rule 3/(match) pass out on em0: {a}.53 > {b}.33000: 12345+ A? example.com. (30)",
+    "rule 3/(match) match in on em0: {a} > {b}: icmp: echo request",
+    "rule 1.anchor.2/(match) block in on em0: {a} > {b}: icmp6: echo request",
+    "rule 1/(match) block in on em0: {a} > {b}: ESP(spi=0x1,seq=0x2)",
+    "rule 1/(match) block in on em0: {a} > {b}: igmp query",
+    "rule 1/(match) block in on em0: {a} > {b}: gre",
+    "rule 3/(match) block in on em0: {a} > {b}: mystery",
+    "rule 9/(match) block in on em0: {a}.40000 > {b}.22: R 0:0(0) win 0",
+    "rule 5/(match) rdr in on em1: {a}.40000 > {b}.80: S 1:1(0) win 512",
+    "rule 5/(match) block in on em1: {a}.40000 > {b}.99999: S 1:1(0) win 512",
+    "rule 5/(match) block in on em1: {a}.40000 > {b}: S",
+    "rule 5/(match): block in on em1: {a}.1 > {b}.2: S",
+    "rule 5/(a)(b) block in on em1: {a}.1 > {b}.2: S",
+    "rule (x)/(match) block in on em1: {a}.1 > {b}.2: S",
+    "rule 5/(match) block in on em1:x: {a}.1 > {b}.2: S",
+    "rule 5/(match) block sideways on em1: {a}.1 > {b}.2: S",
+    "block in on em1: {a}.40000 > {b}.80: S 1:1(0) win 512",
+    "rule 5/(match) block in on em1: {a}.40000 {b}.80",
+)
+
+
+def pf_lines() -> list[str]:
+    lines = [head + body.format(a="198.51.100.7", b="192.0.2.10") for head in PF_HEADS for body in PF_BODIES]
+    for a, b in FILTERLOG_PAIRS:
+        lines += [PF_HEADS[0] + body.format(a=a, b=b) for body in PF_BODIES[:4] + PF_BODIES[9:11]]
+    return lines
+
+
+PF_LINES = pf_lines()
+PF_PATCHES = (
+    " ",
+    "  ",
+    ":",
+    ": ",
+    ".",
+    "..",
+    " > ",
+    "(",
+    ")",
+    "[",
+    "]",
+    "rule ",
+    "pf: ",
+    "block ",
+    "pass ",
+    " in on ",
+    " out on ",
+    "Flags [",
+    "[|tcp]",
+    " ack ",
+    "S",
+    ".",
+    "icmp",
+    "0",
+    "99999",
+    "::",
+    "::1",
+    "\t",
+    "\n",
+    "\x00",
+    "é",
+    "<13>",
+    "Feb 29",
+    ".123456",
+    "Z",
+)
+
 LINES = {
+    "pf": PF_LINES,
     "vpc": VPC_LINES,
     "mikrotik": MIKROTIK_LINES,
     "asa": ASA_LINES,
@@ -620,6 +724,7 @@ LINES = {
     "winfw": WINFW_LINES,
 }
 PATCHES = {
+    "pf": PF_PATCHES,
     "vpc": VPC_PATCHES,
     "mikrotik": MIKROTIK_PATCHES,
     "asa": ASA_PATCHES,
@@ -667,6 +772,10 @@ def test_the_scanner_claims_the_usual_lines(fmt: str) -> None:
         "asa": [
             ASA_HEADS[0] + ASA_TAGS[0] + ASA_106023[0].format(p="tcp", a="198.51.100.7", b="192.0.2.10"),
             ASA_HEADS[5] + ASA_TAGS[2] + ASA_106100[0].format(p="udp", a="2001:db8::7", b="2001:db8::10"),
+        ],
+        "pf": [
+            PF_HEADS[0] + PF_BODIES[0].format(a="198.51.100.7", b="192.0.2.10"),
+            PF_HEADS[0] + PF_BODIES[3].format(a="2001:db8::7", b="2001:db8::10"),
         ],
         "vpc": [
             VPC_BODIES[0].format(a="198.51.100.7", b="203.0.113.12"),
@@ -748,8 +857,10 @@ def test_every_ipv6_spelling_parses_alike(
         line = FILTERLOG_HEADS[1] + FILTERLOG_BODIES[1].format(a=text, b="2001:db8::1")
     elif fmt == "winfw":
         line = WINFW_BODIES[0].format(d="2024-03-10", t="14:22:05", a=text, b="2001:db8::1")
-    else:
+    elif fmt == "vpc":
         line = VPC_BODIES[0].format(a=text, b="2001:db8::1")
+    else:
+        line = PF_HEADS[0] + PF_BODIES[3].format(a=text, b="2001:db8::1")
     compare(fmt, [line, data.draw(st.sampled_from(LINES[fmt]))], CONTEXTS["utc"])
 
 

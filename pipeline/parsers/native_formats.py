@@ -47,11 +47,12 @@ FORMATS: Final = {
     "winfw_standard": 5,
     "winfw_pid": 6,
     "vpc": 7,
+    "pf": 8,
 }
-NUMBERS: Final = ("status", "ts_local", "spt", "dpt", "ip_version", "count")
+NUMBERS: Final = ("status", "ts_local", "spt", "dpt", "ip_version", "count", "ts_add_us")
 TEXTS: Final = ("host", "prefix", "action", "in_if", "out_if", "src", "dst", "proto", "flags")
 PLAIN: Final = frozenset({"src", "dst"})
-_LAYOUT: Final = (1 << 16) | ((len(NUMBERS) + len(TEXTS)) << 8) | len(TEXTS)
+_LAYOUT: Final = (2 << 16) | ((len(NUMBERS) + len(TEXTS)) << 8) | len(TEXTS)
 # A spelled value can be longer than its text (protocol 1 is "ICMP"), by a few bytes per distinct value.
 _SLACK: Final = 4096
 _NULL_INDEX: Final = pa.scalar(None, pa.int32())
@@ -231,7 +232,10 @@ def _events(found: Scan, shape: Shape, offsets: pa.Array, ctx: ParseContext) -> 
     ts = per_line(found.ts_us)
     local = pc.equal(per_line(numbers["ts_local"]), 1)
     if not syslog.local_time_is_utc(ctx) and pc.any(local).as_py():
-        ts = pc.if_else(local, syslog.local_to_utc(ts, ctx), ts)
+        # The zone applies to the stamp; a fraction written apart from it (pf) is added after.
+        added = per_line(numbers["ts_add_us"])
+        wall = pc.subtract(ts, added)
+        ts = pc.if_else(local, pc.add(syslog.local_to_utc(wall, ctx), added), ts)
     spt, dpt = per_line(numbers["spt"]), per_line(numbers["dpt"])
     if shape.prefix_action is None:
         prefix, action = text("prefix", non_empty(texts["prefix"])), text("action")

@@ -192,7 +192,7 @@ pub fn scan_line(line: &[u8], years: YearRule) -> Option<Fields> {
     text[PROTO] = Text::Span(proto.0, proto.1);
     // Neither message carries TCP flags: null, as asa.parse has them.
     text[super::FLAGS] = Text::Null;
-    Some(Fields { ts_us, ts_local, spt, dpt, ip_version, count, text })
+    Some(Fields { ts_us, ts_local, ts_add_us: 0, spt, dpt, ip_version, count, text })
 }
 
 type Message = (Span, (Span, Span, i32), (Span, Span, i32), Span, &'static [u8], i32);

@@ -128,5 +128,5 @@ pub fn scan_line(line: &[u8], years: YearRule) -> Option<Fields> {
     };
     // The letters as written; the Python side spells them as words once per distinct value.
     text[super::FLAGS] = if name == Some(&b"TCP"[..]) { span(flags) } else { Text::Null };
-    Some(Fields { ts_us, ts_local, spt, dpt, ip_version, count: 1, text })
+    Some(Fields { ts_us, ts_local, ts_add_us: 0, spt, dpt, ip_version, count: 1, text })
 }

@@ -239,5 +239,5 @@ pub fn scan_line(line: &[u8], years: YearRule) -> Option<Fields> {
     text[super::DST] = Text::Span(dst.0, dst.1);
     text[PROTO] = Text::Span(proto.0, proto.1);
     text[super::FLAGS] = flags;
-    Some(Fields { ts_us, ts_local, spt, dpt, ip_version, count: 1, text })
+    Some(Fields { ts_us, ts_local, ts_add_us: 0, spt, dpt, ip_version, count: 1, text })
 }

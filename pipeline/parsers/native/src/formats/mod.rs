@@ -20,6 +20,7 @@ use crate::time::YearRule;
 pub mod asa;
 pub mod filterlog;
 pub mod mikrotik;
+pub mod pf;
 pub mod vpc;
 pub mod winfw;
 
@@ -30,9 +31,13 @@ pub const SPT: usize = 2; // -1: none
 pub const DPT: usize = 3; // -1: none
 pub const IP_VERSION: usize = 4;
 pub const COUNT: usize = 5;
+/// Microseconds of `ts_us` that are a fraction after the stamp's zone is
+/// applied (pf: tcpdump's `.ffffff` is added to the syslog-style stamp's
+/// instant, so a wall-clock time in a DST gap keeps it).
+pub const TS_ADD: usize = 6;
 /// Then one column per text field: the index of the line's value in the
 /// field's dictionary, -1 for null.
-pub const FIRST_TEXT: usize = 6;
+pub const FIRST_TEXT: usize = 7;
 pub const HOST: usize = 0;
 pub const PREFIX: usize = 1;
 pub const ACTION: usize = 2;
@@ -59,8 +64,9 @@ pub enum Text {
 
 /// What a format read from a line it claims.
 pub struct Fields {
-    pub ts_us: i64,
+    pub ts_us: i64, // including ts_add_us
     pub ts_local: bool,
+    pub ts_add_us: i32,
     pub spt: i32,
     pub dpt: i32,
     pub ip_version: i32,
@@ -87,6 +93,7 @@ fn format(id: i64) -> Option<&'static Format> {
         5 => Some(&winfw::STANDARD),
         6 => Some(&winfw::WITH_PID),
         7 => Some(&vpc::FORMAT),
+        8 => Some(&pf::FORMAT),
         _ => None,
     }
 }
@@ -196,6 +203,7 @@ pub fn scan(
         }
         ts[i] = found.ts_us;
         rows[TS_LOCAL * n + i] = i32::from(found.ts_local);
+        rows[TS_ADD * n + i] = found.ts_add_us;
         rows[SPT * n + i] = found.spt;
         rows[DPT * n + i] = found.dpt;
         rows[IP_VERSION * n + i] = found.ip_version;
@@ -265,5 +273,6 @@ pub unsafe extern "C" fn fireplot_scan_format(
 /// This module's layout, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_formats_layout() -> u64 {
-    (1 << 16) | ((NCOLS as u64) << 8) | NTEXT as u64
+    // 2 = TS_ADD.
+    (2 << 16) | ((NCOLS as u64) << 8) | NTEXT as u64
 }

@@ -85,6 +85,7 @@ pub fn scan_line(line: &[u8], _: YearRule) -> Option<Fields> {
     Some(Fields {
         ts_us: seconds * US_PER_SECOND,
         ts_local: false,
+        ts_add_us: 0,
         spt,
         dpt,
         ip_version,

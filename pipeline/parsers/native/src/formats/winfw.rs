@@ -114,5 +114,5 @@ fn scan_line(line: &[u8], fewest: usize, most: usize) -> Option<Fields> {
     text[super::PROTO] = Text::Span(spans[3].0, spans[3].1);
     // The letters as written ("-": none); the Python side spells them once per distinct value.
     text[super::FLAGS] = if is_tcp && at(9) != b"-" { Text::Span(spans[9].0, spans[9].1) } else { Text::Null };
-    Some(Fields { ts_us, ts_local: true, spt, dpt, ip_version, count: 1, text })
+    Some(Fields { ts_us, ts_local: true, ts_add_us: 0, spt, dpt, ip_version, count: 1, text })
 }
