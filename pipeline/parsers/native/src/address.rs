@@ -196,3 +196,41 @@ pub fn spell_address(text: &[u8], out: &mut Vec<u8>) {
         out.extend_from_slice(text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spelled(text: &str) -> Option<String> {
+        any_kind(text.as_bytes())?;
+        let mut out = Vec::new();
+        spell_any(text.as_bytes(), &mut out);
+        Some(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn ipv6_is_spelled_as_ipaddress_compresses_it() {
+        for (text, want) in [
+            ("2001:DB8::7", "2001:db8::7"),
+            ("2001:0db8:0000:0000:0000:0000:0000:0007", "2001:db8::7"),
+            ("::", "::"),
+            ("1::", "1::"),
+            ("1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0"),
+            ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+            ("1:0:0:2:0:0:3:4", "1::2:0:0:3:4"),
+            ("::192:0:2:1", "::192:0:2:1"),
+        ] {
+            assert_eq!(spelled(text).as_deref(), Some(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn spellings_left_to_the_reference_are_not_read() {
+        for text in [
+            "::ffff:192.0.2.1", "0:0:0:0:0:ffff:c000:201", "fe80::1%eth0", "1:::2", "1::2::3", "12345::1",
+            "1:2:3:4:5:6:7:8:9", ":1::2", "1::2:", "1:2:3:4:5:6:7:8::", "g::1", "", ":", "010.1.2.3", "256.1.1.1",
+        ] {
+            assert_eq!(spelled(text), None, "{text}");
+        }
+    }
+}
