@@ -1,7 +1,7 @@
 """How fast each format parser is, next to a per-line Python parser of the same lines.
 
     python -m benchmarks.bench_parse_formats [--lines 200000] [--repeat 3] [--seed 1] [--format NAME]
-                                             [--batch-lines 16384] [--netfilter]
+                                             [--batch-lines 16384] [--netfilter] [--fallback]
 
 For every format (and ``auto`` over a mix of all of them) generates realistic
 lines from the format's grammar (random scanners in documentation ranges,
@@ -14,10 +14,13 @@ the ratio per format. Times are CPU time: on a shared machine wall time moves
 with the neighbours' load, CPU time much less.
 
 Each parser gets the lines in the shipper's batches (``--batch-lines``). The
-``pyarrow`` column is the same parser with the native netfilter scanner
-switched off (``FIREPLOT_NETFILTER_ENGINE=arrow``): it differs from ours only
-where a format hands netfilter text to that scanner (journald's MESSAGE).
-``--netfilter`` adds a row per syslog header style of netfilter LOG lines
+``pyarrow`` column is the same parser with every native scanner switched
+off (``FIREPLOT_NATIVE=off``, ``FIREPLOT_NETFILTER_ENGINE=arrow``): the
+formats with a scanner of their own (MikroTik, Cisco ASA) and those that hand
+netfilter text to that scanner (journald's MESSAGE) differ from ours.
+``--fallback`` adds rows of lines a format's scanner leaves to the pyarrow
+path (no double work: the ratio to that path alone). ``--netfilter`` adds a
+row per syslog header style of netfilter LOG lines
 (``bench_parse``'s lines, its per-line reference), so every format and header
 style the parsers accept is in one table from one run, each row with its goal
 (lines/s per core) and how far it is from it.
@@ -30,6 +33,7 @@ import datetime as dt
 import functools
 import gc
 import json
+import os
 import random
 import re
 import sys
@@ -230,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--format", action="append", help="only these formats (repeatable)")
     options.add_argument("--batch-lines", type=int, default=16_384, help="lines per call of ours (16384)")
     options.add_argument("--netfilter", action="store_true", help="also every netfilter syslog header style")
+    options.add_argument(
+        "--fallback", action="store_true", help="also lines the native scanners leave to the pyarrow path"
+    )
     args = options.parse_args(argv)
 
     print(
@@ -243,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     for fmt in args.format or (*FORMAT_NAMES, "auto"):
         failed |= not _format_row(fmt, args)
+    if args.fallback:
+        for name in FALLBACK:
+            failed |= not _fallback_row(name, args)
     if args.netfilter:
         for style in bench_parse.STYLES:
             failed |= not _netfilter_row(style, args)
@@ -255,7 +265,7 @@ def _format_row(fmt: str, args: argparse.Namespace) -> bool:
     lines = pa.array(text, pa.string())
     offsets = pa.array(range(0, args.lines * 256, 256), pa.int64())
     ours = bench_parse.batched(get(fmt), args.batch_lines)
-    arrow = bench_parse.arrow_only(ours)
+    arrow = _natives_off(ours)
     theirs = reference(fmt)
     expected = theirs(text, offsets)
     for name, parser in (("fireplot", ours), ("pyarrow", arrow)):
@@ -291,6 +301,68 @@ def _netfilter_row(style: str, args: argparse.Namespace) -> bool:
             return False
     seconds = [_best(functools.partial(parser, lines, offsets, ctx), args.repeat) for parser in parsers]
     _row(f"netfilter {style}", args.lines, seconds, GOALS["netfilter"])
+    return True
+
+
+def _natives_off(
+    parser: Callable[[pa.Array, pa.Array, ParseContext], ParseResult],
+) -> Callable[[pa.Array, pa.Array, ParseContext], ParseResult]:
+    """``parser`` with every native scanner switched off (FIREPLOT_NATIVE=off): the pyarrow path alone."""
+    arrow = bench_parse.arrow_only(parser)
+
+    def run(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+        before = os.environ.get("FIREPLOT_NATIVE")
+        os.environ["FIREPLOT_NATIVE"] = "off"
+        try:
+            return arrow(lines, offsets, ctx)
+        finally:
+            if before is None:
+                del os.environ["FIREPLOT_NATIVE"]
+            else:
+                os.environ["FIREPLOT_NATIVE"] = before
+
+    return run
+
+
+# Lines of a shape a format's scanner leaves to the pyarrow path, so a batch
+# of them is given up on after 64 lines: the row shows that costs no more
+# than the pyarrow path alone (the "pyarrow" column).
+FALLBACK: dict[str, tuple[str, Callable[[int], str]]] = {
+    "filterlog RFC 5424": (
+        "filterlog",
+        lambda i: (
+            f'<134>1 2024-06-14T10:00:{i % 60:02d}-06:00 OPN filterlog 76404 - [meta sequenceId="{i}"] '
+            "124,,,fae55,ixl1,match,block,in,4,0x0,,63,5687,0,DF,6,tcp,60,"
+            f"198.51.100.{i % 250 + 1},192.0.2.1,{1024 + i % 60000},80,0,S"
+        ),
+    ),
+    "asa 106015": (
+        "asa",
+        lambda i: (
+            f"Jun 14 2024 10:00:{i % 60:02d} fw : %ASA-6-106015: Deny TCP (no connection) from "
+            f"198.51.100.{i % 250 + 1}/{1024 + i % 60000} to 192.0.2.1/80 flags RST  on interface outside"
+        ),
+    ),
+}
+
+
+def _fallback_row(name: str, args: argparse.Namespace) -> bool:
+    fmt, line = FALLBACK[name]
+    ctx = ParseContext(site="bench", source_id="bench", reference_time=REFERENCE_TIME)
+    lines = pa.array([line(i) for i in range(args.lines)], pa.string())
+    offsets = pa.array(range(0, args.lines * 256, 256), pa.int64())
+    ours = bench_parse.batched(get(fmt), args.batch_lines)
+    arrow = _natives_off(ours)
+    first, second = ours(lines, offsets, ctx), arrow(lines, offsets, ctx)
+    if first.rejects or len(first.events) != args.lines or not first.events.equals(second.events):
+        print(f"{name:26} the two paths disagree or reject: no timing", file=sys.stderr)
+        return False
+    seconds = [_best(functools.partial(parser, lines, offsets, ctx), args.repeat) for parser in (ours, arrow)]
+    ours_rate, arrow_rate = (args.lines / s for s in seconds)
+    print(
+        f"{name:26} {ours_rate:>10,.0f} {arrow_rate:>10,.0f} {'':>10} {ours_rate / arrow_rate:>8.2f}x",
+        flush=True,
+    )
     return True
 
 

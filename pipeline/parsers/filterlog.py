@@ -28,7 +28,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult, syslog
+from pipeline.parsers import ParseContext, ParseResult, native_formats, syslog
 from pipeline.parsers.assemble import (
     NULL_STRING,
     PORT_PROTOCOLS,
@@ -62,7 +62,23 @@ _RULE: Final = r" (?P<rule>[^\s,]*)$"
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
-    """Turn filterlog lines into events, and every other line into a reject."""
+    """Turn filterlog lines into events, and every other line into a reject.
+
+    The native scanner (`native_formats`) reads the lines it is sure of;
+    `parse_arrow`, the reference, reads the rest.
+    """
+    return native_formats.parse("filterlog", parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+def _flags(letters: pa.Array) -> pa.Array:
+    return flag_words(letters, TCP_LETTERS)
+
+
+_SHAPE: Final = native_formats.Shape(flags=_flags)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone."""
     lines, offsets = start(lines, offsets)
     # Matching is cheap in RE2 and capturing is not: the whole grammar only
     # decides which lines fit; the header is read by syslog's quick path and

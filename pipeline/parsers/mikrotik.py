@@ -27,7 +27,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult, syslog
+from pipeline.parsers import ParseContext, ParseResult, native_formats, syslog
 from pipeline.parsers.assemble import (
     NULL_STRING,
     PORT_PROTOCOLS,
@@ -57,7 +57,20 @@ _NAMES: Final = {"ICMPV6": "ICMPv6", "IPV6-ICMP": "ICMPv6", "UDP-LITE": "UDPLITE
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
-    """Turn RouterOS firewall log lines into events, and every other line into a reject."""
+    """Turn RouterOS firewall log lines into events, and every other line into a reject.
+
+    The native scanner (`native_formats`) reads the lines it is sure of;
+    `parse_arrow`, the reference, reads the rest.
+    """
+    return native_formats.parse("mikrotik", parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+def _flags(text: pa.Array) -> pa.Array:
+    return pc.replace_substring(text, ",", " ")
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone."""
     lines, offsets = start(lines, offsets)
     found = pc.extract_regex(lines, LINE)
     fits = found.is_valid()
@@ -114,6 +127,9 @@ def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
 def _interface(text: pa.Array) -> pa.Array:
     # "(unknown 0)" is RouterOS for "no interface".
     return pc.if_else(pc.starts_with(text, "(unknown"), NULL_STRING, non_empty(text))
+
+
+_SHAPE: Final = native_formats.Shape(prefix_action=prefix_and_action, interface=_interface, flags=_flags)
 
 
 def _from_routeros(ros: pa.Array) -> pa.Array:

@@ -126,9 +126,13 @@ def engine() -> str:
     """Which path `parse` takes: ``native`` when the scanner library is loaded, else ``arrow``.
 
     ``FIREPLOT_NETFILTER_ENGINE`` = ``auto`` (default), ``native`` (fail if
-    the library is missing) or ``arrow`` (never use it).
+    the library is missing) or ``arrow`` (never use it). Unset, the switch of
+    every native scanner decides: ``FIREPLOT_NATIVE`` (``off`` is ``arrow``).
     """
-    wanted = os.environ.get("FIREPLOT_NETFILTER_ENGINE", "auto")
+    every = {"off": "arrow"}.get(
+        os.environ.get("FIREPLOT_NATIVE", "auto"), os.environ.get("FIREPLOT_NATIVE", "auto")
+    )
+    wanted = os.environ.get("FIREPLOT_NETFILTER_ENGINE", every)
     if wanted not in ("auto", "native", "arrow"):
         raise ConfigError(f"FIREPLOT_NETFILTER_ENGINE={wanted!r}: use auto, native or arrow")
     if wanted == "arrow":

@@ -107,6 +107,11 @@ def _library() -> _Library:
     return _Library(handle, "")
 
 
+def handle() -> ctypes.CDLL | None:
+    """The loaded library (its other scanners: `native_formats`), None without it."""
+    return _library().handle
+
+
 def available() -> bool:
     return _library().handle is not None
 

@@ -24,7 +24,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult, syslog
+from pipeline.parsers import ParseContext, ParseResult, native_formats, syslog
 from pipeline.parsers.assemble import (
     NULL_STRING,
     Read,
@@ -67,7 +67,37 @@ _WORDS: Final = {"icmp": "ICMP", "icmp6": "ICMPv6", "esp": "ESP", "ah": "AH", "i
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
-    """Turn pf log lines into events, and every other line into a reject."""
+    """Turn pf log lines into events, and every other line into a reject.
+
+    The native scanner (`native_formats`) reads the lines it is sure of;
+    `parse_arrow`, the reference, reads the rest.
+    """
+    return native_formats.parse("pf", parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+# The scanner codes TCP flags as bits, CWR (0x80) to FIN (0x01), in two hex digits.
+_BITS: Final = (
+    (0x80, "W"),
+    (0x40, "E"),
+    (0x20, "U"),
+    (0x10, "."),
+    (0x08, "P"),
+    (0x04, "R"),
+    (0x02, "S"),
+    (0x01, "F"),
+)
+
+
+def _flags(codes: pa.Array) -> pa.Array:
+    letters = ["".join(letter for bit, letter in _BITS if int(code, 16) & bit) for code in codes.to_pylist()]
+    return flag_words(pa.array(letters, pa.string()), TCP_LETTERS)
+
+
+_SHAPE: Final = native_formats.Shape(flags=_flags)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone."""
     lines, offsets = start(lines, offsets)
     found = pc.extract_regex(lines, LINE)
     fits = found.is_valid()

@@ -23,7 +23,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult
+from pipeline.parsers import ParseContext, ParseResult, native_formats
 from pipeline.parsers.assemble import (
     NULL_STRING,
     PORT_PROTOCOLS,
@@ -49,7 +49,16 @@ _US_PER_S: Final = 1_000_000
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
-    """Turn VPC flow log v2 records into events, and every other line into a reject."""
+    """Turn VPC flow log v2 records into events, and every other line into a reject.
+
+    The native scanner (`native_formats`) reads the records it is sure of;
+    `parse_arrow`, the reference, reads the rest.
+    """
+    return native_formats.parse("vpc", parse_arrow, native_formats.Shape(), lines, offsets, ctx)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone."""
     lines, offsets = start(lines, offsets)
     # Fourteen fields, single spaces: anything else is explained line by line.
     shaped = pc.fill_null(pc.match_substring_regex(lines, r"^2 (?:\S+ ){12}\S+$"), False)

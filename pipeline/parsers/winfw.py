@@ -33,7 +33,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult, syslog
+from pipeline.parsers import ParseContext, ParseResult, native_formats, syslog
 from pipeline.parsers.assemble import (
     NULL_STRING,
     Read,
@@ -63,7 +63,43 @@ _headers_lock = threading.Lock()
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
-    """Turn pfirewall.log lines into events, and every other line into a reject."""
+    """Turn pfirewall.log lines into events, and every other line into a reject.
+
+    A batch without ``#`` lines whose columns are the standard ones (by the
+    rules above) goes to the native scanner (`native_formats`), which reads
+    the lines it is sure of; `parse_arrow`, the reference, reads the rest
+    and every other batch.
+    """
+    lines, offsets = start(lines, offsets)
+    layout = _native_layout(lines, ctx)
+    if layout is None:
+        return parse_arrow(lines, offsets, ctx)
+    return native_formats.parse(layout, parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+def _native_layout(lines: pa.Array, ctx: ParseContext) -> str | None:
+    """The scanner's name for the batch's columns, None where they are not the standard ones."""
+    if len(lines) == 0 or pc.any(pc.starts_with(lines, "#")).as_py():
+        return None
+    declared = _remembered(ctx.source_id) or ctx.fields
+    if declared is None:
+        return "winfw"
+    if declared == STANDARD_FIELDS:
+        return "winfw_standard"
+    if declared == (*STANDARD_FIELDS, "pid"):
+        return "winfw_pid"
+    return None
+
+
+def _flags(letters: pa.Array) -> pa.Array:
+    return flag_words(letters, TCP_LETTERS)
+
+
+_SHAPE: Final = native_formats.Shape(flags=_flags)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone."""
     lines, offsets = start(lines, offsets)
     size = len(lines)
     is_comment = pc.starts_with(lines, "#")

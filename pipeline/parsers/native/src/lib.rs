@@ -18,9 +18,18 @@
 //! dictionaries use the standard library's randomly keyed SipHash, so chosen
 //! addresses cannot turn a lookup into a linear scan.
 
-use std::collections::HashMap;
-
+pub mod address;
+pub mod cursor;
+pub mod dictionary;
+pub mod formats;
 pub mod lines;
+pub mod time;
+
+use address::{address_kind, spell_address};
+use cursor::{search, Cursor};
+use dictionary::Dictionary;
+pub use time::YearRule;
+use time::{rfc3339, stamp, value};
 
 /// Per-line outputs, column-major `NCOLS × n` i32s. A column is defined only
 /// where `STATUS` is 1 (the line was claimed).
@@ -52,17 +61,6 @@ pub const DICT_FIELDS: [usize; 7] = [HOST, PREFIX, IN_IF, OUT_IF, SRC, DST, PROT
 pub const NDICTS: usize = DICT_FIELDS.len();
 const PLAIN: [bool; NDICTS] = [false, false, false, false, true, true, false];
 
-/// How an RFC 3164 stamp (no year) gets its year, from the Python side
-/// (syslog._from_rfc3164): the latest moment a line may carry, on the
-/// source's wall clock, as year and (month*32 + day)*86400 + second of day,
-/// and the leap years to use for February 29.
-#[derive(Clone, Copy)]
-pub struct YearRule {
-    pub latest_year: i64,
-    pub latest_key: i64,
-    pub leap_before: i64, // last leap year <= latest_year - 1
-    pub leap_latest: i64, // last leap year <= latest_year
-}
 
 /// The scan's settings from the Python side, as five i64s.
 #[derive(Clone, Copy)]
@@ -71,208 +69,10 @@ pub struct Settings {
     pub alone: bool, // see scan_line
 }
 
-/// syslog.MONTHS, case as written (RE2 matches them case-sensitively).
-fn month_number(text: &[u8]) -> Option<i64> {
-    Some(match text {
-        b"Jan" => 1,
-        b"Feb" => 2,
-        b"Mar" => 3,
-        b"Apr" => 4,
-        b"May" => 5,
-        b"Jun" => 6,
-        b"Jul" => 7,
-        b"Aug" => 8,
-        b"Sep" => 9,
-        b"Oct" => 10,
-        b"Nov" => 11,
-        b"Dec" => 12,
-        _ => return None,
-    })
-}
 const FLAG_WORDS: [&[u8]; 8] = [b"CWR ", b"ECE ", b"URG ", b"ACK ", b"PSH ", b"RST ", b"SYN ", b"FIN "];
 
 
-/// Byte searches over a whole line, 16 bytes at a step where SSE2 is there
-/// (every x86_64), a byte at a time elsewhere. The loads stay inside the
-/// slice: only whole 16-byte blocks are loaded, the tail goes byte by byte.
-mod search {
-    #[cfg(target_arch = "x86_64")]
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-    };
 
-    /// RE2's `\s` (ASCII space, tab, newline, form feed, carriage return; not \v), and `also`.
-    #[inline(always)]
-    fn stops(b: u8, also: u8) -> bool {
-        matches!(b, b' ' | b'\t' | b'\n' | 0x0c | b'\r') || b == also
-    }
-
-    /// Index of the first byte of `text` that is white space or `also`, or its length.
-    #[inline]
-    pub fn field_end(text: &[u8], also: u8) -> usize {
-        let mut at = 0;
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: SSE2 is part of x86_64; each load reads text[at..at + 16], in bounds.
-            unsafe {
-                let wanted = [b' ', b'\t', b'\n', 0x0c, b'\r', also].map(|b| _mm_set1_epi8(b as i8));
-                while at + 16 <= text.len() {
-                    let block = _mm_loadu_si128(text.as_ptr().add(at) as *const __m128i);
-                    let mut hits = _mm_cmpeq_epi8(block, wanted[0]);
-                    for w in &wanted[1..] {
-                        hits = _mm_or_si128(hits, _mm_cmpeq_epi8(block, *w));
-                    }
-                    let mask = _mm_movemask_epi8(hits) as u32;
-                    if mask != 0 {
-                        return at + mask.trailing_zeros() as usize;
-                    }
-                    at += 16;
-                }
-            }
-        }
-        at + text[at..].iter().position(|&b| stops(b, also)).unwrap_or(text.len() - at)
-    }
-
-    /// Index of the first `a` or `b` in `text`.
-    #[inline]
-    pub fn first_of(text: &[u8], a: u8, b: u8) -> Option<usize> {
-        let mut at = 0;
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: as in field_end.
-            unsafe {
-                let (wa, wb) = (_mm_set1_epi8(a as i8), _mm_set1_epi8(b as i8));
-                while at + 16 <= text.len() {
-                    let block = _mm_loadu_si128(text.as_ptr().add(at) as *const __m128i);
-                    let hits = _mm_or_si128(_mm_cmpeq_epi8(block, wa), _mm_cmpeq_epi8(block, wb));
-                    let mask = _mm_movemask_epi8(hits) as u32;
-                    if mask != 0 {
-                        return Some(at + mask.trailing_zeros() as usize);
-                    }
-                    at += 16;
-                }
-            }
-        }
-        text[at..].iter().position(|&c| c == a || c == b).map(|i| at + i)
-    }
-
-    /// How many times `byte` occurs in `text`.
-    #[inline]
-    pub fn count(text: &[u8], byte: u8) -> usize {
-        let mut at = 0;
-        let mut found = 0;
-        #[cfg(target_arch = "x86_64")]
-        {
-            // SAFETY: as in field_end.
-            unsafe {
-                let wanted = _mm_set1_epi8(byte as i8);
-                while at + 16 <= text.len() {
-                    let block = _mm_loadu_si128(text.as_ptr().add(at) as *const __m128i);
-                    found += (_mm_movemask_epi8(_mm_cmpeq_epi8(block, wanted)) as u32).count_ones() as usize;
-                    at += 16;
-                }
-            }
-        }
-        found + text[at..].iter().filter(|&&c| c == byte).count()
-    }
-
-    /// Index of the first `word` (at least one byte long) in `text`.
-    #[inline]
-    pub fn find(text: &[u8], word: &[u8]) -> Option<usize> {
-        let mut at = 0;
-        while let Some(i) = first_of(&text[at..], word[0], word[0]) {
-            let start = at + i;
-            if text[start..].starts_with(word) {
-                return Some(start);
-            }
-            at = start + 1;
-        }
-        None
-    }
-}
-
-/// A cursor over one line; every method either advances on success or leaves
-/// the position alone.
-struct Cursor<'a> {
-    text: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Cursor<'a> {
-    #[inline(always)]
-    fn peek(&self) -> Option<u8> {
-        self.text.get(self.pos).copied()
-    }
-
-    fn at_end(&self) -> bool {
-        self.pos >= self.text.len()
-    }
-
-    #[inline(always)]
-    fn literal(&mut self, word: &[u8]) -> bool {
-        if self.looking_at(word) {
-            self.pos += word.len();
-            true
-        } else {
-            false
-        }
-    }
-
-    /// A byte loop rather than `starts_with`: the words are a few bytes long
-    /// and known where this is inlined, where a memcmp call would dominate.
-    #[inline(always)]
-    fn looking_at(&self, word: &[u8]) -> bool {
-        match self.text.get(self.pos..self.pos + word.len()) {
-            Some(here) => here.iter().zip(word).all(|(a, b)| a == b),
-            None => false,
-        }
-    }
-
-    /// Bytes while `keep` holds; returns how many.
-    #[inline(always)]
-    fn run(&mut self, keep: impl Fn(u8) -> bool) -> usize {
-        let rest = self.text.get(self.pos..).unwrap_or(&[]);
-        // Iterating the slice (not indexing) leaves no bounds check in the loop.
-        let count = rest.iter().position(|&b| !keep(b)).unwrap_or(rest.len());
-        self.pos += count;
-        count
-    }
-
-    /// A run of bytes that are not white space nor `also`; returns its length.
-    #[inline(always)]
-    fn field(&mut self, also: u8) -> usize {
-        let rest = self.text.get(self.pos..).unwrap_or(&[]);
-        let count = search::field_end(rest, also);
-        self.pos += count;
-        count
-    }
-
-    fn digits(&mut self) -> usize {
-        self.run(|b| b.is_ascii_digit())
-    }
-
-    /// Exactly `count` bytes satisfying `keep`.
-    #[inline(always)]
-    fn exactly(&mut self, count: usize, keep: impl Fn(u8) -> bool) -> bool {
-        let end = self.pos + count;
-        if end <= self.text.len() && self.text[self.pos..end].iter().all(|&b| keep(b)) {
-            self.pos = end;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// `word` then one or more digits, or nothing consumed.
-    fn keyed_digits(&mut self, word: &[u8]) -> bool {
-        let start = self.pos;
-        if self.literal(word) && self.digits() > 0 {
-            return true;
-        }
-        self.pos = start;
-        false
-    }
-}
 
 /// What the header scan found.
 struct Header {
@@ -298,52 +98,7 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
         // header starts "1 " (a month name or a four-digit year comes first).
         return rfc5424(c);
     }
-    let ts_us;
-    let mut ts_local = true;
-    match c.peek()? {
-        b'A'..=b'Z' => {
-            let month_text = head.get(c.pos..c.pos + 3)?;
-            let month = month_number(month_text)?;
-            c.pos += 3;
-            if !c.literal(b" ") {
-                return None;
-            }
-            // "(?: \d|\d\d?)": a space-padded day, or one or two digits.
-            let day_start = c.pos;
-            if c.literal(b" ") {
-                if !c.exactly(1, |b| b.is_ascii_digit()) {
-                    return None;
-                }
-            } else if !c.exactly(2, |b| b.is_ascii_digit()) && !c.exactly(1, |b| b.is_ascii_digit()) {
-                return None;
-            }
-            let day_text = &head[day_start..c.pos];
-            let day = value(if day_text[0] == b' ' { &day_text[1..] } else { day_text });
-            if !c.literal(b" ") {
-                return None;
-            }
-            let seconds = clock(&mut c)?;
-            // syslog._from_rfc3164: the latest year that puts the stamp no
-            // later than the latest moment; February 29 in the leap year before.
-            let key = (month * 32 + day) * SECONDS_PER_DAY + seconds;
-            let later = key > years.latest_key;
-            let year = if month == 2 && day == 29 {
-                if later { years.leap_before } else { years.leap_latest }
-            } else if later {
-                years.latest_year - 1
-            } else {
-                years.latest_year
-            };
-            if !valid_date(year, month, day) {
-                return None;
-            }
-            ts_us = wall_clock_us(year, month, day, seconds, 0);
-        }
-        b'0'..=b'9' => {
-            (ts_us, ts_local) = rfc3339(&mut c)?;
-        }
-        _ => return None,
-    }
+    let (ts_us, ts_local) = stamp(&mut c, years)?;
     if !c.literal(b" ") {
         return None;
     }
@@ -360,71 +115,6 @@ fn header(head: &[u8], years: YearRule) -> Option<Header> {
     Some(Header { ts_us, ts_local, host, prefix_start: c.pos })
 }
 
-/// syslog.RFC3339_TIMESTAMP at the cursor: UTC microseconds (or wall-clock
-/// ones, and true, when the stamp names no offset).
-fn rfc3339(c: &mut Cursor) -> Option<(i64, bool)> {
-    let head = c.text;
-    let mut ts_local = true;
-    let date_start = c.pos;
-    let date_ok = c.exactly(4, |b| b.is_ascii_digit())
-        && c.literal(b"-")
-        && c.exactly(2, |b| b.is_ascii_digit())
-        && c.literal(b"-")
-        && c.exactly(2, |b| b.is_ascii_digit())
-        && c.exactly(1, |b| matches!(b, b'T' | b't' | b' '));
-    if !date_ok {
-        return None;
-    }
-    let year = value(&head[date_start..date_start + 4]);
-    let month = value(&head[date_start + 5..date_start + 7]);
-    let day = value(&head[date_start + 8..date_start + 10]);
-    let seconds = clock(c)?;
-    let mut fraction_us = 0;
-    if matches!(c.peek(), Some(b'.' | b',')) {
-        c.pos += 1;
-        let start = c.pos;
-        let count = c.digits();
-        if !(1..=9).contains(&count) {
-            return None;
-        }
-        // Digits past the sixth are below our resolution: truncated.
-        for i in 0..6 {
-            let digit = if i < count { head[start + i] - b'0' } else { 0 };
-            fraction_us = fraction_us * 10 + i64::from(digit);
-        }
-    }
-    let mut offset_s = 0;
-    match c.peek() {
-        Some(b'Z' | b'z') => {
-            c.pos += 1;
-            ts_local = false;
-        }
-        Some(sign @ (b'+' | b'-')) => {
-            c.pos += 1;
-            let hours_at = c.pos;
-            if !c.exactly(2, |b| b.is_ascii_digit()) {
-                return None;
-            }
-            c.literal(b":");
-            let minutes_at = c.pos;
-            if !c.exactly(2, |b| b.is_ascii_digit()) {
-                return None;
-            }
-            let hours = value(&head[hours_at..hours_at + 2]);
-            let minutes = value(&head[minutes_at..minutes_at + 2]);
-            if hours >= 24 || minutes >= 60 {
-                return None;
-            }
-            offset_s = (hours * 3600 + minutes * 60) * if sign == b'-' { -1 } else { 1 };
-            ts_local = false;
-        }
-        _ => {}
-    }
-    if year < 1 || !valid_date(year, month, day) {
-        return None;
-    }
-    Some((wall_clock_us(year, month, day, seconds, fraction_us) - offset_s * US_PER_SECOND, ts_local))
-}
 
 /// The rest of an RFC 5424 header after "<PRI>1 " or "1 ", the way syslog.HEADER's
 /// first branch and netfilter._TAG read it:
@@ -519,58 +209,6 @@ fn sd_value(c: &mut Cursor) -> bool {
     }
 }
 
-const SECONDS_PER_DAY: i64 = 86_400;
-const US_PER_SECOND: i64 = 1_000_000;
-
-/// "HH:MM:SS" as seconds since midnight; None out of range (25:00, 12:60).
-fn clock(c: &mut Cursor) -> Option<i64> {
-    let start = c.pos;
-    let ok = c.exactly(2, |b| b.is_ascii_digit())
-        && c.literal(b":")
-        && c.exactly(2, |b| b.is_ascii_digit())
-        && c.literal(b":")
-        && c.exactly(2, |b| b.is_ascii_digit());
-    if !ok {
-        c.pos = start;
-        return None;
-    }
-    let t = &c.text[start..c.pos];
-    let (h, m, s) = (value(&t[0..2]), value(&t[3..5]), value(&t[6..8]));
-    if h >= 24 || m >= 60 || s >= 60 {
-        return None;
-    }
-    Some(h * 3600 + m * 60 + s)
-}
-
-/// Decimal digits (checked by the caller) as a number.
-fn value(digits: &[u8]) -> i64 {
-    digits.iter().fold(0, |n, &b| n * 10 + i64::from(b - b'0'))
-}
-
-fn valid_date(year: i64, month: i64, day: i64) -> bool {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let longest = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    year >= 1 && (1..=longest).contains(&day)
-}
-
-/// Microseconds since 1970 of a proleptic Gregorian date and time, as if in
-/// UTC (Howard Hinnant's days_from_civil, as syslog._wall_clock_us).
-fn wall_clock_us(year: i64, month: i64, day: i64, seconds: i64, fraction_us: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let shifted_month = if month <= 2 { month + 9 } else { month - 3 };
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    let days = era * 146_097 + day_of_era - 719_468;
-    (days * SECONDS_PER_DAY + seconds) * US_PER_SECOND + fraction_us
-}
 
 /// netfilter._TAG: `(?:(?:kernel|ulogd)(?:\[\d+\])?: )?(?:\[ *\d+\.\d+\])?(?:\[ *[CT]\d+\])? ?`,
 /// each part optional and taken whenever it is there.
@@ -734,99 +372,6 @@ pub fn scan_line(line: &[u8], years: YearRule, alone: bool) -> Option<Line> {
     })
 }
 
-/// 4 for a plain dotted quad (address.IPV4), 6 for the kernel's fully
-/// expanded IPv6 (eight groups of four lower-case hex digits, not
-/// IPv4-mapped); None for any other spelling, which the reference handles.
-fn address_kind(text: &[u8]) -> Option<u8> {
-    if text.len() == 39 {
-        let groups_ok = text.chunks(5).all(|g| {
-            g[..4].iter().all(|&b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) && (g.len() == 4 || g[4] == b':')
-        });
-        if groups_ok && !text.starts_with(b"0000:0000:0000:0000:0000:ffff:") {
-            return Some(6);
-        }
-        return None;
-    }
-    // A dotted quad: four octets of 1-3 digits, no leading zero, <= 255.
-    let n = text.len();
-    let mut i = 0;
-    for octet in 0..4 {
-        let start = i;
-        let mut value = 0u32;
-        while i < n && i - start < 3 {
-            let digit = text[i].wrapping_sub(b'0');
-            if digit > 9 {
-                break;
-            }
-            value = value * 10 + u32::from(digit);
-            i += 1;
-        }
-        let len = i - start;
-        if len == 0 || value > 255 || (len > 1 && text[start] == b'0') {
-            return None;
-        }
-        if octet < 3 {
-            if i >= n || text[i] != b'.' {
-                return None;
-            }
-            i += 1;
-        }
-    }
-    if i == n {
-        Some(4)
-    } else {
-        None
-    }
-}
-
-/// The kernel's expanded IPv6 the way `ipaddress` compresses it (RFC 5952):
-/// leading zeros dropped, the longest run of two or more zero groups (the
-/// first of equals) written "::".
-fn compress_ipv6(text: &[u8], out: &mut Vec<u8>) {
-    let mut groups = [0u16; 8];
-    for (i, g) in text.chunks(5).enumerate() {
-        groups[i] = g[..4].iter().fold(0u16, |n, &b| n * 16 + (b as char).to_digit(16).unwrap_or(0) as u16);
-    }
-    let (mut best_at, mut best_len) = (8, 0);
-    let mut i = 0;
-    while i < 8 {
-        if groups[i] == 0 {
-            let start = i;
-            while i < 8 && groups[i] == 0 {
-                i += 1;
-            }
-            if i - start > best_len && i - start >= 2 {
-                best_at = start;
-                best_len = i - start;
-            }
-        } else {
-            i += 1;
-        }
-    }
-    out.clear();
-    let hex = b"0123456789abcdef";
-    let mut i = 0;
-    while i < 8 {
-        if i == best_at {
-            out.extend_from_slice(b"::");
-            i += best_len;
-            continue;
-        }
-        if !(out.is_empty() || out.ends_with(b":")) {
-            out.push(b':');
-        }
-        let g = groups[i];
-        let mut started = false;
-        for shift in [12u16, 8, 4, 0] {
-            let digit = (g >> shift) & 0xf;
-            if digit != 0 || started || shift == 0 {
-                out.push(hex[digit as usize]);
-                started = true;
-            }
-        }
-        i += 1;
-    }
-}
 
 /// One to nine digits (netfilter._TRANSPORT's `\d{1,9}`).
 fn number(c: &mut Cursor) -> Option<i32> {
@@ -902,121 +447,7 @@ fn tcp_flags(c: &mut Cursor) -> i32 {
     }
 }
 
-/// Slots of a dictionary's cache of recent values.
-const CACHE_SLOTS: usize = 1024;
 
-/// A dictionary being built: distinct byte strings in first-seen order.
-struct Dictionary<'o> {
-    plain: bool, // one entry per line, no lookup (see PLAIN)
-    index: HashMap<Vec<u8>, i32>,
-    offsets: &'o mut [i32],
-    data: &'o mut [u8],
-    count: usize,
-    bytes: usize,
-    // Each entry's key as read (the stored text may be respelled).
-    keys: Vec<u8>,
-    key_spans: Vec<(u32, u32)>,
-    // A batch holds few distinct values of most fields and they repeat, so a
-    // small cache, slotted by a cheap mix of the key's length and some of its
-    // bytes, answers most lookups without SipHash. A wrong slot only misses;
-    // the map (randomly keyed) stays the authority.
-    cache: [i32; CACHE_SLOTS],
-    scratch: Vec<u8>,
-}
-
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
-}
-
-#[inline(always)]
-fn slot(key: &[u8]) -> usize {
-    // The last eight bytes and the length, multiplied into the top bits:
-    // values of a field differ mostly at their end (addresses, ports, hosts).
-    let tail = &key[key.len().saturating_sub(8)..];
-    let mixed = tail.iter().fold(key.len() as u64, |x, &b| (x << 8) | u64::from(b));
-    (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % CACHE_SLOTS
-}
-
-impl<'o> Dictionary<'o> {
-    fn new(offsets: &'o mut [i32], data: &'o mut [u8], plain: bool) -> Self {
-        offsets[0] = 0;
-        Dictionary {
-            plain,
-            index: HashMap::new(),
-            offsets,
-            data,
-            count: 0,
-            bytes: 0,
-            keys: Vec::new(),
-            key_spans: Vec::new(),
-            cache: [-1; CACHE_SLOTS],
-            scratch: Vec::new(),
-        }
-    }
-
-    /// A new entry for `key` (spelled), without looking it up.
-    fn append(&mut self, key: &[u8], spell: Option<fn(&[u8], &mut Vec<u8>)>) -> Option<i32> {
-        let stored: &[u8] = match spell {
-            Some(spell) => {
-                spell(key, &mut self.scratch);
-                &self.scratch
-            }
-            None => key,
-        };
-        let len = stored.len();
-        if self.count + 1 >= self.offsets.len() || self.bytes + len > self.data.len() {
-            return None;
-        }
-        self.data[self.bytes..self.bytes + len].copy_from_slice(stored);
-        self.bytes += len;
-        let code = i32::try_from(self.count).ok()?;
-        self.count += 1;
-        self.offsets[self.count] = i32::try_from(self.bytes).ok()?;
-        Some(code)
-    }
-
-    fn key_of(&self, code: i32) -> &[u8] {
-        let (from, len) = self.key_spans[code as usize];
-        &self.keys[from as usize..(from + len) as usize]
-    }
-
-    /// The index of `key`, stored as `key` itself or as what `spell` writes
-    /// for it (never longer); None when the output buffers are full.
-    fn code(&mut self, key: &[u8], spell: Option<fn(&[u8], &mut Vec<u8>)>) -> Option<i32> {
-        if self.plain {
-            return self.append(key, spell);
-        }
-        let at = slot(key);
-        let cached = self.cache[at];
-        if cached >= 0 && same(self.key_of(cached), key) {
-            return Some(cached);
-        }
-        let code = match self.index.get(key) {
-            Some(&code) => code,
-            None => {
-                let code = self.append(key, spell)?;
-                let key_from = u32::try_from(self.keys.len()).ok()?;
-                self.keys.extend_from_slice(key);
-                self.key_spans.push((key_from, u32::try_from(key.len()).ok()?));
-                self.index.insert(key.to_vec(), code);
-                code
-            }
-        };
-        self.cache[at] = code;
-        Some(code)
-    }
-}
-
-/// An address as the event model spells it (see `compress_ipv6`).
-fn spell_address(text: &[u8], out: &mut Vec<u8>) {
-    if text.len() == 39 {
-        compress_ipv6(text, out);
-    } else {
-        out.clear();
-        out.extend_from_slice(text);
-    }
-}
 
 /// Lines looked at before a batch none of which is claimed is given up on.
 /// A batch is one file's or one sender's lines, nearly always all of one
