@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pytest
 
 from consumers import style
+from consumers.web import layout
 from consumers.web.feeds.day import DayFeed
 from consumers.web.feeds.days import utc_today
 from pipeline import datasets
@@ -208,7 +210,7 @@ def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
     webgl = driver.execute_script(
         "const d = Bokeh.documents[0];"
         "return Bokeh.index.find_one(d.get_model_by_name(arguments[0])).glyph.glglyph != null",
-        f"series:{style.Series.TCP4}",
+        layout.DOTS_NAME,
     )
     assert webgl is True
     assert browser.severe(browser.console(driver)) == []
@@ -220,19 +222,22 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
 
     rows = zip(data["proto"], data["ip_version"], data["series"], strict=True)
     assert all(s == expected_series(p, int(v)) for p, v, s in rows)
-    glyphs = driver.execute_script(
-        "const d = Bokeh.documents[0]; const out = {};"
-        "for (const name of arguments[0]) {"
-        "  const g = d.get_model_by_name('series:' + name).glyph;"
-        "  out[name] = {fill: g.fill_color.value, line: g.line_color.value,"
-        "               marker: g.marker.value, size: g.size.value};"
-        "}"
-        "return out",
-        list(style.SERIES),
+    # One renderer draws every dot, its colour mapped from the row's series.
+    glyph = driver.execute_script(
+        "const g = Bokeh.documents[0].get_model_by_name(arguments[0]).glyph;"
+        "const m = g.fill_color.transform;"
+        "return {field: g.fill_color.field, factors: Array.from(m.factors), palette: Array.from(m.palette),"
+        "        line: g.line_color.value, marker: g.marker.value, size: g.size.value}",
+        layout.DOTS_NAME,
     )
-    for name, colour in style.COLOURS.items():
-        expected = {"fill": colour, "line": None, "marker": style.DOT_MARKER}
-        assert glyphs[name] == expected | {"size": style.DOT_SIZE}, name
+    assert glyph == {
+        "field": "series",
+        "factors": list(style.SERIES),
+        "palette": [style.COLOURS[s] for s in style.SERIES],
+        "line": None,
+        "marker": style.DOT_MARKER,
+        "size": style.DOT_SIZE,
+    }
     background = driver.execute_script(
         "return Bokeh.documents[0].get_model_by_name('day-plot').background_fill_color"
     )
@@ -248,13 +253,15 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
     assert axis["start"] < style.NO_PORT_Y < 1 and axis["end"] > 65535
     assert axis["ticks"] == [style.NO_PORT_Y, *style.PORT_TICKS]
     assert {float(k): v for k, v in axis["labels"].items()} == style.Y_TICK_LABELS
+    # The legend: an entry for each series the day holds (its swatch drawn from its rows), in draw
+    # order; the scan kinds only when the view holds them (none here).
     legend = driver.execute_script(
         "const p = Bokeh.documents[0].get_model_by_name('day-plot'); const l = p.right[0];"
-        "return {policy: l.click_policy, labels: l.items.map((i) => i.label.value)}"
+        "return {policy: l.click_policy, labels: Bokeh.index.find_one(l).entries"
+        "        .filter((e) => e.item.visible).map((e) => String(e.label))}"
     )
-    scan_labels = [f"scan: {kind}" for kind in style.SCAN_STYLES]
-    assert legend == {"policy": "hide", "labels": [*style.SERIES, *scan_labels]}
-
+    counts = Counter(data["series"])
+    assert legend == {"policy": "none", "labels": [s for s in style.draw_order(counts) if counts[s]]}
     time.sleep(0.3)  # let WebGL finish the frame before the screenshot
     driver.save_screenshot(str(SCREENSHOT))
     from PIL import Image
