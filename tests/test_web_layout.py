@@ -386,3 +386,35 @@ def test_unknown_palette_is_a_config_error() -> None:
         style.colours("rainbow")
     assert set(style.markers("colourblind").values()) == {"square", "triangle", "diamond"}
     assert set(style.markers("original").values()) == {style.DOT_MARKER}
+
+
+def test_page_draws_in_the_colourblind_palette(site: Site, tmp_path: Path) -> None:
+    """[web] palette = colourblind on the page: the one dots renderer maps each series to its
+    Okabe-Ito colour, IPv6 to triangles (two pixels wider), and the rarer series shows on top."""
+    env = {"FIREPLOT_WEB__PALETTE": "colourblind"}
+    with (
+        browser.web_server(site.root, tmp_path / "server.log", env) as url,
+        browser.chromium(1280, 800) as driver,
+    ):
+        driver.set_window_size(1280, 800)
+        browser.console(driver)
+        open_page(driver, f"{url}?date={site.ipv6_rare.isoformat()}")
+        mapped = model(
+            driver,
+            layout.DOTS_NAME,
+            "(() => { const g = m.glyph; const f = Array.from(g.fill_color.transform.factors);"
+            " return {palette: Array.from(g.fill_color.transform.palette), factors: f,"
+            "  markers: Array.from(g.marker.transform.markers),"
+            "  sizes: Array.from(g.size.transform.v_compute(f))} })()",
+        )
+        assert mapped["factors"] == list(style.SERIES)
+        assert mapped["palette"] == [style.COLOURBLIND[s] for s in style.SERIES]
+        assert mapped["markers"] == [style.FAMILY_MARKERS[s] for s in style.SERIES]
+        assert mapped["sizes"] == [
+            style.DOT_SIZE if style.FAMILY_MARKERS[s] == style.DOT_MARKER else style.DOT_SIZE + 2
+            for s in style.SERIES
+        ]
+        # 3 TCP/IPv6 triangles over 40 TCP/IPv4 squares on one spot: the triangle's colour shows.
+        colour = spot_colour(driver, tmp_path / "colourblind.png")
+        assert colour == hex_rgb(style.COLOURBLIND[style.Series.TCP6])
+        assert browser.severe(browser.console(driver)) == []

@@ -446,12 +446,17 @@ class DayPage:
         new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
         if frame.replace:
             self.source.selected.indices = []
-            # Emptied here (if it held rows), filled in the browser from the packed view.
-            if len(self.source.data.get("ts", [])):
-                self.source.data = whois.dot_columns(self.enricher, empty_data())
             self._series_counts = {}
         for name, n in series_counts(new["series"]).items():
             self._series_counts[name] = self._series_counts.get(name, 0) + n
+        start, end = self.view_bounds()
+        layout.plot_note(self.plot, self._why_empty(), (epoch_ms(start) + epoch_ms(end)) / 2)
+        text = feed.summary()
+        if self.filters:
+            text += " (filtered)"
+        self.summary.text = text
+        # The dots last: the browser lays out the texts above (each change of layout repaints the
+        # plot, which at 150k dots in software WebGL takes seconds) before it draws them once.
         if frame.replace:
             self.transfer.send(new)
             self.top.view_changed()
@@ -460,12 +465,6 @@ class DayPage:
             self.transfer.append(new, self._series_counts)
         src_ip = self.transfer.src_ip
         self.pick.shown_ips = [src_ip] if src_ip is not None else []
-        start, end = self.view_bounds()
-        layout.plot_note(self.plot, self._why_empty(), (epoch_ms(start) + epoch_ms(end)) / 2)
-        text = feed.summary()
-        if self.filters:
-            text += " (filtered)"
-        self.summary.text = text
 
     def _why_empty(self) -> str:
         """Why the plot holds no dot ("" when it holds some)."""
