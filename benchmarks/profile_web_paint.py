@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_web_paint import CLICK_NEXT, FIRST, day_of_events
+from benchmarks.bench_web_paint import CLICK_NEXT, FIRST, VISIBLE, day_of_events
 from pipeline.store import OffsetRange, Store
 from tests.support import browser
 
@@ -96,31 +96,8 @@ return {marks: window.__fp_marks, msgs: window.__fp_msgs,
         models: (Bokeh.documents[0]._all_models || new Map()).size};
 """
 
-# When the plot's source holds `expected` rows (performance.now()), then the first paint holding them.
-DOTS_IN = """
-const [expected, done] = [arguments[0], arguments[arguments.length - 1]];
-const label = expected.toLocaleString("en-US") + " events";
-let arrived = null, hooked = null, finished = false;
-const holds = (d) => d.get_model_by_name("summary").text.startsWith(label)
-  && d.get_model_by_name("events").get_length() === expected;
-function check() {
-  const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
-  const plot = d && d.get_model_by_name("day-plot");
-  const pv = plot && Bokeh.index.find_one(plot);
-  if (pv && hooked !== pv) {
-    hooked = pv;
-    pv.repainted.connect(() => {
-      if (finished || !holds(d)) return;
-      finished = true;
-      const p = performance.now();
-      requestAnimationFrame(() => done([arrived ?? p, p, performance.now()]));
-    });
-  }
-  if (pv && arrived == null && holds(d)) arrived = performance.now();
-  if (!finished) setTimeout(check, 1);
-}
-check();
-"""
+# When the dots are in, painted and presented: as bench_web_paint measures them.
+DOTS_IN = VISIBLE
 
 # Logs (to the server's log) how long the server's steps take.
 SITECUSTOMIZE = r"""

@@ -210,6 +210,7 @@ def test_the_rarer_series_is_drawn_on_top(driver: Any, site: Site, tmp_path: Pat
         "Bokeh.index.find_one(m.right[0]).entries.filter((e) => e.item.visible).map((e) => String(e.label))",
     )
     assert shown == expected
+    assert model(driver, "day-plot", "m.right[0].visible") is True
 
 
 def test_port_labels_follow_a_zoom(driver: Any, site: Site) -> None:
@@ -319,6 +320,8 @@ def test_empty_panels_say_why(driver: Any, site: Site) -> None:
     assert note == "no events on this day"
     assert "detector is not running" in scans_note(driver)
     assert model(driver, "scans-button", "m.label") == "scans (0)"
+    # Nothing to list: no legend (an empty box in the corner), as on a day with dots there is one.
+    assert model(driver, "day-plot", "m.right[0].visible") is False
 
     future = site.today + dt.timedelta(days=2)
     open_page(driver, f"{site.url}?date={future.isoformat()}")

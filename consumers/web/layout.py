@@ -166,7 +166,9 @@ def day_figure(
     renderers: list[DataRenderer] = [dots]
     # One entry per series the view holds, each with its swatch (drawn from its first row), in
     # draw order: BokehJS groups the rows by their series itself.
-    items: list[LegendItem] = [LegendItem(label=field("series"), renderers=[dots], name="legend:series")]
+    items: list[LegendItem] = [
+        LegendItem(label=field("series"), renderers=[dots], name="legend:series", visible=False)
+    ]
     for kind, (colour, dash) in style.SCAN_STYLES.items():
         outline = plot.quad(
             left="left",
@@ -187,7 +189,7 @@ def day_figure(
             LegendItem(label=f"scan: {kind}", renderers=outlines, visible=False, name=f"legend:scan:{kind}")
         )
     # Clicking an entry would hide every dot (one renderer): the protocol filter picks series.
-    legend = Legend(items=items, click_policy="none", location="top_left")
+    legend = Legend(items=items, click_policy="none", location="top_left", visible=False)
     plot.add_layout(legend, "right")
     # Shown in the middle of an empty plot, saying why it is empty.
     plot.add_layout(
@@ -217,6 +219,23 @@ def show_scan_kinds(plot: Any, kinds: set[str]) -> None:
             for renderer in item.renderers:
                 if renderer.visible != shown:
                     renderer.visible = shown
+    _legend_if_any(plot)
+
+
+def show_series(plot: Any, any_dots: bool) -> None:
+    """The series' legend entries when the view holds dots (BokehJS lists the series they hold)."""
+    for item in plot.legend[0].items:
+        if item.name == "legend:series" and item.visible != any_dots:
+            item.visible = any_dots
+    _legend_if_any(plot)
+
+
+def _legend_if_any(plot: Any) -> None:
+    # An empty view's legend would be an empty box in the plot's corner.
+    legend = plot.legend[0]
+    shown = any(item.visible for item in legend.items)
+    if legend.visible != shown:
+        legend.visible = shown
 
 
 def plot_note(plot: Any, text: str, x_ms: float) -> None:
