@@ -552,3 +552,39 @@ class TestDayFeed:
                 [packed[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in packed else list(codes)
             )
             assert decoded == list(values), name
+
+
+def test_dots_travel_in_draw_order_and_appends_merge_into_it() -> None:
+    """A view's rows leave sorted by the draw order (most common series first, rarest last, each
+    series in its own order), and the server's copy of the rows' series and sources follows an
+    append exactly as js/unpack_dots.js merges it (a stable sort by the new order), so a tapped
+    row's index still names its source."""
+    import numpy as np
+    from bokeh.document import Document
+    from bokeh.models import ColumnDataSource
+
+    from consumers.web.transfer import PACKED_NAME, DotTransfer
+
+    tcp4, tcp6, udp4 = style.Series.TCP4, style.Series.TCP6, style.Series.UDP4
+    series = np.array([tcp4, tcp6, tcp4, udp4, tcp4, tcp6], dtype=object)
+    src = np.array([f"10.0.0.{i}" for i in range(len(series))], dtype=object)
+    doc = Document()
+    sent = DotTransfer(doc, ColumnDataSource(data={}))
+    sent.send({"ts": np.arange(len(series), dtype=np.float64), "series": series, "src_ip": src})
+
+    packed = sent.packed.data
+    assert sent.packed.name == PACKED_NAME and "append" not in packed
+    dictionary = packed["series:dict"][0]
+    assert [dictionary[i] for i in packed["series"][0]] == [tcp4, tcp4, tcp4, tcp6, tcp6, udp4]
+    assert list(packed["ts"][0]) == [0, 2, 4, 1, 5, 3]  # each series keeps its own order
+    assert list(sent.src_ip) == [f"10.0.0.{i}" for i in (0, 2, 4, 1, 5, 3)]  # type: ignore[arg-type]
+
+    # Four more UDP/IPv4: now UDP/IPv4 is the most common (5), TCP/IPv4 next (3), TCP/IPv6 on top.
+    new = np.array([udp4] * 4, dtype=object)
+    counts = {tcp4: 3, tcp6: 2, udp4: 5}
+    sent.append({"ts": np.arange(6, 10, dtype=np.float64), "series": new, "src_ip": new.copy()}, counts)
+    assert sent.packed.data["append"] == [style.draw_order(counts)]
+    assert list(sent.series) == [udp4] * 5 + [tcp4] * 3 + [tcp6] * 2
+    assert list(sent.src_ip) == (  # type: ignore[arg-type]
+        ["10.0.0.3", *[udp4] * 4] + [f"10.0.0.{i}" for i in (0, 2, 4)] + ["10.0.0.1", "10.0.0.5"]
+    )
