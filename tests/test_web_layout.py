@@ -164,6 +164,9 @@ def test_scans_and_source_open_in_view(driver: Any, site: Site) -> None:
     time.sleep(0.3)
     panel = rect(driver, "source-panel")
     assert panel["top"] < panel["inner_h"] and panel["right"] <= panel["inner_w"] + 0.5
+    # The source's scans list is empty here (no detector ran): it says so.
+    note = model(driver, "source-scans-note", "m.visible ? m.text : ''")
+    assert note == "no detected scans of this source in this view"
 
 
 def spot_colour(driver: Any, path: Path) -> tuple[int, int, int]:

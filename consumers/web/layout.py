@@ -286,6 +286,13 @@ class SourcePanel:
         self.ports = ColumnDataSource(data=empty.ports, name="source-ports")
         self.events = ColumnDataSource(data=empty.recent, name="source-events")
         self.scans = ColumnDataSource(data=empty.scans, name="source-scans")
+        # An empty scans list says so, rather than a bare header.
+        self.scans_note = Div(
+            name="source-scans-note",
+            text="no detected scans of this source in this view",
+            render_as_text=True,
+            disable_math=True,
+        )
         timeline = figure(
             name="source-timeline-plot",
             x_axis_type="datetime",
@@ -351,6 +358,7 @@ class SourcePanel:
             row(self.filter_button, self.clear_button),
             timeline,
             ports,
+            self.scans_note,
             scans,
             events,
             name="source-panel",
@@ -364,6 +372,7 @@ class SourcePanel:
         self.ports.data = detail.ports
         self.events.data = detail.recent
         self.scans.data = detail.scans
+        self.scans_note.visible = not any(len(v) for v in detail.scans.values())
         self.layout.visible = True
 
 
