@@ -41,36 +41,40 @@ from tests.support import browser
 
 FIRST = dt.date(2026, 11, 2)
 
-# Resolves with [arrived, visible] (performance.now()) once the plot's source holds `expected`
-# rows and the summary names them, and the plot has repainted since and a frame has passed.
-# `since` (a performance.now() time, or 0) is when the wait began, for the in-page navigation.
+# Resolves with [arrived, painted, visible] (performance.now()) once the plot's source holds
+# `expected` rows and the summary names them (`arrived`: when a poll first saw it) and the plot has
+# been painted since the source last changed (`painted`: the end of that paint, or `arrived` when the
+# summary came after it), and one animation frame later (`visible`: the frame holding them was
+# presented). The paint waited for is the one BokehJS made for the data: asking for another would
+# count it too (at 150k dots in software WebGL one paint takes seconds).
 VISIBLE = """
 const [expected, done] = [arguments[0], arguments[arguments.length - 1]];
 const label = expected.toLocaleString("en-US") + " events";
-let arrived = null, hooked = null, finished = false;
+let arrived = null, hooked = null, finished = false, changed = 0, painted = null;
+const holds = (d) => d.get_model_by_name("summary").text.startsWith(label)
+  && d.get_model_by_name("events").get_length() === expected;
+function finish(d) {
+  if (finished || painted == null || painted < changed || !holds(d)) return;
+  finished = true;
+  const at = Math.max(painted, arrived ?? painted);
+  requestAnimationFrame(() => done([arrived ?? at, at, performance.now()]));
+}
 function check() {
   const d = window.Bokeh && Bokeh.documents && Bokeh.documents[0];
   const plot = d && d.get_model_by_name("day-plot");
   const pv = plot && Bokeh.index.find_one(plot);
-  const src = d && d.get_model_by_name("events");
-  const s = d && d.get_model_by_name("summary");
   if (pv != null && hooked !== pv) {
     hooked = pv;
-    // Hooks of earlier waits stay connected, each finished with its own wait.
-    pv.repainted.connect(() => {
-      if (arrived == null || finished) return;
-      finished = true;
-      const painted = performance.now();
-      requestAnimationFrame(() => done([arrived, painted, performance.now()]));
-    });
+    // A new document: its source's first rows came with it, painted at its first paint.
+    // (Hooks of earlier waits stay connected, each finished with its own wait.)
+    changed = performance.now();
+    painted = null;
+    d.get_model_by_name("events").change.connect(() => { changed = performance.now(); });
+    pv.repainted.connect(() => { painted = performance.now(); finish(d); });
   }
-  if (arrived == null && src != null && s.text.startsWith(label) && src.get_length() === expected) {
-    arrived = performance.now();
-    // Already drawn in this turn of the loop: ask for the paint the hook waits for (a no-op
-    // repaint when the data's paint is still pending, the same frame).
-    pv.request_paint();
-  }
-  if (arrived == null) setTimeout(check, 2);
+  if (pv != null && arrived == null && holds(d)) arrived = performance.now();
+  if (pv != null) finish(d);
+  if (!finished) setTimeout(check, 2);
 }
 check();
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pytest
 
 from consumers import style
+from consumers.web import layout
 from consumers.web.feeds.day import DayFeed
 from consumers.web.feeds.days import utc_today
 from pipeline import datasets
@@ -208,7 +210,7 @@ def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
     webgl = driver.execute_script(
         "const d = Bokeh.documents[0];"
         "return Bokeh.index.find_one(d.get_model_by_name(arguments[0])).glyph.glglyph != null",
-        f"series:{style.Series.TCP4}",
+        layout.DOTS_NAME,
     )
     assert webgl is True
     assert browser.severe(browser.console(driver)) == []
@@ -220,19 +222,22 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
 
     rows = zip(data["proto"], data["ip_version"], data["series"], strict=True)
     assert all(s == expected_series(p, int(v)) for p, v, s in rows)
-    glyphs = driver.execute_script(
-        "const d = Bokeh.documents[0]; const out = {};"
-        "for (const name of arguments[0]) {"
-        "  const g = d.get_model_by_name('series:' + name).glyph;"
-        "  out[name] = {fill: g.fill_color.value, line: g.line_color.value,"
-        "               marker: g.marker.value, size: g.size.value};"
-        "}"
-        "return out",
-        list(style.SERIES),
+    # One renderer draws every dot, its colour mapped from the row's series.
+    glyph = driver.execute_script(
+        "const g = Bokeh.documents[0].get_model_by_name(arguments[0]).glyph;"
+        "const m = g.fill_color.transform;"
+        "return {field: g.fill_color.field, factors: Array.from(m.factors), palette: Array.from(m.palette),"
+        "        line: g.line_color.value, marker: g.marker.value, size: g.size.value}",
+        layout.DOTS_NAME,
     )
-    for name, colour in style.COLOURS.items():
-        expected = {"fill": colour, "line": None, "marker": style.DOT_MARKER}
-        assert glyphs[name] == expected | {"size": style.DOT_SIZE}, name
+    assert glyph == {
+        "field": "series",
+        "factors": list(style.SERIES),
+        "palette": [style.COLOURS[s] for s in style.SERIES],
+        "line": None,
+        "marker": style.DOT_MARKER,
+        "size": style.DOT_SIZE,
+    }
     background = driver.execute_script(
         "return Bokeh.documents[0].get_model_by_name('day-plot').background_fill_color"
     )
@@ -248,13 +253,15 @@ def test_series_have_their_colours(driver: Any, site: Site) -> None:
     assert axis["start"] < style.NO_PORT_Y < 1 and axis["end"] > 65535
     assert axis["ticks"] == [style.NO_PORT_Y, *style.PORT_TICKS]
     assert {float(k): v for k, v in axis["labels"].items()} == style.Y_TICK_LABELS
+    # The legend: an entry for each series the day holds (its swatch drawn from its rows), in draw
+    # order; the scan kinds only when the view holds them (none here).
     legend = driver.execute_script(
         "const p = Bokeh.documents[0].get_model_by_name('day-plot'); const l = p.right[0];"
-        "return {policy: l.click_policy, labels: l.items.map((i) => i.label.value)}"
+        "return {policy: l.click_policy, labels: Bokeh.index.find_one(l).entries"
+        "        .filter((e) => e.item.visible).map((e) => String(e.label))}"
     )
-    scan_labels = [f"scan: {kind}" for kind in style.SCAN_STYLES]
-    assert legend == {"policy": "hide", "labels": [*style.SERIES, *scan_labels]}
-
+    counts = Counter(data["series"])
+    assert legend == {"policy": "none", "labels": [s for s in style.draw_order(counts) if counts[s]]}
     time.sleep(0.3)  # let WebGL finish the frame before the screenshot
     driver.save_screenshot(str(SCREENSHOT))
     from PIL import Image
@@ -545,3 +552,39 @@ class TestDayFeed:
                 [packed[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in packed else list(codes)
             )
             assert decoded == list(values), name
+
+
+def test_dots_travel_in_draw_order_and_appends_merge_into_it() -> None:
+    """A view's rows leave sorted by the draw order (most common series first, rarest last, each
+    series in its own order), and the server's copy of the rows' series and sources follows an
+    append exactly as js/unpack_dots.js merges it (a stable sort by the new order), so a tapped
+    row's index still names its source."""
+    import numpy as np
+    from bokeh.document import Document
+    from bokeh.models import ColumnDataSource
+
+    from consumers.web.transfer import PACKED_NAME, DotTransfer
+
+    tcp4, tcp6, udp4 = style.Series.TCP4, style.Series.TCP6, style.Series.UDP4
+    series = np.array([tcp4, tcp6, tcp4, udp4, tcp4, tcp6], dtype=object)
+    src = np.array([f"10.0.0.{i}" for i in range(len(series))], dtype=object)
+    doc = Document()
+    sent = DotTransfer(doc, ColumnDataSource(data={}))
+    sent.send({"ts": np.arange(len(series), dtype=np.float64), "series": series, "src_ip": src})
+
+    packed = sent.packed.data
+    assert sent.packed.name == PACKED_NAME and "append" not in packed
+    dictionary = packed["series:dict"][0]
+    assert [dictionary[i] for i in packed["series"][0]] == [tcp4, tcp4, tcp4, tcp6, tcp6, udp4]
+    assert list(packed["ts"][0]) == [0, 2, 4, 1, 5, 3]  # each series keeps its own order
+    assert list(sent.src_ip) == [f"10.0.0.{i}" for i in (0, 2, 4, 1, 5, 3)]  # type: ignore[arg-type]
+
+    # Four more UDP/IPv4: now UDP/IPv4 is the most common (5), TCP/IPv4 next (3), TCP/IPv6 on top.
+    new = np.array([udp4] * 4, dtype=object)
+    counts = {tcp4: 3, tcp6: 2, udp4: 5}
+    sent.append({"ts": np.arange(6, 10, dtype=np.float64), "series": new, "src_ip": new.copy()}, counts)
+    assert sent.packed.data["append"] == [style.draw_order(counts)]
+    assert list(sent.series) == [udp4] * 5 + [tcp4] * 3 + [tcp6] * 2
+    assert list(sent.src_ip) == (  # type: ignore[arg-type]
+        ["10.0.0.3", *[udp4] * 4] + [f"10.0.0.{i}" for i in (0, 2, 4)] + ["10.0.0.1", "10.0.0.5"]
+    )

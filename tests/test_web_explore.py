@@ -293,8 +293,7 @@ def test_week_view_draws_rollup_bins_with_the_stored_totals(driver: Any, site: S
     assert text.startswith(f"{sum(truth.values()):,} events in 7 days") and "each dot counts" in text
     assert (
         driver.execute_script(
-            "const r = Bokeh.documents[0].get_model_by_name('series:TCP/IPv4');"
-            "return r.glyph.fill_alpha.field"
+            "const r = Bokeh.documents[0].get_model_by_name('dots');return r.glyph.fill_alpha.field"
         )
         == "alpha"
     )

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pytest
 
 from consumers import style
+from consumers.web import layout
 from consumers.web.feeds.days import utc_today
 from pipeline.detect import heartbeat
 from pipeline.event import conform
@@ -124,6 +125,20 @@ def test_plot_fills_most_of_the_window(site: Site, width: int, height: int, tmp_
         assert plot["right"] <= plot["inner_w"] + 0.5
         # Grows with the window, not a fixed height.
         assert plot["height"] >= 0.70 * height - 100
+        # The drawer open: the plot stays the hero, the drawer takes about a third of the width.
+        click(driver, "scans-button")
+        wait_for("the drawer", lambda: model(driver, "drawer", "m.visible"))
+        time.sleep(0.5)
+        plot, drawer = rect(driver, "day-plot"), rect(driver, "drawer")
+        shot = tmp_path / f"fireplot-{width}x{height}-drawer.png"
+        driver.save_screenshot(str(shot))
+        wide = plot["width"] / plot["inner_w"]
+        print(f"screenshot {width}x{height}, drawer open: {shot} (plot {wide:.0%} of the width)")
+        assert wide >= 0.60, (plot, drawer)
+        assert drawer["width"] <= 0.40 * drawer["inner_w"] or drawer["width"] <= layout.DRAWER_MIN_PX + 0.5
+        assert drawer["width"] >= min(layout.DRAWER_MIN_PX, 0.3 * drawer["inner_w"]) - 0.5
+        assert drawer["left"] >= plot["right"] - 0.5 and drawer["right"] <= drawer["inner_w"] + 0.5
+        assert plot["height"] / plot["inner_h"] >= 0.70
 
 
 def test_scans_and_source_open_in_view(driver: Any, site: Site) -> None:
@@ -149,6 +164,9 @@ def test_scans_and_source_open_in_view(driver: Any, site: Site) -> None:
     time.sleep(0.3)
     panel = rect(driver, "source-panel")
     assert panel["top"] < panel["inner_h"] and panel["right"] <= panel["inner_w"] + 0.5
+    # The source's scans list is empty here (no detector ran): it says so.
+    note = model(driver, "source-scans-note", "m.visible ? m.text : ''")
+    assert note == "no detected scans of this source in this view"
 
 
 def spot_colour(driver: Any, path: Path) -> tuple[int, int, int]:
@@ -184,14 +202,18 @@ def test_the_rarer_series_is_drawn_on_top(driver: Any, site: Site, tmp_path: Pat
     assert spot_colour(driver, tmp_path / "v4-rare.png") == hex_rgb(style.COLOURS[style.Series.TCP4])
     open_page(driver, f"{site.url}?date={site.ipv6_rare.isoformat()}")
     assert spot_colour(driver, tmp_path / "v6-rare.png") == hex_rgb(style.COLOURS[style.Series.TCP6])
-    # The renderers' order is the rule's, and the legend lists only the series the view holds.
-    order = model(
-        driver, "day-plot", "m.renderers.map((r) => r.name).filter((n) => n && n.startsWith('series:'))"
+    # The rows (drawn in order by the one renderer) are in the rule's order, and the legend lists
+    # only the series the view holds.
+    series = browser.source(driver)["series"]  # type: ignore[index]
+    expected = style.draw_order({style.Series.TCP4: 40, style.Series.TCP6: 3})[:2]
+    assert series == sorted(series, key=expected.index) and set(series) == set(expected)
+    shown = model(
+        driver,
+        "day-plot",
+        "Bokeh.index.find_one(m.right[0]).entries.filter((e) => e.item.visible).map((e) => String(e.label))",
     )
-    expected = style.draw_order({style.Series.TCP4: 40, style.Series.TCP6: 3})
-    assert order == [f"series:{s}" for s in expected]
-    shown = model(driver, "day-plot", "m.right[0].items.filter((i) => i.visible).map((i) => i.label.value)")
-    assert shown == [style.Series.TCP4, style.Series.TCP6]
+    assert shown == expected
+    assert model(driver, "day-plot", "m.right[0].visible") is True
 
 
 def test_port_labels_follow_a_zoom(driver: Any, site: Site) -> None:
@@ -301,6 +323,8 @@ def test_empty_panels_say_why(driver: Any, site: Site) -> None:
     assert note == "no events on this day"
     assert "detector is not running" in scans_note(driver)
     assert model(driver, "scans-button", "m.label") == "scans (0)"
+    # Nothing to list: no legend (an empty box in the corner), as on a day with dots there is one.
+    assert model(driver, "day-plot", "m.right[0].visible") is False
 
     future = site.today + dt.timedelta(days=2)
     open_page(driver, f"{site.url}?date={future.isoformat()}")
@@ -368,3 +392,35 @@ def test_unknown_palette_is_a_config_error() -> None:
         style.colours("rainbow")
     assert set(style.markers("colourblind").values()) == {"square", "triangle", "diamond"}
     assert set(style.markers("original").values()) == {style.DOT_MARKER}
+
+
+def test_page_draws_in_the_colourblind_palette(site: Site, tmp_path: Path) -> None:
+    """[web] palette = colourblind on the page: the one dots renderer maps each series to its
+    Okabe-Ito colour, IPv6 to triangles (two pixels wider), and the rarer series shows on top."""
+    env = {"FIREPLOT_WEB__PALETTE": "colourblind"}
+    with (
+        browser.web_server(site.root, tmp_path / "server.log", env) as url,
+        browser.chromium(1280, 800) as driver,
+    ):
+        driver.set_window_size(1280, 800)
+        browser.console(driver)
+        open_page(driver, f"{url}?date={site.ipv6_rare.isoformat()}")
+        mapped = model(
+            driver,
+            layout.DOTS_NAME,
+            "(() => { const g = m.glyph; const f = Array.from(g.fill_color.transform.factors);"
+            " return {palette: Array.from(g.fill_color.transform.palette), factors: f,"
+            "  markers: Array.from(g.marker.transform.markers),"
+            "  sizes: Array.from(g.size.transform.v_compute(f))} })()",
+        )
+        assert mapped["factors"] == list(style.SERIES)
+        assert mapped["palette"] == [style.COLOURBLIND[s] for s in style.SERIES]
+        assert mapped["markers"] == [style.FAMILY_MARKERS[s] for s in style.SERIES]
+        assert mapped["sizes"] == [
+            style.DOT_SIZE if style.FAMILY_MARKERS[s] == style.DOT_MARKER else style.DOT_SIZE + 2
+            for s in style.SERIES
+        ]
+        # 3 TCP/IPv6 triangles over 40 TCP/IPv4 squares on one spot: the triangle's colour shows.
+        colour = spot_colour(driver, tmp_path / "colourblind.png")
+        assert colour == hex_rgb(style.COLOURBLIND[style.Series.TCP6])
+        assert browser.severe(browser.console(driver)) == []

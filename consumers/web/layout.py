@@ -11,13 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+from bokeh.core.properties import field
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
+    CategoricalColorMapper,
+    CategoricalMarkerMapper,
     CDSView,
     ColumnDataSource,
     CustomJS,
     CustomJSTickFormatter,
+    CustomJSTransform,
     FixedTicker,
     GroupFilter,
     Range1d,
@@ -46,10 +50,17 @@ from consumers.web.resources import script
 from pipeline.detect import heartbeat
 
 SOURCE_NAME: Final = "events"
+# The renderer of every dot.
+DOTS_NAME: Final = "dots"
 # The plot never shrinks below this, however small the window: a toolbar and axes need room.
 MIN_PLOT_HEIGHT: Final = 300
-# Width of the panel beside the plot that holds the scans or a source's details.
-DRAWER_WIDTH: Final = 600
+# Width of the panel beside the plot that holds the scans or a source's details: a share of the
+# window between two bounds, so the plot keeps most of the width at every size (CSS, the browser
+# knows the window; the server does not).
+DRAWER_SHARE: Final = 0.36
+DRAWER_MIN_PX: Final = 360
+DRAWER_MAX_PX: Final = 640
+DRAWER_WIDTH_CSS: Final = f"clamp({DRAWER_MIN_PX}px, {DRAWER_SHARE * 100:g}vw, {DRAWER_MAX_PX}px)"
 # The port an empty plot's note is written at: the middle of the log axis.
 NOTE_PORT: Final = 200.0
 # How often an open page looks at the detector's heartbeat.
@@ -76,7 +87,7 @@ def day_figure(
 ) -> tuple[Any, list[DataRenderer]]:
     """The plot: a dot per event (or bin) of ``source`` in its series' colour, and the scans' outlines.
 
-    Returns the figure and the dots' renderers (one per series), which hovering and tapping use.
+    Returns the figure and the dots' renderers (one), which hovering and tapping use.
     The figure fills what the page leaves it (``stretch_both``): the plot is what the page is for.
     """
     plot = figure(
@@ -110,29 +121,54 @@ def day_figure(
     plot.y_range.js_on_change("start", follow_zoom)
     plot.y_range.js_on_change("end", follow_zoom)
     plot.toolbar.logo = None
-    renderers: list[DataRenderer] = []
-    items: list[LegendItem] = []
+    # One renderer draws every dot, in row order: the rows come in draw order (transfer.py), the
+    # colour (and in the colour-blind palette the shape) follows each row's series. One renderer,
+    # not one per series: BokehJS maps, filters and blits every renderer's glyphs on its own,
+    # which was most of a busy day's paint.
+    colours = style.colours(palette)
     shapes = style.markers(palette)
-    for series, colour in style.colours(palette).items():
-        renderer: GlyphRenderer[Any] = plot.scatter(
-            "ts",
-            "y",
-            source=source,
-            view=CDSView(filter=GroupFilter(column_name="series", group=series)),
-            marker=shapes[series],
-            # A shape other than a square needs a little more room to be told apart.
-            size=style.DOT_SIZE if shapes[series] == style.DOT_MARKER else style.DOT_SIZE + 2,
-            fill_color=colour,
-            fill_alpha="alpha",
-            # A tapped dot opens its source's panel; the others stay as they were.
-            nonselection_fill_alpha="alpha",
-            nonselection_fill_color=colour,
-            line_color=None,
-            name=f"series:{series}",
-        )
-        renderers.append(renderer)
-        # Hidden until the view holds the series (see order_series): an empty series has no swatch.
-        items.append(LegendItem(label=series, renderers=[renderer], visible=False, name=f"legend:{series}"))
+    factors = list(style.SERIES)
+    fill: Any = {
+        "field": "series",
+        "transform": CategoricalColorMapper(factors=factors, palette=[colours[s] for s in factors]),
+    }
+    marker: Any = style.DOT_MARKER
+    size: Any = style.DOT_SIZE
+    if any(shape != style.DOT_MARKER for shape in shapes.values()):
+        marker = {
+            "field": "series",
+            "transform": CategoricalMarkerMapper(factors=factors, markers=[shapes[s] for s in factors]),  # type: ignore[misc]  # names checked by style,
+        }
+        # A shape other than a square needs a little more room to be told apart.
+        sizes = {s: style.DOT_SIZE if shapes[s] == style.DOT_MARKER else style.DOT_SIZE + 2 for s in factors}
+        size = {
+            "field": "series",
+            "transform": CustomJSTransform(
+                args={"sizes": sizes, "size": style.DOT_SIZE},
+                func="return sizes[x] ?? size",
+                v_func="return xs.map((x) => sizes[x] ?? size)",
+            ),
+        }
+    dots: GlyphRenderer[Any] = plot.scatter(
+        "ts",
+        "y",
+        source=source,
+        marker=marker,
+        size=size,
+        fill_color=fill,
+        fill_alpha="alpha",
+        # A tapped dot opens its source's panel; the others stay as they were.
+        nonselection_fill_alpha="alpha",
+        nonselection_fill_color=fill,
+        line_color=None,
+        name=DOTS_NAME,
+    )
+    renderers: list[DataRenderer] = [dots]
+    # One entry per series the view holds, each with its swatch (drawn from its first row), in
+    # draw order: BokehJS groups the rows by their series itself.
+    items: list[LegendItem] = [
+        LegendItem(label=field("series"), renderers=[dots], name="legend:series", visible=False)
+    ]
     for kind, (colour, dash) in style.SCAN_STYLES.items():
         outline = plot.quad(
             left="left",
@@ -146,12 +182,14 @@ def day_figure(
             line_dash=dash,
             line_width=1.5,
             name=f"scans:{kind}",
+            visible=False,
         )
         outlines: list[Any] = [outline]
         items.append(
             LegendItem(label=f"scan: {kind}", renderers=outlines, visible=False, name=f"legend:scan:{kind}")
         )
-    legend = Legend(items=items, click_policy="hide", location="top_left")
+    # Clicking an entry would hide every dot (one renderer): the protocol filter picks series.
+    legend = Legend(items=items, click_policy="none", location="top_left", visible=False)
     plot.add_layout(legend, "right")
     # Shown in the middle of an empty plot, saying why it is empty.
     plot.add_layout(
@@ -169,29 +207,35 @@ def day_figure(
     return plot, renderers
 
 
-def order_series(plot: Any, counts: dict[str, int]) -> None:
-    """Draw the series in :func:`consumers.style.draw_order` of ``counts`` (rarest on top), as
-    ``fireplot render`` does, and show a legend entry only for a series the view holds."""
-    by_name = {r.name: r for r in plot.renderers}
-    dots = [by_name[f"series:{name}"] for name in style.draw_order(counts)]
-    others = [r for r in plot.renderers if not str(r.name or "").startswith("series:")]
-    # Scan outlines stay above every dot: they frame dots, they must not hide under them.
-    order = [r for r in others if not str(r.name or "").startswith("scans:")]
-    order += dots + [r for r in others if str(r.name or "").startswith("scans:")]
-    if [r.id for r in order] != [r.id for r in plot.renderers]:
-        plot.renderers = order
-    for item in plot.legend[0].items:
-        name = str(item.name or "")
-        if name.startswith("legend:") and not name.startswith("legend:scan:"):
-            item.visible = counts.get(name.removeprefix("legend:"), 0) > 0
-
-
 def show_scan_kinds(plot: Any, kinds: set[str]) -> None:
-    """Legend entries for the scan kinds the view holds, and none for the others."""
+    """Legend entries and outlines for the scan kinds the view holds, none for the others (a
+    hidden renderer costs the browser nothing at a paint)."""
     for item in plot.legend[0].items:
         name = str(item.name or "")
         if name.startswith("legend:scan:"):
-            item.visible = name.removeprefix("legend:scan:") in kinds
+            shown = name.removeprefix("legend:scan:") in kinds
+            if item.visible != shown:
+                item.visible = shown
+            for renderer in item.renderers:
+                if renderer.visible != shown:
+                    renderer.visible = shown
+    _legend_if_any(plot)
+
+
+def show_series(plot: Any, any_dots: bool) -> None:
+    """The series' legend entries when the view holds dots (BokehJS lists the series they hold)."""
+    for item in plot.legend[0].items:
+        if item.name == "legend:series" and item.visible != any_dots:
+            item.visible = any_dots
+    _legend_if_any(plot)
+
+
+def _legend_if_any(plot: Any) -> None:
+    # An empty view's legend would be an empty box in the plot's corner.
+    legend = plot.legend[0]
+    shown = any(item.visible for item in legend.items)
+    if legend.visible != shown:
+        legend.visible = shown
 
 
 def plot_note(plot: Any, text: str, x_ms: float) -> None:
@@ -242,11 +286,18 @@ class SourcePanel:
         self.ports = ColumnDataSource(data=empty.ports, name="source-ports")
         self.events = ColumnDataSource(data=empty.recent, name="source-events")
         self.scans = ColumnDataSource(data=empty.scans, name="source-scans")
+        # An empty scans list says so, rather than a bare header.
+        self.scans_note = Div(
+            name="source-scans-note",
+            text="no detected scans of this source in this view",
+            render_as_text=True,
+            disable_math=True,
+        )
         timeline = figure(
             name="source-timeline-plot",
             x_axis_type="datetime",
             x_range=plot.x_range,
-            height=110,
+            height=90,
             sizing_mode="stretch_width",
             tools="",
             toolbar_location=None,
@@ -266,7 +317,7 @@ class SourcePanel:
                 _time_column("last", "last"),
             ],
             sizing_mode="stretch_width",
-            height=150,
+            height=120,
         )
         scans = _table(
             source=self.scans,
@@ -282,7 +333,7 @@ class SourcePanel:
                 _text_column("sites", "sites", 90),
             ],
             sizing_mode="stretch_width",
-            height=120,
+            height=90,
         )
         events = _table(
             source=self.events,
@@ -298,14 +349,16 @@ class SourcePanel:
                 _text_column("prefix", "prefix", 260),
             ],
             sizing_mode="stretch_both",
-            min_height=120,
+            min_height=100,
         )
-        # Stacked to fit the drawer beside the plot; the recent events take what is left.
+        # Stacked to fit the drawer beside the plot (the whole panel within a 1280x800 window); the
+        # recent events take what is left.
         self.layout = column(
             self.title,
             row(self.filter_button, self.clear_button),
             timeline,
             ports,
+            self.scans_note,
             scans,
             events,
             name="source-panel",
@@ -319,6 +372,7 @@ class SourcePanel:
         self.ports.data = detail.ports
         self.events.data = detail.recent
         self.scans.data = detail.scans
+        self.scans_note.visible = not any(len(v) for v in detail.scans.values())
         self.layout.visible = True
 
 
@@ -326,9 +380,10 @@ class Drawer:
     """The panel beside the plot: the view's scans, or the source a clicked dot belongs to.
 
     Closed until asked for (its button, or a click on a dot), so that the plot has the whole
-    width; open, it takes a fixed width beside the plot, in view whatever the window's size
-    (never below the fold). Scans or source: one at a time, the source panel when a dot was
-    clicked last. An empty scans list says why it is empty.
+    width; open, it takes about a third of the window's width beside the plot (DRAWER_SHARE,
+    within DRAWER_MIN_PX..DRAWER_MAX_PX), in view whatever the window's size: what does not fit
+    its height scrolls inside it (never below the fold). Scans or source: one at a time, the
+    source panel when a dot was clicked last. An empty scans list says why it is empty.
     """
 
     def __init__(
@@ -348,8 +403,9 @@ class Drawer:
             self.scans_part,
             panel.layout,
             name="drawer",
-            width=DRAWER_WIDTH,
             sizing_mode="stretch_height",
+            # Inline styles win over the width Bokeh's layout computes for the element.
+            styles={"width": DRAWER_WIDTH_CSS, "flex": "0 0 auto", "overflow-y": "auto"},
             visible=False,
         )
         parts = {
@@ -412,8 +468,10 @@ def arrange(doc: Document, *parts: Any, plot: Any, drawer: Drawer) -> Column:
 
 
 def _table(**kw: Any) -> DataTable:
-    """A read-only table in the plot's colours."""
+    """A read-only table in the plot's colours. Its columns keep their widths and the table scrolls
+    sideways in a narrow drawer, rather than squeezing every cell to a few letters."""
     return DataTable(
+        autosize_mode="none",
         index_position=None,
         reorderable=False,
         editable=False,

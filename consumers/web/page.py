@@ -19,7 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 from bokeh.document import Document, without_document_lock
 from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
@@ -45,7 +44,7 @@ from consumers.web.feeds.filters import Filters, file_safe
 from consumers.web.feeds.range import RangeFeed
 from consumers.web.live import LiveFollow, ScanWatch
 from consumers.web.pick import SourcePick
-from consumers.web.transfer import DotTransfer
+from consumers.web.transfer import DotTransfer, series_counts
 from pipeline import datasets
 from pipeline.config import EnrichConfig, WebConfig
 from pipeline.enrich import Enricher, shared_enricher
@@ -121,6 +120,8 @@ class DayPage:
         self._address_callback: Any = None
         self.sites = sites
         self.summary = layout.message("summary")
+        # Takes what the filter row leaves and wraps there, rather than running off the window.
+        self.summary.sizing_mode = "stretch_width"
         self.notice = layout.message("notice", visible=False)
         self.panel = layout.SourcePanel(self.plot, self.tick_time)
         self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
@@ -132,7 +133,7 @@ class DayPage:
         self.top = talkers.TopTalkers(
             doc, store, self.enricher, self.drawer, lambda: (self._generation, *self._visible(), self.site)
         )
-        # Rows shown by series in the browser: the dots' drawing order follows them.
+        # Rows shown by series in the browser: the dots' drawing order follows them (transfer.py).
         self._series_counts: dict[str, int] = {}
         self._connect()
         self.live = LiveFollow(
@@ -442,29 +443,29 @@ class DayPage:
             self.scan_watch.stamp, self.scans.data = scans
 
     def _apply(self, frame: Frame, feed: Feed) -> None:
+        new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
         if frame.replace:
             self.source.selected.indices = []
-            # Emptied here (if it held streamed rows), filled in the browser from the packed view.
-            self.source.data = whois.dot_columns(self.enricher, empty_data())
-            self.transfer.send(whois.dot_columns(self.enricher, frame.data))
-            self.top.view_changed()
-            self.pick.shown_ips = [frame.data["src_ip"]] if "src_ip" in frame.data else []
             self._series_counts = {}
-        else:
-            new: dict[str, Any] = whois.dot_columns(self.enricher, frame.data)
-            self.source.stream(new)
-            if "src_ip" in new and self.pick.shown_ips:
-                self.pick.shown_ips.append(new["src_ip"])
-        names, counts = np.unique(np.asarray(frame.data["series"], dtype=str), return_counts=True)
-        for name, n in zip(names, counts, strict=True):
-            self._series_counts[str(name)] = self._series_counts.get(str(name), 0) + int(n)
-        layout.order_series(self.plot, self._series_counts)
+        for name, n in series_counts(new["series"]).items():
+            self._series_counts[name] = self._series_counts.get(name, 0) + n
         start, end = self.view_bounds()
         layout.plot_note(self.plot, self._why_empty(), (epoch_ms(start) + epoch_ms(end)) / 2)
+        layout.show_series(self.plot, any(self._series_counts.values()))
         text = feed.summary()
         if self.filters:
             text += " (filtered)"
         self.summary.text = text
+        # The dots last: the browser lays out the texts above (each change of layout repaints the
+        # plot, which at 150k dots in software WebGL takes seconds) before it draws them once.
+        if frame.replace:
+            self.transfer.send(new)
+            self.top.view_changed()
+        else:
+            # The dots in the browser, the new ones merged in draw order of all of them.
+            self.transfer.append(new, self._series_counts)
+        src_ip = self.transfer.src_ip
+        self.pick.shown_ips = [src_ip] if src_ip is not None else []
 
     def _why_empty(self) -> str:
         """Why the plot holds no dot ("" when it holds some)."""

@@ -146,6 +146,8 @@ class StatusStrip:
         self.layout = column(
             row(self.details, self.status), self.table, sizing_mode="stretch_width", name="status-strip"
         )
+        self._filled = False
+        self.table.on_change("visible", lambda _a, _o, shown: self.refresh() if shown else None)
 
     def refresh(self) -> None:
         snapshot = read_snapshot(self.root)
@@ -154,9 +156,17 @@ class StatusStrip:
             snapshot["sites"] = [s for s in snapshot.get("sites", []) if s.get("site") in allowed]
             snapshot["consumer_lag"] = {}  # topics would name other users' sites
         data, line = table_data(snapshot, dt.datetime.now(dt.UTC))
-        self.source.data = data
-        self.status.text = line
-        self.status.styles = {"color": line_colour(snapshot, data, line), "padding-top": "4px"}
+        # Only what changed, and the table only while it is shown: in the browser every change
+        # here lays the page out again and repaints the plot, seconds at 150k dots in software
+        # WebGL (its ages change at every refresh). Filled once as the page is built.
+        if (self.table.visible or not self._filled) and data != self.source.data:
+            self.source.data = data
+        self._filled = True
+        if line != self.status.text:
+            self.status.text = line
+        styles: dict[str, str | None] = {"color": line_colour(snapshot, data, line), "padding-top": "4px"}
+        if styles != self.status.styles:
+            self.status.styles = styles
 
 
 def attach(doc: Document, store: Store, web: WebConfig) -> StatusStrip:

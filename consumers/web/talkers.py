@@ -97,6 +97,8 @@ class TopTable:
             source=self.source,
             columns=columns,
             name="top-table",
+            # Readable columns, scrolled sideways in a narrow drawer (as layout's tables).
+            autosize_mode="none",
             index_position=None,
             reorderable=False,
             editable=False,

@@ -4,8 +4,14 @@ Bokeh sends numeric arrays as binary buffers but text as JSON lists: a raw day o
 ~13 MB of JSON, parsed in the browser before the first paint. So a whole view is not set on the
 plot's source. It is packed into a one-row source of its own, text dictionary-coded (most text
 columns hold a handful of values: site, protocol, action, series), and ``js/unpack_dots.js``
-expands it in the browser into the plot's source. Live additions are small and stream into the
-plot's source directly. (Not :mod:`pipeline.wire`, which is the Kafka record format.)
+expands it in the browser into the plot's source. Live additions travel the same way, marked as
+an append. (Not :mod:`pipeline.wire`, which is the Kafka record format.)
+
+The plot draws every dot with one renderer, in row order, so the rows are the draw order
+(:func:`consumers.style.draw_order`: the most common series first, the rarest last, on top): a
+whole view is sorted here before it leaves; an append is merged in the browser by the same stable
+sort, which the server repeats on the two columns it keeps (series and source address, so that a
+tapped row's index names its source).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pyarrow.compute as pc
 from bokeh.document import Document
 from bokeh.models import ColumnDataSource, CustomJS
 
+from consumers import style
 from consumers.web.resources import script
 
 PACKED_NAME: Final = "events-packed"
@@ -32,8 +39,8 @@ CODE_MAX_DISTINCT_SHARE: Final = 0.5
 class DotTransfer:
     """The packed source beside the plot's source, and the browser code that unpacks it into it.
 
-    The server's copy of the plot's source keeps only what was streamed onto it since the
-    last view: the browser alone holds a view's dots.
+    The server's copy of the plot's source stays empty: the browser alone holds a view's dots.
+    The server keeps their series and source addresses, in the browser's row order.
     """
 
     def __init__(self, doc: Document, target: ColumnDataSource) -> None:
@@ -43,11 +50,47 @@ class DotTransfer:
         self.packed.js_on_change("data", unpack)
         doc.js_on_event("document_ready", unpack)
         self._generation = 0
+        self.series: npt.NDArray[Any] = np.array([], dtype=object)
+        # None for a view of bins (no single source per dot).
+        self.src_ip: npt.NDArray[Any] | None = None
 
     def send(self, data: Mapping[str, npt.NDArray[Any]]) -> None:
-        """Replace the plot's dots in the browser with ``data``."""
+        """Replace the plot's dots in the browser with ``data``, in draw order."""
         self._generation += 1
+        order = draw_permutation(data["series"], style.draw_order(series_counts(data["series"])))
+        data = {name: values[order] for name, values in data.items()}
+        self.series = data["series"]
+        self.src_ip = data.get("src_ip")
         self.packed.data = pack_columns(data, self._generation)
+
+    def append(self, data: Mapping[str, npt.NDArray[Any]], counts: dict[str, int]) -> None:
+        """Add ``data`` to the plot's dots in the browser, all of them then in the draw order of
+        ``counts`` (every row's series, the new ones included)."""
+        self._generation += 1
+        order = style.draw_order(counts)
+        series = np.concatenate([self.series, data["series"]])
+        perm = draw_permutation(series, order)
+        self.series = series[perm]
+        if self.src_ip is not None and "src_ip" in data:
+            self.src_ip = np.concatenate([self.src_ip, data["src_ip"]])[perm]
+        packed = pack_columns(data, self._generation)
+        packed["append"] = [order]
+        self.packed.data = packed
+
+
+def series_counts(series: npt.NDArray[Any]) -> dict[str, int]:
+    counts = pc.value_counts(pa.array(series, pa.string()))
+    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
+
+
+def draw_permutation(series: npt.NDArray[Any], order: list[str]) -> npt.NDArray[np.intp]:
+    """Row order that draws ``series`` bottom to top as ``order`` says, rows of a series kept in
+    their order (stable: ``js/unpack_dots.js`` merges appends by the same rule)."""
+    rank = {name: i for i, name in enumerate(order)}
+    coded = pc.dictionary_encode(pa.array(series, pa.string()))
+    by_code = np.array([rank.get(str(name), len(order)) for name in coded.dictionary.to_pylist()], np.int16)
+    ranks = by_code[coded.indices.to_numpy(zero_copy_only=False)] if len(series) else by_code[:0]
+    return np.argsort(ranks, kind="stable")
 
 
 def pack_columns(data: Mapping[str, npt.NDArray[Any]], generation: int) -> dict[str, list[Any]]:

@@ -1,5 +1,5 @@
 // CustomJS body of the hover tool, after tooltip_box.js; args: events (the dots), scans, plot,
-// renderers (one per series, hidden ones skipped), zone, limit (lines at most), radius (px).
+// renderers (the dots' one; hidden, it shows nothing), zone, limit (lines at most), radius (px).
 // One line per dot under the cursor, nearest first, in the original's spirit:
 //   14:03:07 203.0.113.7 (AS64500 Example Org, DE) -> TCP/22 (ssh) drop alpha/fw1 "prefix"  [scan vertical 1a2b]
 // then "+N more here". Bokeh calls this once per renderer for one mouse position: the first call
@@ -11,7 +11,7 @@ box.last = key
 const view = Bokeh.index.find_one(plot)
 if (view == null || !isFinite(sx + sy)) { box.show([], 0, 0); return }
 const {x_scale, y_scale} = view.frame
-const shown = new Set(renderers.filter((r) => r.visible).map((r) => r.name.replace(/^series:/, "")))
+if (!renderers.some((r) => r.visible)) { box.show([], 0, 0); return }
 const d = events.data
 const n = d.ts == null ? 0 : d.ts.length
 // The dots in time order, made once per view's data rather than on every mouse move: a move looks
@@ -34,7 +34,6 @@ const [t0, t1] = [x_scale.invert(sx - radius), x_scale.invert(sx + radius)]
 const hits = []
 for (let k = first(Math.min(t0, t1)); k < n && sorted[k] <= Math.max(t0, t1); k++) {
   const i = order[k]
-  if (!shown.has(d.series[i])) continue
   const dx = x_scale.compute(d.ts[i]) - sx
   if (dx > radius || dx < -radius) continue
   const dy = y_scale.compute(d.y[i]) - sy
