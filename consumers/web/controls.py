@@ -119,13 +119,14 @@ class Controls:
             value="", name="networks", placeholder="source address or CIDR, …", width=240
         )
         self.ports = TextInput(value="", name="ports", placeholder="ports, e.g. 1-1024", width=150)
-        # Sources by ASN, country, scanner label ([enrich]); the placeholder says when they are off.
+        # Sources by ASN, country, scanner label ([enrich]); the placeholder says when they are off (the
+        # drawer says why: no [enrich] databases); a longer text is cut at this width.
         self.enricher = enricher
         on = enricher is not None and (enricher.has_geo or enricher.has_scanners)
         self.who = TextInput(
             value="",
             name="who",
-            placeholder="AS64500, DE, scanner, !label" if on else "ASN/country: off (no database)",
+            placeholder="AS64500, DE, scanner, !label" if on else "ASN/country: off",
             width=200,
         )
         action_options: Options = [(ANY_ACTION, "any action"), *((a, a) for a in ACTIONS)]
