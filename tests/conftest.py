@@ -107,10 +107,9 @@ def system(tmp_path: Path, kafka_bootstrap: str) -> Iterator[System]:
 
 @pytest.fixture
 def raw_system(system: System) -> System:
-    """A system whose worker also reads a raw-lines topic, and gives up a killed peer's partitions fast."""
+    """A system whose worker also reads a raw-lines topic; like every system, its group gives up a
+    killed peer's partitions fast (``session_timeout_s`` in tests/support/system.py)."""
     system.configure("kafka", raw_topic=f"{system.topic}-raw")
-    # a killed worker's partitions move on after this, not faust's default minute
-    system.configure("worker", session_timeout_s=6.0)
     return system
 
 
