@@ -85,15 +85,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.down()
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A broker for this test alone, which it may stop and start (the session one is shared)."""
-    broker = local_broker(tmp_path / "kafka2")
+@pytest.fixture(scope="session")
+def spare_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """The second broker of the session, for the tests that stop and start one (``own_broker``)."""
+    broker = local_broker(tmp_path_factory.mktemp("kafka2"))
     broker.up()
     try:
         yield broker
     finally:
         broker.down()
+
+
+@pytest.fixture
+def own_broker(spare_broker: LocalKafka) -> LocalKafka:
+    """A broker the test may stop and start (the session one is shared by every other test).
+
+    One broker serves every such test in turn (tests run one at a time), up again at each test's
+    start whatever the last one left: a start and stop of a JVM per test less. Each test has its
+    own topics and groups on it (``System``), so what an earlier test left there is never read."""
+    spare_broker.up()
+    return spare_broker
 
 
 @pytest.fixture
