@@ -35,8 +35,8 @@ def free_port() -> int:
 
 
 # A worker killed with -9 holds its partitions until its group session expires: every restart
-# after a kill waited that long to join (Kafka's smallest allowed session, 6 s, of the kill tests'
-# ~6 s per kill). The brokers the tests start allow shorter sessions, and the systems on them use
+# after a kill waited that long to join (at least 6 s, Kafka's smallest allowed session: most of
+# the kill tests' ~6 s per kill). The brokers the tests start allow shorter sessions, and systems on them use
 # SESSION_TIMEOUT_S; on any other broker (FIREPLOT_TEST_BOOTSTRAP, MirrorMaker's, the SASL one)
 # systems use Kafka's default minimum. The kills, and what they must leave, stay the same.
 GROUP_MIN_SESSION_TIMEOUT_MS = 1000
