@@ -85,15 +85,26 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         broker.down()
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
-    """A broker for this test alone, which it may stop and start (the session one is shared)."""
-    broker = local_broker(tmp_path / "kafka2")
+@pytest.fixture(scope="session")
+def spare_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    """The second broker of the session, for the tests that stop and start one (``own_broker``)."""
+    broker = local_broker(tmp_path_factory.mktemp("kafka2"))
     broker.up()
     try:
         yield broker
     finally:
         broker.down()
+
+
+@pytest.fixture
+def own_broker(spare_broker: LocalKafka) -> LocalKafka:
+    """A broker the test may stop and start (the session one is shared by every other test).
+
+    One broker serves every such test in turn (tests run one at a time), up again at each test's
+    start whatever the last one left: a start and stop of a JVM per test less. Each test has its
+    own topics and groups on it (``System``), so what an earlier test left there is never read."""
+    spare_broker.up()
+    return spare_broker
 
 
 @pytest.fixture
@@ -107,10 +118,9 @@ def system(tmp_path: Path, kafka_bootstrap: str) -> Iterator[System]:
 
 @pytest.fixture
 def raw_system(system: System) -> System:
-    """A system whose worker also reads a raw-lines topic, and gives up a killed peer's partitions fast."""
+    """A system whose worker also reads a raw-lines topic; like every system, its group gives up a
+    killed peer's partitions fast (``session_timeout_s`` in tests/support/system.py)."""
     system.configure("kafka", raw_topic=f"{system.topic}-raw")
-    # a killed worker's partitions move on after this, not faust's default minute
-    system.configure("worker", session_timeout_s=6.0)
     return system
 
 

@@ -209,7 +209,7 @@ def test_broker_restart_mid_stream(tmp_path: Path, own_broker: LocalKafka) -> No
     broker, bootstrap = own_broker, own_broker.cfg.local_bootstrap
     system = System(tmp_path / "sys", bootstrap)
     system.configure("kafka", raw_topic=f"{system.topic}-raw")
-    system.configure("worker", flush_max_records=4, flush_interval_s=0.3, session_timeout_s=6.0)
+    system.configure("worker", flush_max_records=4, flush_interval_s=0.3)
     try:
         expected = workload(40_000)
         produce(bootstrap, system.topic, expected.slice(0, 20_000), per_record=250)

@@ -17,7 +17,7 @@ import pytest
 from pipeline.broker import LocalKafka
 from pipeline.config import KafkaConfig
 from tests.support.lines import write_probe_lines
-from tests.support.system import System, local_broker, registry_offsets, wait_events
+from tests.support.system import System, registry_offsets, wait_events
 
 OUTAGE_S = float(os.environ.get("FIREPLOT_TEST_OUTAGE_S", "60"))  # the issue: Kafka stopped for 60 s
 
@@ -67,9 +67,12 @@ def test_kafka_outage_spools_and_drains_in_order(own_broker: LocalKafka, tmp_pat
         system.stop()
 
 
-def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path, kafka_jars: Path) -> None:
+def test_shipper_started_while_kafka_is_down_spools_then_delivers(
+    tmp_path: Path, own_broker: LocalKafka
+) -> None:
     """A shipper starting during an outage keeps reading into its spool; all arrive once Kafka is up."""
-    broker = local_broker(tmp_path / "kafka3")  # not started yet: nothing listens
+    broker = own_broker
+    broker.down()  # nothing listens
     cfg = broker.cfg
     system = System(tmp_path / "sys", cfg.local_bootstrap)
     spool = tmp_path / "spool"
@@ -113,7 +116,6 @@ def test_shipper_started_while_kafka_is_down_spools_then_delivers(tmp_path: Path
             consumer.close()
     finally:
         system.stop()
-        broker.down()
 
 
 def test_copytruncate_during_an_outage_sends_each_line_once(own_broker: LocalKafka, tmp_path: Path) -> None:

@@ -34,10 +34,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# A worker killed with -9 holds its partitions until its group session expires: every restart
+# after a kill waited that long to join (at least 6 s, Kafka's smallest allowed session: most of
+# the kill tests' ~6 s per kill). The brokers the tests start allow shorter sessions, and systems on them use
+# SESSION_TIMEOUT_S; on any other broker (FIREPLOT_TEST_BOOTSTRAP, MirrorMaker's, the SASL one)
+# systems use Kafka's default minimum. The kills, and what they must leave, stay the same.
+GROUP_MIN_SESSION_TIMEOUT_MS = 1000
+SESSION_TIMEOUT_S = 3.0  # heartbeats every 0.75 s, off the flush thread (pipeline/archive/app.py)
+DEFAULT_MIN_SESSION_TIMEOUT_S = 6.0
+_SHORT_SESSION_BROKERS: set[str] = set()
+
+
+class ShortSessionKafka(LocalKafka):
+    """The local broker with shorter consumer-group sessions allowed (``GROUP_MIN_SESSION_TIMEOUT_MS``)."""
+
+    def _write_properties(self) -> None:
+        super()._write_properties()
+        with self.properties.open("a") as fh:
+            fh.write(f"group.min.session.timeout.ms={GROUP_MIN_SESSION_TIMEOUT_MS}\n")
+
+
 def local_broker(home: Path) -> LocalKafka:
     """A single-node broker of our own on free loopback ports, not started yet."""
     cfg = KafkaConfig(local_port=free_port(), local_controller_port=free_port(), var_dir=str(home))
-    return LocalKafka(cfg, home=home, lib_root=JAR_CACHE)
+    _SHORT_SESSION_BROKERS.add(cfg.local_bootstrap)
+    return ShortSessionKafka(cfg, home=home, lib_root=JAR_CACHE)
+
+
+def session_timeout_s(bootstrap: str) -> float:
+    """The worker session timeout a system on ``bootstrap`` uses: short on the tests' own brokers."""
+    return SESSION_TIMEOUT_S if bootstrap in _SHORT_SESSION_BROKERS else DEFAULT_MIN_SESSION_TIMEOUT_S
 
 
 class System:
@@ -59,6 +85,7 @@ class System:
             f'var_dir = "{root / "var"}"\nevents_partitions = 4\n'
             f'[worker]\nstore_dir = "{self.store_dir}"\napp_id = "fp-test-{run_id}"\n'
             f"web_port = {free_port()}\nflush_max_records = 64\nflush_interval_s = 0.5\n"
+            f"session_timeout_s = {session_timeout_s(bootstrap)}\n"
             f'[shipper]\ndead_letter_dir = "{self.dead_letter_dir}"\nsite = "test"\n'
             # Each system its own read positions and spool: a registry shared through
             # the repository's var/ would make a second test "resume" past its input.

@@ -12,6 +12,7 @@ from __future__ import annotations
 TIER_FIXTURES: dict[str, tuple[str, ...]] = {
     "kafka_bootstrap": ("kafka",),
     "own_broker": ("kafka",),
+    "spare_broker": ("kafka",),
     "kafka_jars": ("kafka",),
     "mirror_jars": ("kafka", "mirror"),
     "chromium": ("browser",),
