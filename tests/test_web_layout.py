@@ -84,8 +84,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: browser.Chromium) -> Iterator[Any]:
+    with chromium() as d:
         yield d
 
 
@@ -108,9 +108,11 @@ def rect(driver: Any, name: str) -> dict[str, float]:
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
-def test_plot_fills_most_of_the_window(site: Site, width: int, height: int, tmp_path: Path) -> None:
+def test_plot_fills_most_of_the_window(
+    site: Site, width: int, height: int, tmp_path: Path, chromium: browser.Chromium
+) -> None:
     """At each window size the plot takes >= 70 % of the height, whole (x axis in view)."""
-    with browser.chromium(width, height) as driver:
+    with chromium(width, height) as driver:
         # The window's inner size is what the page gets; chrome's own bars are not the page's.
         driver.set_window_size(width, height)
         open_page(driver, f"{site.url}?date={site.today.isoformat()}")
@@ -394,13 +396,15 @@ def test_unknown_palette_is_a_config_error() -> None:
     assert set(style.markers("original").values()) == {style.DOT_MARKER}
 
 
-def test_page_draws_in_the_colourblind_palette(site: Site, tmp_path: Path) -> None:
+def test_page_draws_in_the_colourblind_palette(
+    site: Site, tmp_path: Path, chromium: browser.Chromium
+) -> None:
     """[web] palette = colourblind on the page: the one dots renderer maps each series to its
     Okabe-Ito colour, IPv6 to triangles (two pixels wider), and the rarer series shows on top."""
     env = {"FIREPLOT_WEB__PALETTE": "colourblind"}
     with (
         browser.web_server(site.root, tmp_path / "server.log", env) as url,
-        browser.chromium(1280, 800) as driver,
+        chromium(1280, 800) as driver,
     ):
         driver.set_window_size(1280, 800)
         browser.console(driver)

@@ -65,8 +65,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 
 @pytest.fixture(scope="module")
-def driver(site: Site) -> Iterator[Any]:
-    with browser.chromium() as d:
+def driver(site: Site, chromium: browser.Chromium) -> Iterator[Any]:
+    with chromium() as d:
         site.downloads.mkdir()
         allow_downloads(d, site.downloads)
         yield d
@@ -407,8 +407,8 @@ def test_a_page_restored_from_the_back_forward_cache_reloads(driver: Any, site: 
     wait_for("a click answered", lambda: shown_day(driver, DAY - dt.timedelta(days=1)))
 
 
-def test_a_lost_server_connection_shows_a_banner(site: Site) -> None:
-    with browser.chromium() as d:
+def test_a_lost_server_connection_shows_a_banner(site: Site, chromium: browser.Chromium) -> None:
+    with chromium() as d:
         with browser.web_server(site.store.root, site.root / "server-2.log") as url:
             open_page(d, f"{url}?date={DAY.isoformat()}")
             assert d.execute_script("return document.getElementById('fireplot-disconnected')") is None
