@@ -68,14 +68,28 @@ def _line(fmt: str, rng: random.Random, n: int) -> str:
     moment = dt.datetime(2024, 6, 14, tzinfo=dt.UTC) + dt.timedelta(microseconds=n * 150_000)
     bsd = moment.strftime("%b %e %H:%M:%S")
     if fmt == "ulogd_json":
+        # Every key ulogd2's JSON plugin writes for a TCP or UDP packet on the NFLOG → BASE →
+        # IFINDEX → IP2STR → MAC2STR stack (tests/parsers/ulogd_json/nmap_lab_real.log).
+        proto_keys = (
+            {"tcp.seq": rng.randrange(1 << 32), "tcp.ackseq": 0, "tcp.window": 1024, "tcp.offset": 0,
+             "tcp.reserved": 0, "tcp.urg": 0, "tcp.ack": 0, "tcp.psh": 0, "tcp.rst": 0, "tcp.syn": 1,
+             "tcp.fin": 0, "tcp.res1": 0, "tcp.res2": 0, "tcp.csum": rng.randrange(65536)}
+            if tcp
+            else {"udp.len": 28, "udp.csum": rng.randrange(65536)}
+        )  # fmt: skip
         record = {
-            "timestamp": moment.isoformat(), "dvc": "Netfilter", "raw.pktlen": 44,
+            "timestamp": moment.replace(tzinfo=None).isoformat(), "dvc": "Netfilter", "raw.pktlen": 44,
             "raw.pktcount": 1, "oob.prefix": "DROP ", "oob.time.sec": int(moment.timestamp()),
-            "oob.time.usec": moment.microsecond, "oob.family": 10 if v6 else 2,
-            "ip.protocol": 6 if tcp else 17, "src_port": sport, "dest_port": dport,
-            "tcp.syn": 1 if tcp else None, "oob.in": "eth0", "oob.out": "", "src_ip": src, "dest_ip": dst,
+            "oob.time.usec": moment.microsecond, "oob.mark": 0, "oob.ifindex_in": 2, "oob.hook": 1,
+            "raw.mac_len": 14, "oob.family": 10 if v6 else 2, "oob.protocol": 34525 if v6 else 2048,
+            "raw.label": 0, "raw.type": 1, "raw.mac.addrlen": 6, "ip.protocol": 6 if tcp else 17,
+            "ip.tos": 0, "ip.ttl": rng.randrange(30, 64), "ip.totlen": 44, "ip.ihl": 5,
+            "ip.csum": rng.randrange(65536), "ip.id": n % 65536, "ip.fragoff": 0, "src_port": sport,
+            "dest_port": dport, **proto_keys, "oob.in": "eth0", "oob.out": "", "src_ip": src,
+            "dest_ip": dst, "mac.saddr.str": "c6:f6:1f:f6:e1:1b", "mac.daddr.str": "4e:fb:86:62:bb:5f",
+            "mac.str": "4e:fb:86:62:bb:5f:c6:f6:1f:f6:e1:1b:08:00",
         }  # fmt: skip
-        return json.dumps({k: v for k, v in record.items() if v is not None})
+        return json.dumps(record)
     if fmt == "journald":
         family = "TC=0 HOPLIMIT=57 FLOWLBL=0" if v6 else f"TOS=0x00 PREC=0x00 TTL=50 ID={n % 65536}"
         src_k = _expand(src) if v6 else src
@@ -86,9 +100,17 @@ def _line(fmt: str, rng: random.Random, n: int) -> str:
             else (f"PROTO=UDP SPT={sport} DPT={dport} LEN=20 ")
         )
         message = f"DROP IN=eth0 OUT= MAC= SRC={src_k} DST={dst_k} LEN=44 {family} {tail}"
+        # Every key `journalctl -k -o json` writes for a kernel message (tests/parsers/journald/).
+        realtime = int(moment.timestamp() * 1_000_000)
         return json.dumps({
-            "__REALTIME_TIMESTAMP": str(int(moment.timestamp() * 1_000_000)), "_TRANSPORT": "kernel",
-            "_HOSTNAME": "fw-oslo-1", "MESSAGE": message,
+            "__CURSOR": f"s=d8b1db9b444a499496cf0cefcb9a14c2;i={n:x};b=d8b1db9b444a499496cf0cefcb9a14c2;"
+                        f"m={n * 150_000:x};t={realtime:x};x={n * 7919:x}",
+            "__REALTIME_TIMESTAMP": str(realtime),
+            "__MONOTONIC_TIMESTAMP": str(956_932_482_352 + n * 150_000),
+            "_BOOT_ID": "d8b1db9b444a499496cf0cefcb9a14c2", "_MACHINE_ID": "5f1c0e6f7b2a4c3d9e8f7a6b5c4d3e2f",
+            "_TRANSPORT": "kernel", "SYSLOG_FACILITY": "0", "SYSLOG_IDENTIFIER": "kernel", "PRIORITY": "4",
+            "_SOURCE_MONOTONIC_TIMESTAMP": str(956_932_482_127 + n * 150_000), "_HOSTNAME": "fw-oslo-1",
+            "MESSAGE": message,
         })  # fmt: skip
     if fmt == "filterlog":
         if v6:

@@ -10,6 +10,11 @@ and ``_HOSTNAME``. Byte-array messages are decoded as UTF-8 with the invalid
 bytes escaped (``\\xff``), and go the same way; they alone take a per-line
 path, being rare. Kernel messages that are not netfilter LOG lines are
 rejected with the netfilter parser's reason.
+
+The native scanner (`native_formats`, ``formats/journald.rs``) reads the
+entries it is sure of (a strict JSON reader, then the netfilter scanner on
+``MESSAGE`` behind the same header); every other entry, byte-array messages
+among them, goes to `parse_arrow`, which also explains rejects.
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.event import EVENT_SCHEMA, TS_TYPE
-from pipeline.parsers import ParseContext, ParseResult, jsonlines, netfilter
+from pipeline.parsers import ParseContext, ParseResult, jsonlines, native_formats, netfilter
 from pipeline.parsers.assemble import non_empty, plain, quote, rejects, start
+from pipeline.parsers.netfilter_grammar import prefix_and_action
 
 SCHEMA: Final = pa.schema(
     [("__REALTIME_TIMESTAMP", pa.string()), ("_HOSTNAME", pa.string()), ("MESSAGE", pa.string())]
@@ -30,10 +36,17 @@ SCHEMA: Final = pa.schema(
 # A header every netfilter line may carry; its time and host are replaced.
 _HEADER: Final = "Jan  1 00:00:00 journald "
 _BYTE_ARRAY: Final = r'"MESSAGE"\s*:\s*\['
+# The prefix as netfilter's: its action from its words.
+_SHAPE: Final = native_formats.Shape(prefix_action=prefix_and_action)
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Turn journald JSON entries carrying netfilter LOG messages into events; reject the rest."""
+    return native_formats.parse("journald", parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone: the reference of the native scanner."""
     lines, offsets = start(lines, offsets)
     as_bytes = pc.fill_null(pc.match_substring_regex(lines, _BYTE_ARRAY), False)
     table, positions, rejected = jsonlines.read(pc.if_else(as_bytes, "", lines), SCHEMA)

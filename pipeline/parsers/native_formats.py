@@ -48,11 +48,13 @@ FORMATS: Final = {
     "winfw_pid": 6,
     "vpc": 7,
     "pf": 8,
+    "journald": 9,
+    "ulogd_json": 10,
 }
 NUMBERS: Final = ("status", "ts_local", "spt", "dpt", "ip_version", "count", "ts_add_us")
 TEXTS: Final = ("host", "prefix", "action", "in_if", "out_if", "src", "dst", "proto", "flags")
 PLAIN: Final = frozenset({"src", "dst"})
-_LAYOUT: Final = (2 << 16) | ((len(NUMBERS) + len(TEXTS)) << 8) | len(TEXTS)
+_LAYOUT: Final = (3 << 16) | ((len(NUMBERS) + len(TEXTS)) << 8) | len(TEXTS)
 # A spelled value can be longer than its text (protocol 1 is "ICMP"), by a few bytes per distinct value.
 _SLACK: Final = 4096
 _NULL_INDEX: Final = pa.scalar(None, pa.int32())
@@ -242,6 +244,9 @@ def _events(found: Scan, shape: Shape, offsets: pa.Array, ctx: ParseContext) -> 
     else:
         prefixes, actions = shape.prefix_action(texts["prefix"])
         prefix, action = text("prefix", prefixes), text("prefix", actions)
+        if len(texts["action"]):
+            # An action the line states (ulogd2's "action" key) wins over its prefix's.
+            action = pc.coalesce(text("action"), action)
     host = non_empty(text("host"))
     columns = {
         "ts": ts.cast(TS_TYPE),

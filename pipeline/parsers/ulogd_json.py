@@ -14,6 +14,10 @@ read in ``ctx.tz``. Action: ``action`` (``boolean_label=1``: ``allowed`` /
 it is ulogd2's default ``Netfilter``, else the shipper's host. Protocol
 names follow netfilter's (``ip.protocol`` 6 is ``TCP``); TCP flags are read
 from ``tcp.urg`` … ``tcp.fin``.
+
+The native scanner (`native_formats`, ``formats/ulogd_json.rs``) reads the
+lines it is sure of with a strict JSON reader (those with epoch fields);
+every other line goes to `parse_arrow`, which also explains rejects.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.parsers import ParseContext, ParseResult, jsonlines, syslog
+from pipeline.parsers import ParseContext, ParseResult, jsonlines, native_formats, syslog
 from pipeline.parsers.assemble import (
     NULL_STRING,
     PORT_PROTOCOLS,
@@ -51,10 +55,17 @@ _TCP_FLAGS: Final = (("URG", "tcp.urg"), ("ACK", "tcp.ack"), ("PSH", "tcp.psh"),
                      ("SYN", "tcp.syn"), ("FIN", "tcp.fin"))  # fmt: skip
 _US_PER_S: Final = 1_000_000
 _MAX_SECONDS: Final = 253_402_300_799  # 9999-12-31T23:59:59Z
+# The prefix's action unless the line states one (the scanner writes that).
+_SHAPE: Final = native_formats.Shape(prefix_action=prefix_and_action)
 
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Turn ulogd2 JSON lines into events, and every other line into a reject."""
+    return native_formats.parse("ulogd_json", parse_arrow, _SHAPE, lines, offsets, ctx)
+
+
+def parse_arrow(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
+    """`parse` on the pyarrow path alone: the reference of the native scanner."""
     lines, offsets = start(lines, offsets)
     table, positions, unreadable = jsonlines.read(lines, SCHEMA)
 

@@ -19,8 +19,11 @@ use crate::time::YearRule;
 
 pub mod asa;
 pub mod filterlog;
+pub mod journald;
+pub mod json;
 pub mod mikrotik;
 pub mod pf;
+pub mod ulogd_json;
 pub mod vpc;
 pub mod winfw;
 
@@ -53,11 +56,13 @@ pub const NCOLS: usize = FIRST_TEXT + NTEXT;
 const PLAIN: [bool; NTEXT] = [false, false, false, false, false, true, true, false, false];
 
 /// How a claimed line's field reads: a span of the line, a fixed text, two
-/// spans joined by a space, or null.
+/// spans joined by a space, a span of the line's scratch text (decoded JSON
+/// strings: see `Decoding`), or null.
 #[derive(Clone, Copy)]
 pub enum Text {
     Null,
     Span(usize, usize),
+    Scratch(usize, usize),
     Fixed(&'static [u8]),
     Joined((usize, usize), (usize, usize)),
 }
@@ -81,6 +86,19 @@ pub type Speller = fn(&[u8], &mut Vec<u8>);
 pub struct Format {
     pub scan_line: fn(&[u8], YearRule) -> Option<Fields>,
     pub spell: [Option<Speller>; NTEXT],
+}
+
+/// A format whose texts may need decoding (JSON escapes): its reader writes
+/// them to a scratch buffer, emptied before each line, that `Text::Scratch` points into.
+pub type Decoding = fn(&[u8], YearRule, &mut Vec<u8>) -> Option<Fields>;
+
+/// The JSON forms of netfilter, by the number the Python side passes.
+fn decoding(id: i64) -> Option<Decoding> {
+    match id {
+        9 => Some(journald::scan_line),
+        10 => Some(ulogd_json::scan_line),
+        _ => None,
+    }
 }
 
 /// By the number the Python side passes (native_formats.FORMATS).
@@ -136,7 +154,8 @@ pub const LOOKAHEAD: usize = crate::LOOKAHEAD;
 /// `LOOKAHEAD` claimed).
 #[allow(clippy::too_many_arguments)]
 pub fn scan(
-    format: &Format,
+    read: impl Fn(&[u8], YearRule, &mut Vec<u8>) -> Option<Fields>,
+    spell: [Option<Speller>; NTEXT],
     data: &[u8],
     offsets: &[i32],
     years: YearRule,
@@ -162,6 +181,7 @@ pub fn scan(
         .map(|((o, d), plain)| Dictionary::new(o, d, plain))
         .collect();
     let mut joined = Vec::new();
+    let mut scratch = Vec::new();
     let mut claimed = 0;
     for i in 0..n {
         if i == LOOKAHEAD && claimed == 0 {
@@ -172,7 +192,8 @@ pub fn scan(
         let line = data.get(from..to).ok_or("offsets outside the data")?;
         rows[STATUS * n + i] = 0;
         // RE2's "." stops at a newline: a line holding one is the reference's.
-        let found = if search::first_of(line, b'\n', b'\n').is_some() { None } else { (format.scan_line)(line, years) };
+        scratch.clear();
+        let found = if search::first_of(line, b'\n', b'\n').is_some() { None } else { read(line, years, &mut scratch) };
         let found = match found {
             Some(found) => found,
             None => {
@@ -185,11 +206,12 @@ pub fn scan(
             }
         };
         for (k, text) in found.text.iter().enumerate() {
-            let speller = if k == SRC || k == DST { Some(spell_any as Speller) } else { format.spell[k] };
+            let speller = if k == SRC || k == DST { Some(spell_any as Speller) } else { spell[k] };
             let code = match *text {
                 Text::Null if PLAIN[k] => dicts[k].append(b"", None).map(|_| -1),
                 Text::Null => Some(-1),
                 Text::Span(a, b) => dicts[k].code(&line[a..b], speller),
+                Text::Scratch(a, b) => dicts[k].code(&scratch[a..b], speller),
                 Text::Fixed(value) => dicts[k].code(value, None),
                 Text::Joined((a, b), (c, d)) => {
                     joined.clear();
@@ -243,10 +265,11 @@ pub unsafe extern "C" fn fireplot_scan_format(
     dict_data_len: usize,
     dict_sizes: *mut i64,
 ) -> i64 {
-    let format = match format(format_id) {
-        Some(format) => format,
-        None => return -1,
-    };
+    let decoder = decoding(format_id);
+    let format = format(format_id);
+    if decoder.is_none() && format.is_none() {
+        return -1;
+    }
     if offsets.is_null() || years.is_null() || rows.is_null() || ts.is_null() || dict_offsets.is_null() || dict_data.is_null() || dict_sizes.is_null() {
         return -1;
     }
@@ -260,8 +283,10 @@ pub unsafe extern "C" fn fireplot_scan_format(
     let dict_offsets = std::slice::from_raw_parts_mut(dict_offsets, NTEXT * (n + 1));
     let dict_data = std::slice::from_raw_parts_mut(dict_data, dict_data_len);
     let dict_sizes = std::slice::from_raw_parts_mut(dict_sizes, 2 * NTEXT);
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        scan(format, data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes)
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (decoder, format) {
+        (Some(read), _) => scan(read, [None; NTEXT], data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
+        (None, Some(f)) => scan(|line, years, _: &mut Vec<u8>| (f.scan_line)(line, years), f.spell, data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
+        (None, None) => Err("unknown format"),
     }));
     match outcome {
         Ok(Ok(Some(claimed))) => claimed as i64,
@@ -273,6 +298,6 @@ pub unsafe extern "C" fn fireplot_scan_format(
 /// This module's layout, so the Python side can check it loaded the library it expects.
 #[no_mangle]
 pub extern "C" fn fireplot_formats_layout() -> u64 {
-    // 2 = TS_ADD.
-    (2 << 16) | ((NCOLS as u64) << 8) | NTEXT as u64
+    // 2 = TS_ADD, 3 = the JSON forms of netfilter (formats 9 and 10).
+    (3 << 16) | ((NCOLS as u64) << 8) | NTEXT as u64
 }
