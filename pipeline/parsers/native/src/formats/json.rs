@@ -92,9 +92,19 @@ pub fn read_object(
                     if std::mem::replace(&mut seen[slot], true) {
                         return None;
                     }
-                    got[slot] = r.wanted(kind, scratch)?;
+                    r.wanted(kind, &mut got[slot], scratch)?;
                 }
-                None => r.skip(0)?,
+                // Strings and numbers, most unknown values, without the call.
+                None => match r.peek()? {
+                    b'"' => {
+                        r.i += 1;
+                        r.string()?;
+                    }
+                    b'-' | b'0'..=b'9' => {
+                        r.number()?;
+                    }
+                    _ => r.skip(0)?,
+                },
             }
             r.blank();
             match r.next()? {
@@ -148,28 +158,31 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn wanted(&mut self, kind: Kind, scratch: &mut Vec<u8>) -> Option<Got> {
+    /// A wanted key's value, written in place (a returned `Got` is copied
+    /// through memory, a stall per key where it was measured).
+    #[inline(always)]
+    fn wanted(&mut self, kind: Kind, got: &mut Got, scratch: &mut Vec<u8>) -> Option<()> {
         match (self.peek()?, kind) {
-            (b'n', _) => {
-                self.word(b"null")?;
-                Some(Got::Missing)
-            }
+            (b'n', _) => self.word(b"null"), // null reads as missing: `got` stays so
             (b'"', Kind::Str) => {
                 self.i += 1;
                 let (from, to, escaped) = self.string()?;
-                if !escaped {
-                    return Some(Got::Str(Str { decoded: false, from, to }));
-                }
-                let start = scratch.len();
-                decode(&self.s[from..to], scratch)?;
-                Some(Got::Str(Str { decoded: true, from: start, to: scratch.len() }))
+                *got = if escaped {
+                    let start = scratch.len();
+                    decode(&self.s[from..to], scratch)?;
+                    Got::Str(Str { decoded: true, from: start, to: scratch.len() })
+                } else {
+                    Got::Str(Str { decoded: false, from, to })
+                };
+                Some(())
             }
             (b'-' | b'0'..=b'9', Kind::Int) => {
                 let (negative, value, integer) = self.number()?;
                 if !integer {
                     return None;
                 }
-                Some(Got::Int(if negative { -value } else { value }))
+                *got = Got::Int(if negative { -value } else { value });
+                Some(())
             }
             _ => None,
         }
@@ -227,34 +240,33 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Where the run of digits from the cursor ends.
+    #[inline(always)]
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.i < self.s.len() && self.s[self.i].wrapping_sub(b'0') < 10 {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
     /// A number: its sign, the value of an integer, and whether it is one
     /// (no fraction, no exponent). Only numbers both readers hold exactly.
+    #[inline(always)]
     fn number(&mut self) -> Option<(bool, i64, bool)> {
         let negative = self.peek()? == b'-';
         if negative {
             self.i += 1;
         }
         let start = self.i;
-        let mut value: i64 = 0;
-        while let Some(b @ b'0'..=b'9') = self.peek() {
-            value = value * 10 + i64::from(b - b'0');
-            self.i += 1;
-            if self.i - start > MAX_DIGITS {
-                return None;
-            }
-        }
-        let digits = self.i - start;
-        if digits == 0 || (digits > 1 && self.s[start] == b'0') {
+        let digits = self.digits();
+        if digits == 0 || digits > MAX_DIGITS || (digits > 1 && self.s[start] == b'0') {
             return None;
         }
         let mut integer = true;
         if self.peek() == Some(b'.') {
             self.i += 1;
-            let fraction = self.i;
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i += 1;
-            }
-            let count = self.i - fraction;
+            let count = self.digits();
             if count == 0 || digits + count > MAX_DIGITS {
                 return None;
             }
@@ -265,59 +277,70 @@ impl<'a> Reader<'a> {
             if matches!(self.peek(), Some(b'+' | b'-')) {
                 self.i += 1;
             }
-            let exponent = self.i;
-            while matches!(self.peek(), Some(b'0'..=b'9')) {
-                self.i += 1;
-            }
-            if !(1..=2).contains(&(self.i - exponent)) {
+            if !(1..=2).contains(&self.digits()) {
                 return None;
             }
             integer = false;
         }
+        let value = self.s[start..start + digits].iter().fold(0i64, |n, &b| n * 10 + i64::from(b - b'0'));
         Some((negative, value, integer))
     }
 
     /// A string after its opening quote, through its closing one: the span
     /// of its content and whether it holds an escape. Checks every escape
     /// (surrogates paired), the UTF-8, and that no control byte is raw.
+    #[inline(always)]
     fn string(&mut self) -> Option<(usize, usize, bool)> {
         let from = self.i;
         let mut escaped = false;
         loop {
             self.i += special(&self.s[self.i..]);
-            match self.next()? {
-                b'"' => return Some((from, self.i - 1, escaped)),
-                b'\\' => {
-                    escaped = true;
-                    match self.next()? {
-                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
-                        b'u' => {
-                            let unit = self.hex4()?;
-                            if (0xDC00..0xE000).contains(&unit) {
+            let byte = self.next()?;
+            if byte == b'"' {
+                return Some((from, self.i - 1, escaped));
+            }
+            escaped |= self.rare(byte)?;
+        }
+    }
+
+    /// An escape (true) or a non-ASCII character (false) at `byte`, just
+    /// read; None for a control byte or anything invalid. Kept out of the
+    /// string loop: most strings hold neither.
+    #[cold]
+    #[inline(never)]
+    fn rare(&mut self, byte: u8) -> Option<bool> {
+        match byte {
+            b'\\' => {
+                match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        let unit = self.hex4()?;
+                        if (0xDC00..0xE000).contains(&unit) {
+                            return None;
+                        }
+                        if (0xD800..0xDC00).contains(&unit) {
+                            self.word(b"\\u")?;
+                            if !(0xDC00..0xE000).contains(&self.hex4()?) {
                                 return None;
                             }
-                            if (0xD800..0xDC00).contains(&unit) {
-                                self.word(b"\\u")?;
-                                if !(0xDC00..0xE000).contains(&self.hex4()?) {
-                                    return None;
-                                }
-                            }
                         }
-                        _ => return None,
                     }
+                    _ => return None,
                 }
-                b if b < 0x20 => return None,
-                lead => {
-                    let size = match lead {
-                        0xC2..=0xDF => 2,
-                        0xE0..=0xEF => 3,
-                        0xF0..=0xF4 => 4,
-                        _ => return None,
-                    };
-                    let sequence = self.s.get(self.i - 1..self.i - 1 + size)?;
-                    std::str::from_utf8(sequence).ok()?;
-                    self.i += size - 1;
-                }
+                Some(true)
+            }
+            b if b < 0x20 => None,
+            lead => {
+                let size = match lead {
+                    0xC2..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    0xF0..=0xF4 => 4,
+                    _ => return None,
+                };
+                let sequence = self.s.get(self.i - 1..self.i - 1 + size)?;
+                std::str::from_utf8(sequence).ok()?;
+                self.i += size - 1;
+                Some(false)
             }
         }
     }
@@ -335,7 +358,7 @@ impl<'a> Reader<'a> {
 
 /// How many bytes of `text` come before the first that ends a plain run of
 /// a string: a quote, a backslash, a control byte or a non-ASCII byte.
-#[inline]
+#[inline(always)]
 fn special(text: &[u8]) -> usize {
     let mut at = 0;
     #[cfg(target_arch = "x86_64")]

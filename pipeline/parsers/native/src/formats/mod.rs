@@ -156,6 +156,7 @@ pub const LOOKAHEAD: usize = crate::LOOKAHEAD;
 pub fn scan(
     read: impl Fn(&[u8], YearRule, &mut Vec<u8>) -> Option<Fields>,
     spell: [Option<Speller>; NTEXT],
+    json: bool,
     data: &[u8],
     offsets: &[i32],
     years: YearRule,
@@ -191,9 +192,10 @@ pub fn scan(
         let to = usize::try_from(offsets[i + 1]).map_err(|_| "bad offset")?;
         let line = data.get(from..to).ok_or("offsets outside the data")?;
         rows[STATUS * n + i] = 0;
-        // RE2's "." stops at a newline: a line holding one is the reference's.
+        // RE2's "." stops at a newline: a line holding one is the reference's
+        // (the JSON reader refuses a raw one itself: no second pass over the line).
         scratch.clear();
-        let found = if search::first_of(line, b'\n', b'\n').is_some() { None } else { read(line, years, &mut scratch) };
+        let found = if !json && search::first_of(line, b'\n', b'\n').is_some() { None } else { read(line, years, &mut scratch) };
         let found = match found {
             Some(found) => found,
             None => {
@@ -284,8 +286,8 @@ pub unsafe extern "C" fn fireplot_scan_format(
     let dict_data = std::slice::from_raw_parts_mut(dict_data, dict_data_len);
     let dict_sizes = std::slice::from_raw_parts_mut(dict_sizes, 2 * NTEXT);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (decoder, format) {
-        (Some(read), _) => scan(read, [None; NTEXT], data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
-        (None, Some(f)) => scan(|line, years, _: &mut Vec<u8>| (f.scan_line)(line, years), f.spell, data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
+        (Some(read), _) => scan(read, [None; NTEXT], true, data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
+        (None, Some(f)) => scan(|line, years, _: &mut Vec<u8>| (f.scan_line)(line, years), f.spell, false, data, offsets, years, rows, ts, dict_offsets, dict_data, dict_sizes),
         (None, None) => Err("unknown format"),
     }));
     match outcome {
