@@ -149,9 +149,11 @@ pub const PORT_PROTOCOLS: [&[u8]; 4] = [b"TCP", b"UDP", b"UDPLITE", b"SCTP"];
 /// Lines looked at before a batch none of which is claimed is given up on (as `crate::LOOKAHEAD`).
 pub const LOOKAHEAD: usize = crate::LOOKAHEAD;
 
-/// Scan a batch with `format` (see `crate::scan`, whose buffers these mirror:
-/// `NTEXT` dictionaries). Ok(None): given up on (no line among the first
-/// `LOOKAHEAD` claimed).
+/// Scan a batch with `read`, a format's line reader (given a scratch buffer,
+/// for `Decoding` formats), spelling span fields with `spell` (see
+/// `crate::scan`, whose buffers these mirror: `NTEXT` dictionaries). `json`:
+/// the reader refuses a raw line break itself. Ok(None): given up on (no
+/// line among the first `LOOKAHEAD` claimed).
 #[allow(clippy::too_many_arguments)]
 pub fn scan(
     read: impl Fn(&[u8], YearRule, &mut Vec<u8>) -> Option<Fields>,
