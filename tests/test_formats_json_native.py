@@ -478,6 +478,11 @@ def test_the_switch_turns_the_scanners_off(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(native_formats, "scan", lambda *a: calls.append(1) or real_scan(*a))
     assert len(journald.parse(lines, offsets, CONTEXTS["utc"]).events) == 1
     assert calls == []
+    # MESSAGE is netfilter text: the netfilter scanner's own switch keeps it off too.
     monkeypatch.setenv("FIREPLOT_NATIVE", "auto")
+    monkeypatch.setenv("FIREPLOT_NETFILTER_ENGINE", "arrow")
+    assert len(journald.parse(lines, offsets, CONTEXTS["utc"]).events) == 1
+    assert calls == []
+    monkeypatch.delenv("FIREPLOT_NETFILTER_ENGINE")
     assert len(journald.parse(lines, offsets, CONTEXTS["utc"]).events) == 1
     assert calls == [1]

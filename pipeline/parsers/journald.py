@@ -14,7 +14,9 @@ rejected with the netfilter parser's reason.
 The native scanner (`native_formats`, ``formats/journald.rs``) reads the
 entries it is sure of (a strict JSON reader, then the netfilter scanner on
 ``MESSAGE`` behind the same header); every other entry, byte-array messages
-among them, goes to `parse_arrow`, which also explains rejects.
+among them, goes to `parse_arrow`, which also explains rejects. Either
+switch turns it off: ``FIREPLOT_NATIVE=off``, or the netfilter scanner's own
+(``FIREPLOT_NETFILTER_ENGINE=arrow``), since it reads ``MESSAGE``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ _SHAPE: Final = native_formats.Shape(prefix_action=prefix_and_action)
 
 def parse(lines: pa.Array, offsets: pa.Array, ctx: ParseContext) -> ParseResult:
     """Turn journald JSON entries carrying netfilter LOG messages into events; reject the rest."""
+    # The native path reads MESSAGE with the netfilter scanner, which its own switch can turn off.
+    if netfilter.engine() == "arrow":
+        return parse_arrow(lines, offsets, ctx)
     return native_formats.parse("journald", parse_arrow, _SHAPE, lines, offsets, ctx)
 
 
