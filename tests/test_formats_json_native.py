@@ -252,6 +252,9 @@ def shaped_lines(fmt: str) -> list[str]:
 def test_golden_fixtures_parse_alike() -> None:
     for fmt in PARSERS:
         paths = sorted((FIXTURES / fmt).glob("*.log"))
+        if fmt == "ulogd_json":
+            # A real ulogd2 capture of an nmap scan through nftables (tests/fixtures/ulogd/README.md).
+            paths.append(FIXTURES.parent / "fixtures" / "ulogd" / "nmap-lab.ulogd.json")
         assert paths
         lines = [line for path in paths for line in path.read_text().splitlines()]
         taken = compare_each(fmt, lines)
