@@ -38,9 +38,9 @@ def coordinated(
     stats: DetectStats,
 ) -> Found:
     names = ("site", "dst_ip")
-    c = whole.sub(whole.rows(lo, end))
-    pc_ = _keyed(c, (*names, "src_ip"))
-    c = c.sub(np.flatnonzero(first_cut(pc_, pack(pc_, c.port), mps)))
+    rows = whole.rows(lo, end)
+    pc_ = whole.packed((*names, "src_ip"), rows)
+    c = whole.sub(rows[first_cut(pc_, pack(pc_, whole.port[rows]), mps)])
     # Taking part over the whole range: a (site, dst, src) with mps distinct ports.
     pairs, pid = dense(_keyed(c, (*names, "src_ip")))
     part = distinct_per(pid, c.port, len(pairs)) >= mps

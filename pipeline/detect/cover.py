@@ -36,12 +36,12 @@ def pack(*cols: I64) -> I64:
     partial products that would overflow are made dense first (a sort of the distinct ones)."""
     code = np.asarray(cols[0], dtype=np.int64)
     for c in cols[1:]:
-        c = np.asarray(c, dtype=np.int64)
         span = int(c.max()) + 1 if len(c) else 1
         top = int(code.max()) + 1 if len(code) else 1
         if top * span >= 1 << 62:
             code = np.unique(code, return_inverse=True)[1].astype(np.int64).reshape(-1)
-        code = code * span + c
+        code = code * span  # a new array: the caller's column is never written
+        code += c
     return code
 
 

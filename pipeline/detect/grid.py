@@ -91,6 +91,11 @@ class Coded:
     def rows(self, lo: int, end: int) -> I64:
         return np.flatnonzero((self.ts >= lo) & (self.ts < end))
 
+    def packed(self, names: tuple[str, ...], rows: I64) -> I64:
+        """The key (names) of the given rows as one code (``cover.pack``): the whole run's rows
+        are not copied, only the key's columns gathered."""
+        return pack(*(self.col(n)[rows] for n in names))
+
     def col(self, name: str) -> I64:
         return {"site": self.site, "src_ip": self.src, "dst_ip": self.dst, "dst_port": self.port}[name]
 
@@ -169,9 +174,9 @@ def distinct_kind(
 ) -> Found:
     """Vertical (ports per src, dst) and horizontal (targets per src, port): hot where the
     distinct values of the window reach the threshold."""
-    c = whole.sub(whole.rows(lo, end))
-    kc = _keyed(c, names)
-    c = c.sub(np.flatnonzero(first_cut(kc, pack(kc, c.col(value)), threshold)))
+    rows = whole.rows(lo, end)
+    kc = whole.packed(names, rows)
+    c = whole.sub(rows[first_cut(kc, pack(kc, whole.col(value)[rows]), threshold)])
     keys, kid = dense(_keyed(c, names))
     m = distinct_per(kid, c.col(value), len(keys))
     cand = np.flatnonzero(m >= threshold)
@@ -190,11 +195,11 @@ def hammer(
     """Hammering (src, port): hot where the window holds min_hits packets over at least
     min_slots distinct step-wide slots."""
     names = ("site", "src_ip", "dst_port")
-    c = whole.sub(whole.rows(lo, end))
-    kc = _keyed(c, names)
-    ok = maybe(kc, min_hits, c.cnt.astype(np.float64))
-    ok &= first_cut(kc, pack(kc, c.ts // grid.step_us), min_slots)
-    c = c.sub(np.flatnonzero(ok))
+    rows = whole.rows(lo, end)
+    kc = whole.packed(names, rows)
+    ok = maybe(kc, min_hits, whole.cnt[rows].astype(np.float64))
+    ok &= first_cut(kc, pack(kc, whole.ts[rows] // grid.step_us), min_slots)
+    c = whole.sub(rows[ok])
     keys, kid = dense(_keyed(c, names))
     slot = c.ts // grid.step_us
     hits = np.bincount(kid, weights=c.cnt, minlength=len(keys)).astype(np.int64)
