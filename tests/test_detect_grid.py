@@ -309,6 +309,13 @@ def test_flood_cap_keeps_the_reference_keys(
     check(events, start_epochs, end_s, dataclasses.replace(CFG, max_candidate_keys=1))
 
 
+def test_a_null_address_is_refused_rather_than_keyed() -> None:
+    t = table([Ev("s", "10.0.0.1", "10.0.0.2", 22, T0, 1, False)])
+    t = t.set_column(1, "src_ip", pa.array([None], pa.string()))
+    with pytest.raises(ValueError, match="src_ip: 1 null"):
+        Detector(CFG).run(t, {"vertical": T0}, T0 + 60 * US)
+
+
 def test_a_port_out_of_range_is_refused_rather_than_aliased() -> None:
     bad = [Ev("s", "10.0.0.1", "10.0.0.2", 65_536, T0, 1, False)]
     with pytest.raises(ValueError, match="0-65535"):

@@ -67,6 +67,10 @@ class Coded:
         if len(port) and (port.min() < 0 or port.max() >= PORTS):
             # Ports are packed into integer keys: one out of range would alias another.
             raise ValueError(f"destination ports must lie in 0-65535, got {port.min()}..{port.max()}")
+        for name in ("site", "src_ip", "dst_ip"):
+            # The event schema has none; a null would key no scan (or count as a target).
+            if pts.column(name).null_count:
+                raise ValueError(f"{name}: {pts.column(name).null_count} null values in detection points")
         site, sites = _codes(pts.column("site"))
         src, srcs = _codes(pts.column("src_ip"))
         dst, dsts = _codes(pts.column("dst_ip"))
