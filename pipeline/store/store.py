@@ -349,6 +349,11 @@ class Store:
             & (ds.field("ts") >= pa.scalar(start_utc, pa.timestamp("us", tz="UTC")))
             & (ds.field("ts") < pa.scalar(end_utc, pa.timestamp("us", tz="UTC")))
         )
+        last = end_utc - dt.timedelta(microseconds=1)
+        if start_utc.date() == last.date():
+            # Within one day prune by the hour directories too: otherwise every file of the
+            # day is opened to find out from its statistics that it holds nothing in range.
+            flt = flt & (ds.field("hour") >= start_utc.hour) & (ds.field("hour") <= last.hour)
         site_list = list(sites) if sites is not None else None
         if site_list is not None:
             flt = flt & ds.field("site").isin(site_list)
