@@ -116,9 +116,12 @@ def key_codes(table: pa.Table) -> tuple[np.ndarray | None, list[bytes]]:
     if len(sites) == 1 and len(hosts) == 1:
         return None, [wire.record_key(sites[0], hosts[0])]
     combined = site.indices.to_numpy().astype(np.int64) * len(hosts) + host.indices.to_numpy()
-    present, codes = np.unique(combined, return_inverse=True)
+    # The pairs present, numbered in order: a count per possible pair, not a sort.
+    present = np.flatnonzero(np.bincount(combined))
+    number = np.zeros(len(sites) * len(hosts), dtype=np.int64)
+    number[present] = np.arange(len(present))
     keys = [wire.record_key(sites[int(c) // len(hosts)], hosts[int(c) % len(hosts)]) for c in present]
-    return codes, keys
+    return number[combined], keys
 
 
 def step_bounds(ts: np.ndarray, step_us: int | None) -> list[int]:
@@ -136,17 +139,26 @@ def step_bounds(ts: np.ndarray, step_us: int | None) -> list[int]:
 class Layout:
     """An hour's events laid out for sending: step by step, within a step sensor by sensor.
 
-    ``table`` holds each step's events grouped by sensor (key order), each
-    sensor's events in the total order; ``steps`` says where: per step its
-    first event time, its events, and one (key, first row, end row) per sensor."""
+    Row ``i`` of the layout is row ``order[i]`` of ``table`` (``i`` itself when
+    ``order`` is None): each step's events grouped by sensor (key order), each
+    sensor's events in the total order. ``steps`` says where: per step its first
+    event time, its events, and one (key, first row, end row) per sensor."""
 
     table: pa.Table
+    order: np.ndarray | None
     steps: list[tuple[int, int, list[tuple[bytes, int, int]]]]
+
+    def rows(self, a: int, b: int) -> pa.Table:
+        """Rows [a, b) of the layout; taken here, on the encoding thread, so that the reading
+        thread (the replay's busiest: it does all a pyarrow read and sort does) only reads."""
+        if self.order is None:
+            return self.table.slice(a, b - a)
+        return self.table.take(pa.array(self.order[a:b]))
 
 
 def lay_out(table: pa.Table, skip_rows: int, step_us: int | None) -> Layout:
     """``table`` (one hour) in total order without its first ``skip_rows``, grouped per step and
-    sensor: one take of the whole hour (or none), whatever the order and the number of sensors."""
+    sensor, as row numbers: no copy here, whatever the order and the number of sensors."""
     order = total_order(table)
     codes, keys = key_codes(table)
     if skip_rows:
@@ -173,11 +185,9 @@ def lay_out(table: pa.Table, skip_rows: int, step_us: int | None) -> Layout:
             steps.append((step, b - a, []))
         steps[-1][2].append((key, g0, g1))
     laid = [(int(ts[bounds[step]]), rows, sensors) for step, rows, sensors in steps]
-    if order is None:
-        return Layout(table, laid)
     # An hour read back is a chunk per file and row group; taking across chunks cost
-    # 1.7x the CPU of one copy into a single chunk and a take from that.
-    return Layout(table.combine_chunks().take(pa.array(order)), laid)
+    # 1.7x the CPU of one copy into a single chunk and takes from that.
+    return Layout(table if order is None else table.combine_chunks(), order, laid)
 
 
 class Feed:
@@ -259,9 +269,7 @@ class Feed:
 
     def _encode(self, h_start: dt.datetime, h_end: dt.datetime, layout: Layout) -> bool:
         for ts_us, rows, sensors in layout.steps:
-            records = [
-                Record(key, encode_records(layout.table.slice(a, b - a)), b - a) for key, a, b in sensors
-            ]
+            records = [Record(key, encode_records(layout.rows(a, b)), b - a) for key, a, b in sensors]
             if not self._put(Step(h_start, ts_us, rows, records)):
                 return False
         return self._put(HourEnd(h_start, h_end))
