@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from benchmarks.bench_sink import synthetic_events
-from benchmarks.harness import best_of, broker, report
+from benchmarks.harness import broker, report
 from pipeline import datasets
 from pipeline.broker import ensure_topics
 from pipeline.event import FIELD_NAMES, TS_TYPE
@@ -54,11 +57,18 @@ def write_store(store: Store, events: pa.Table, sensors: int) -> None:
             store.write_flush(OffsetRange("bench", part, i, i + n - 1), mine.slice(i, n))
 
 
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    """Wall and CPU seconds of one run."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--sensors", type=int, default=4, help="firewalls, one topic partition each")
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp, broker() as bootstrap:
         root = Path(tmp)
@@ -86,8 +96,14 @@ def main() -> None:
             table = table.sort_by([("ts", "ascending")])
             assert table.num_rows == args.events
 
-        ours_s = best_of(args.repeats, ours)
-        ref_s = best_of(args.repeats, reference)
+        # Alternated, so a change in the machine's load between runs touches both sides.
+        ours_runs, ref_runs = [], []
+        for _ in range(args.repeats):
+            ours_runs.append(timed(ours))
+            ref_runs.append(timed(reference))
+        (ours_s, ours_cpu), (ref_s, ref_cpu) = min(ours_runs), min(ref_runs)
+        print(f"load average {os.getloadavg()[0]:.1f}; CPU of the fastest runs in this process (the broker's")
+        print(f"not counted): fireplot {ours_cpu:.2f} s, reference {ref_cpu:.2f} s")
         report(
             f"replay --max, {args.events:,} archived events of {args.sensors} sensor(s) -> Kafka",
             "events",
