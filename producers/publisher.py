@@ -175,6 +175,14 @@ class Publisher:
             self._put(self.topic, key, value, list(wire.HEADERS), on_ack if last else None)
         self.stats.events += events
 
+    def fetch_metadata(self) -> None:
+        """Learn the topic's partitions now (while the first records are still being made), not
+        on the first send; a Kafka that does not answer in time is left to that send."""
+        from kafka.errors import KafkaTimeoutError
+
+        with contextlib.suppress(KafkaTimeoutError):
+            self._producer.partitions_for(self.topic)
+
     def send_dead_letters(self, key: bytes, letters: list[dict[str, object]]) -> None:
         """Queue rejected lines for the dead-letter topic, one JSON record each, in line order."""
         if not self.dead_letter_topic:

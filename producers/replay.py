@@ -123,6 +123,7 @@ def replay(
     spans = list(hours(state.done_until or start, end))
     saved = time.monotonic()
     with Feed(store, spans, sites, step_us, skip=(state.hour, state.rows_into_hour)) as feed:
+        publisher.fetch_metadata()
         for item in feed:
             if isinstance(item, HourEnd):
                 # Runs in turn, once Kafka acknowledged every step of the hour.
