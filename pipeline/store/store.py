@@ -338,7 +338,7 @@ class Store:
         sites: Iterable[str] | None = None,
         columns: list[str] | None = None,
     ) -> pa.Table:
-        """Events with start <= ts < end, pruned by the date partitions first."""
+        """Events with start <= ts < end, pruned by the date (within one day, hour) partitions first."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware")
         cols = columns or list(FIELD_NAMES)
