@@ -84,6 +84,15 @@ class _Entry:
     size: int = 0
 
 
+def encode_records(table: pa.Table) -> list[bytes]:
+    """``table``'s events as record values (``pipeline.wire``), split by rows to fit a record."""
+    value = wire.encode(table)
+    if len(value) <= wire.MAX_RECORD_BYTES or table.num_rows == 1:
+        return [value]
+    half = table.num_rows // 2
+    return encode_records(table.slice(0, half)) + encode_records(table.slice(half))
+
+
 class Publisher:
     def __init__(
         self,
@@ -151,15 +160,28 @@ class Publisher:
 
     def send(self, key: bytes, table: pa.Table, on_ack: Callable[[], None] | None = None) -> None:
         """Queue ``table``'s events; ``on_ack`` runs once they and all queued before are acknowledged."""
-        if table.num_rows == 0:
+        self.send_encoded(key, encode_records(table) if table.num_rows else [], table.num_rows, on_ack)
+
+    def send_encoded(
+        self, key: bytes, values: list[bytes], events: int, on_ack: Callable[[], None] | None = None
+    ) -> None:
+        """Queue records already encoded by ``encode_records`` (``events`` in all); as ``send``."""
+        if not values:
             if on_ack:
                 self._queue.append(_Entry("", b"", None, [], on_ack))
             return
-        values = self._encode_split(table)
         for i, value in enumerate(values):
             last = i == len(values) - 1
             self._put(self.topic, key, value, list(wire.HEADERS), on_ack if last else None)
-        self.stats.events += table.num_rows
+        self.stats.events += events
+
+    def fetch_metadata(self) -> None:
+        """Learn the topic's partitions now (while the first records are still being made), not
+        on the first send; a Kafka that does not answer in time is left to that send."""
+        from kafka.errors import KafkaTimeoutError
+
+        with contextlib.suppress(KafkaTimeoutError):
+            self._producer.partitions_for(self.topic)
 
     def send_dead_letters(self, key: bytes, letters: list[dict[str, object]]) -> None:
         """Queue rejected lines for the dead-letter topic, one JSON record each, in line order."""
@@ -168,13 +190,6 @@ class Publisher:
         for letter in letters:
             value = json.dumps(letter, ensure_ascii=True).encode()
             self._put(self.dead_letter_topic, key, value, list(DEAD_LETTER_HEADERS), None)
-
-    def _encode_split(self, table: pa.Table) -> list[bytes]:
-        value = wire.encode(table)
-        if len(value) <= wire.MAX_RECORD_BYTES or table.num_rows == 1:
-            return [value]
-        half = table.num_rows // 2
-        return self._encode_split(table.slice(0, half)) + self._encode_split(table.slice(half))
 
     def _put(
         self,

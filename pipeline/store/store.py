@@ -338,7 +338,7 @@ class Store:
         sites: Iterable[str] | None = None,
         columns: list[str] | None = None,
     ) -> pa.Table:
-        """Events with start <= ts < end, pruned by the date partitions first."""
+        """Events with start <= ts < end, pruned by the date (within one day, hour) partitions first."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware")
         cols = columns or list(FIELD_NAMES)
@@ -349,6 +349,11 @@ class Store:
             & (ds.field("ts") >= pa.scalar(start_utc, pa.timestamp("us", tz="UTC")))
             & (ds.field("ts") < pa.scalar(end_utc, pa.timestamp("us", tz="UTC")))
         )
+        last = end_utc - dt.timedelta(microseconds=1)
+        if start_utc.date() == last.date():
+            # Within one day prune by the hour directories too: otherwise every file of the
+            # day is opened to find out from its statistics that it holds nothing in range.
+            flt = flt & (ds.field("hour") >= start_utc.hour) & (ds.field("hour") <= last.hour)
         site_list = list(sites) if sites is not None else None
         if site_list is not None:
             flt = flt & ds.field("site").isin(site_list)
