@@ -7,6 +7,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 
 from pipeline.event import EVENT_SCHEMA
 from pipeline.store import OffsetRange, Store, parse_file_name
@@ -109,3 +111,38 @@ def test_file_names_round_trip() -> None:
     rng = OffsetRange("fireplot.events", 7, 5, 1234)
     assert parse_file_name(rng.file_name()) == rng
     assert parse_file_name("something.parquet") is None
+
+
+def test_a_range_read_lists_only_its_days_and_hours_and_answers_as_the_whole_listing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every range, across sites, midnights and hour edges, against the events filtered by hand;
+    also with the whole-store listing the read falls back to past its directory bound."""
+    store = Store(tmp_path)
+    base = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    times = [base + dt.timedelta(minutes=37 * i, microseconds=i) for i in range(120)]  # ~3 days
+    for n, site in enumerate(["a", "b", "c"]):
+        store.write_flush(OffsetRange("t", n, 0, len(times) - 1), _events(times[n::2], site))
+    # What a writer or a compaction leaves while it works: never read.
+    hour = next((tmp_path / "events" / "site=a").glob("date=*/hour=*"))
+    pq.write_table(_events([T0]).drop_columns(["site"]), hour / ".inflight.parquet")
+    pq.write_table(_events([T0]).drop_columns(["site"]), hour / "_tmp.parquet")
+    everything = store.read_all()
+    ts = everything.column("ts").cast(pa.int64()).to_numpy()
+    minutes = [(0, 0), (0, 60), (59, 61), (61, 24 * 60 - 1), (60, 24 * 60 + 1), (24 * 60, 3000), (0, 9000)]
+    ranges = [(base + dt.timedelta(minutes=a), base + dt.timedelta(minutes=b)) for a, b in minutes]
+    ranges += [
+        (base - dt.timedelta(days=3), base),
+        (dt.datetime(2026, 11, 27, 23, tzinfo=dt.UTC), T0 + dt.timedelta(hours=1)),
+    ]
+    for bound in (2000, 0):
+        monkeypatch.setattr("pipeline.store.store._RANGE_LISTING_MAX", bound)
+        for start, end in ranges:
+            got = store.read(start, end).sort_by([("site", "ascending"), ("source_offset", "ascending")])
+            lo, hi = (int(x.timestamp() * 1_000_000) for x in (start, end))
+            want = everything.filter(pa.array((ts >= lo) & (ts < hi))).sort_by(
+                [("site", "ascending"), ("source_offset", "ascending")]
+            )
+            assert got.num_rows == want.num_rows, (bound, start, end)
+            assert got.equals(want), (bound, start, end)
+    assert everything.num_rows == 60 + 60 + 59  # and not the two files under hidden names

@@ -77,6 +77,10 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
+# Directories a range read lists one by one before the whole-store listing is cheaper.
+_RANGE_LISTING_MAX = 2000
+
+
 class Store:
     """A fireplot store rooted at a directory."""
 
@@ -312,13 +316,52 @@ class Store:
             ignore_prefixes=[".", "_"],
         )
 
-    def scan(self, build: Callable[[ds.Dataset], pa.Table], empty: pa.Table) -> pa.Table:
-        """Run ``build`` over the current listing; the way to read while writers run."""
+    def range_dataset(self, first: dt.date, last: dt.date, hours: range | None = None) -> ds.Dataset | None:
+        """The dataset of the files under the dates ``first``..``last`` (and ``hours`` of a single day).
+
+        Discovery of the whole store lists every site, day and hour directory: a
+        year of four sites is ~35k directories, listed again for each hour a
+        replay reads. Here only the directories of the range are listed. Past
+        ``_RANGE_LISTING_MAX`` directories the whole listing is cheaper."""
+        fs, root = self.listing_root()
+        events = f"{root}/{layout.EVENTS_DIR}"
+        top = fs.get_file_info(pafs.FileSelector(events, allow_not_found=True))
+        sites = [i.path for i in top if i.type == pafs.FileType.Directory and i.base_name.startswith("site=")]
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        leaves = [f"{s}/date={d.isoformat()}" for s in sites for d in days]
+        if hours is not None and first == last:
+            leaves = [f"{leaf}/hour={h:02d}" for leaf in leaves for h in hours]
+        if len(leaves) > _RANGE_LISTING_MAX:
+            return self.dataset()
+        files: list[str] = []
+        for leaf in leaves:
+            for info in fs.get_file_info(pafs.FileSelector(leaf, recursive=True, allow_not_found=True)):
+                inner = info.path[len(events) + 1 :].split("/")
+                # The same files discovery takes: none under a "." or "_" name (temporary
+                # files of a write or a compaction in progress).
+                if info.type == pafs.FileType.File and not any(c.startswith((".", "_")) for c in inner):
+                    files.append(info.path)
+        return ds.dataset(
+            files,
+            filesystem=fs,
+            format="parquet",
+            partitioning=layout.PARTITIONING,
+            partition_base_dir=events,
+            schema=layout.DATASET_SCHEMA,
+        )
+
+    def scan(
+        self,
+        build: Callable[[ds.Dataset], pa.Table],
+        empty: pa.Table,
+        listing: Callable[[], ds.Dataset | None] | None = None,
+    ) -> pa.Table:
+        """Run ``build`` over ``listing`` (else the whole store); the way to read while writers run."""
         # Compaction swaps a partition-hour directory atomically; a scan that
         # listed the old files just before the swap finds them gone and is
         # retried on the new listing rather than returning a partial answer.
         for attempt in range(50):
-            dataset = self.dataset()
+            dataset = listing() if listing is not None else self.dataset()
             if dataset is None:
                 return empty
             try:
@@ -350,15 +393,18 @@ class Store:
             & (ds.field("ts") < pa.scalar(end_utc, pa.timestamp("us", tz="UTC")))
         )
         last = end_utc - dt.timedelta(microseconds=1)
-        if start_utc.date() == last.date():
-            # Within one day prune by the hour directories too: otherwise every file of the
-            # day is opened to find out from its statistics that it holds nothing in range.
-            flt = flt & (ds.field("hour") >= start_utc.hour) & (ds.field("hour") <= last.hour)
+        if end_utc <= start_utc:
+            return EVENT_SCHEMA.empty_table().select(cols)
+        # Within one day only the hour directories in range are listed: otherwise every file
+        # of the day is opened to find out from its statistics that it holds nothing in range.
+        hours = range(start_utc.hour, last.hour + 1) if start_utc.date() == last.date() else None
         site_list = list(sites) if sites is not None else None
         if site_list is not None:
             flt = flt & ds.field("site").isin(site_list)
         table = self.scan(
-            lambda d: d.to_table(columns=cols, filter=flt), EVENT_SCHEMA.empty_table().select(cols)
+            lambda d: d.to_table(columns=cols, filter=flt),
+            EVENT_SCHEMA.empty_table().select(cols),
+            lambda: self.range_dataset(start_utc.date(), last.date(), hours),
         )
         return table.cast(pa.schema([EVENT_SCHEMA.field(c) for c in cols]))
 
