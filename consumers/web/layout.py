@@ -96,7 +96,8 @@ def day_figure(
         y_axis_type="log",
         x_range=Range1d(start=x_range[0], end=x_range[1]),
         y_range=Range1d(start=style.Y_RANGE[0], end=style.Y_RANGE[1], bounds=style.Y_RANGE),
-        # Stack notes section 5: WebGL draws log-axis scatters in Bokeh 3.9.
+        # Stack notes section 5: WebGL draws log-axis scatters in Bokeh 3.9. A browser whose WebGL
+        # is software-rendered draws on canvas instead, faster there (js/plot_backend.js).
         output_backend="webgl",
         tools=["xpan", "xwheel_zoom", "box_zoom", "reset", save_tool],
         active_scroll="xwheel_zoom",
@@ -384,6 +385,11 @@ class Drawer:
     within DRAWER_MIN_PX..DRAWER_MAX_PX), in view whatever the window's size: what does not fit
     its height scrolls inside it (never below the fold). Scans or source: one at a time, the
     source panel when a dot was clicked last. An empty scans list says why it is empty.
+
+    Until it first opens it holds only its close button: its parts (four tables and a figure,
+    half of the page's models) are in the document from the start, named as always, but the
+    browser builds their views only when they join the drawer (``js/open_scans.js``, or
+    :meth:`fill` when the source panel opens), not on every page load.
     """
 
     def __init__(
@@ -398,10 +404,9 @@ class Drawer:
         self.note = Div(name="scans-note", render_as_text=True, disable_math=True)
         self.table = scans_table(scans, plot)
         self.scans_part = column(self.note, self.table, name="scans-part", sizing_mode="stretch_both")
+        self.parts = [self.close_button, self.scans_part, panel.layout]
         self.layout = column(
             self.close_button,
-            self.scans_part,
-            panel.layout,
             name="drawer",
             sizing_mode="stretch_height",
             # Inline styles win over the width Bokeh's layout computes for the element.
@@ -413,6 +418,7 @@ class Drawer:
             "scans": self.scans_part,
             "source": panel.layout,
             "button": self.button,
+            "parts": self.parts,
         }
         self.button.js_on_change("active", CustomJS(args=parts, code=script("open_scans")))
         self.close_button.js_on_click(CustomJS(args=parts, code=script("close_drawer")))
@@ -422,8 +428,14 @@ class Drawer:
         # The detector may start or stop while the page is open.
         doc.add_periodic_callback(self.refresh, NOTE_REFRESH_MS)
 
+    def fill(self) -> None:
+        """Put the drawer's parts in it (the browser builds their views now), once."""
+        if len(self.layout.children) < len(self.parts):
+            self.layout.children = list(self.parts)
+
     def _source_shown(self, _attr: str, _old: Any, new: Any) -> None:
         if new:
+            self.fill()
             self.scans_part.visible = False
             self.button.active = False
             self.layout.visible = True
@@ -463,7 +475,9 @@ def arrange(doc: Document, *parts: Any, plot: Any, drawer: Drawer) -> Column:
     doc.add_root(layout)
     doc.theme = Theme(json=style.theme_json())
     doc.template = resources.template()
-    doc.template_variables.update(background=style.BACKGROUND, foreground=style.FOREGROUND)
+    doc.template_variables.update(
+        background=style.BACKGROUND, foreground=style.FOREGROUND, plot_backend=script("plot_backend")
+    )
     return layout
 
 
