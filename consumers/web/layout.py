@@ -8,10 +8,10 @@ table cells go through StringFormatter, the hover tool escapes ``@field`` values
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from bokeh.core.properties import field
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -50,6 +50,8 @@ from consumers.web.resources import script
 from pipeline.detect import heartbeat
 
 SOURCE_NAME: Final = "events"
+# Names of the legend's series entries: this prefix and the series.
+SERIES_ITEM: Final = "legend:series:"
 # The renderer of every dot.
 DOTS_NAME: Final = "dots"
 # The plot never shrinks below this, however small the window: a toolbar and axes need room.
@@ -165,10 +167,33 @@ def day_figure(
         name=DOTS_NAME,
     )
     renderers: list[DataRenderer] = [dots]
-    # One entry per series the view holds, each with its swatch (drawn from its first row), in
-    # draw order: BokehJS groups the rows by their series itself.
+    # An entry per series, shown for the series the view holds (show_series). Its swatch is drawn
+    # from a renderer of its own, one row per series at no position (nothing on the plot), in the
+    # dots' look: BokehJS rebuilds a legend's entries whenever their renderers' data changes, and
+    # a rebuilt entry changes the legend's size until the next paint, which then lays the plot out
+    # and paints every dot a second time. The swatches' data never changes.
+    swatches: GlyphRenderer[Any] = plot.scatter(
+        "ts",
+        "y",
+        source=ColumnDataSource(
+            data={
+                "ts": [float("nan")] * len(factors),
+                "y": [float("nan")] * len(factors),
+                "series": factors,
+                "alpha": [1.0] * len(factors),
+            },
+            name="legend-swatches",
+        ),
+        marker=marker,
+        size=size,
+        fill_color=fill,
+        fill_alpha="alpha",
+        line_color=None,
+        name="swatches",
+    )
     items: list[LegendItem] = [
-        LegendItem(label=field("series"), renderers=[dots], name="legend:series", visible=False)
+        LegendItem(label=name, renderers=[swatches], index=i, name=SERIES_ITEM + name, visible=False)
+        for i, name in enumerate(factors)
     ]
     for kind, (colour, dash) in style.SCAN_STYLES.items():
         outline = plot.quad(
@@ -223,11 +248,20 @@ def show_scan_kinds(plot: Any, kinds: set[str]) -> None:
     _legend_if_any(plot)
 
 
-def show_series(plot: Any, any_dots: bool) -> None:
-    """The series' legend entries when the view holds dots (BokehJS lists the series they hold)."""
-    for item in plot.legend[0].items:
-        if item.name == "legend:series" and item.visible != any_dots:
-            item.visible = any_dots
+def show_series(plot: Any, counts: Mapping[str, int]) -> None:
+    """The legend entries of the series the view holds (``counts``: rows by series), in draw
+    order. Set before the dots are sent, so that a change of entries is laid out before the paint
+    that draws them."""
+    legend = plot.legend[0]
+    series = {str(item.name).removeprefix(SERIES_ITEM): item for item in legend.items
+              if str(item.name or "").startswith(SERIES_ITEM)}  # fmt: skip
+    shown = [series[name] for name in style.draw_order(dict(counts)) if counts.get(name, 0)]
+    for item in series.values():
+        if item.visible != (item in shown):
+            item.visible = item in shown
+    rest = [item for item in legend.items if item not in shown]
+    if legend.items != shown + rest:
+        legend.items = shown + rest
     _legend_if_any(plot)
 
 
