@@ -586,6 +586,14 @@ class TestDayFeed:
                 [packed[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in packed else list(codes)
             )
             assert decoded == list(values), name
+        # Taken in an order (the draw order): every column decodes to its rows in that order.
+        order = np.random.default_rng(1).permutation(len(data["ts"]))
+        moved = pack_columns(data, generation=8, order=order)
+        assert moved.keys() == packed.keys()
+        for name, values in data.items():
+            codes = moved[name][0]
+            decoded = [moved[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in moved else list(codes)
+            assert decoded == list(values[order]), name
 
 
 def test_dots_travel_in_draw_order_and_appends_merge_into_it() -> None:
