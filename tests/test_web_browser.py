@@ -195,8 +195,34 @@ def page_not_reloaded(driver: Any) -> bool:
 # ---- the tests -----------------------------------------------------------------
 
 
+def drawn_with(driver: Any) -> dict[str, Any]:
+    """How this browser draws the dots: the plot's backend, whether the dots' glyph is WebGL's,
+    and the WebGL renderer the browser reports."""
+    found: dict[str, Any] = driver.execute_script(
+        "const d = Bokeh.documents[0]; const p = d.get_model_by_name('day-plot');"
+        "const gl = document.createElement('canvas').getContext('webgl');"
+        "const info = gl.getExtension('WEBGL_debug_renderer_info');"
+        "return {backend: p.output_backend,"
+        "        webgl: Bokeh.index.find_one(d.get_model_by_name(arguments[0])).glyph.glglyph != null,"
+        "        renderer: String(gl.getParameter(info.UNMASKED_RENDERER_WEBGL))}",
+        layout.DOTS_NAME,
+    )
+    return found
+
+
+# A GPU's WebGL renderer as Chromium reports it (the test browser's own is SwiftShader).
+GPU_RENDERER = "ANGLE (NVIDIA, NVIDIA GeForce RTX 3060 (0x00002503) Direct3D11 vs_5_0 ps_5_0, D3D11)"
+FAKE_GPU = f"""
+const getParameter = WebGLRenderingContext.prototype.getParameter;
+WebGLRenderingContext.prototype.getParameter = function (name) {{
+  return name === 0x9246 ? {GPU_RENDERER!r} : getParameter.call(this, name);  // UNMASKED_RENDERER_WEBGL
+}};
+"""
+
+
 def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
-    """The plot's source holds every stored event of the day and nothing else, on a WebGL canvas."""
+    """The plot's source holds every stored event of the day and nothing else; this browser's
+    WebGL is software (SwiftShader), so the dots are drawn on canvas 2D, faster there."""
     browser.console(driver)  # start from an empty console log
     data = open_page(driver, f"{site.url}?date={site.day.isoformat()}")
     today = site.events.today
@@ -207,13 +233,21 @@ def test_page_holds_exactly_the_days_events(driver: Any, site: Site) -> None:
     assert f"fireplot \u2014 {site.day.isoformat()}" == driver.title
     sources = len(set(today.column("src_ip").to_pylist()))
     assert summary(driver).startswith(f"{today.num_rows:,} events, {sources:,} sources")
-    webgl = driver.execute_script(
-        "const d = Bokeh.documents[0];"
-        "return Bokeh.index.find_one(d.get_model_by_name(arguments[0])).glyph.glglyph != null",
-        layout.DOTS_NAME,
-    )
-    assert webgl is True
+    drawn = drawn_with(driver)
+    assert "SwiftShader" in drawn["renderer"]
+    assert (drawn["backend"], drawn["webgl"]) == ("canvas", False)
     assert browser.severe(browser.console(driver)) == []
+
+
+def test_a_browser_with_a_gpu_draws_the_dots_with_webgl(site: Site, chromium: Chromium) -> None:
+    """Where the browser's WebGL runs on a GPU (its reported renderer, faked before the page's
+    scripts), the plot keeps WebGL: every dot of the day, drawn by WebGL's glyph."""
+    with chromium() as gpu:
+        gpu.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAKE_GPU})
+        data = open_page(gpu, f"{site.url}?date={site.day.isoformat()}")
+        assert len(data["ts"]) == site.events.today.num_rows
+        assert drawn_with(gpu) == {"backend": "webgl", "webgl": True, "renderer": GPU_RENDERER}
+        assert browser.severe(browser.console(gpu)) == []
 
 
 def test_series_have_their_colours(driver: Any, site: Site) -> None:
@@ -420,7 +454,7 @@ def test_scan_detected_while_live_joins_the_overlay_and_table_without_reload(dri
         "the scan's row in the table",
         lambda: driver.execute_script(
             "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('scans-table'));"
-            "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
+            "const cells = v ? Array.from(v.shadow_el.querySelectorAll('.slick-cell')) : [];"
             "const text = cells.map((c) => c.textContent).join('|');"
             "return text.includes(arguments[0]) && text",
             LIVE_SCANNER,
@@ -552,6 +586,14 @@ class TestDayFeed:
                 [packed[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in packed else list(codes)
             )
             assert decoded == list(values), name
+        # Taken in an order (the draw order): every column decodes to its rows in that order.
+        order = np.random.default_rng(1).permutation(len(data["ts"]))
+        moved = pack_columns(data, generation=8, order=order)
+        assert moved.keys() == packed.keys()
+        for name, values in data.items():
+            codes = moved[name][0]
+            decoded = [moved[f"{name}:dict"][0][i] for i in codes] if f"{name}:dict" in moved else list(codes)
+            assert decoded == list(values[order]), name
 
 
 def test_dots_travel_in_draw_order_and_appends_merge_into_it() -> None:

@@ -244,7 +244,7 @@ def test_detected_scans_are_outlined_and_a_table_row_click_zooms_to_the_scan(dri
         "the scans table's rows",
         lambda: driver.execute_script(
             "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('scans-table'));"
-            "const r = v.shadow_el.querySelectorAll('.slick-row')[arguments[0]];"
+            "const r = v ? v.shadow_el.querySelectorAll('.slick-row')[arguments[0]] : null;"
             "return r ? r.querySelector('.slick-cell') : null",
             row,
         ),

@@ -8,10 +8,10 @@ table cells go through StringFormatter, the hover tool escapes ``@field`` values
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from bokeh.core.properties import field
 from bokeh.document import Document
 from bokeh.layouts import column, row
 from bokeh.models import (
@@ -50,6 +50,8 @@ from consumers.web.resources import script
 from pipeline.detect import heartbeat
 
 SOURCE_NAME: Final = "events"
+# Names of the legend's series entries: this prefix and the series.
+SERIES_ITEM: Final = "legend:series:"
 # The renderer of every dot.
 DOTS_NAME: Final = "dots"
 # The plot never shrinks below this, however small the window: a toolbar and axes need room.
@@ -96,7 +98,8 @@ def day_figure(
         y_axis_type="log",
         x_range=Range1d(start=x_range[0], end=x_range[1]),
         y_range=Range1d(start=style.Y_RANGE[0], end=style.Y_RANGE[1], bounds=style.Y_RANGE),
-        # Stack notes section 5: WebGL draws log-axis scatters in Bokeh 3.9.
+        # Stack notes section 5: WebGL draws log-axis scatters in Bokeh 3.9. A browser whose WebGL
+        # is software-rendered draws on canvas instead, faster there (js/plot_backend.js).
         output_backend="webgl",
         tools=["xpan", "xwheel_zoom", "box_zoom", "reset", save_tool],
         active_scroll="xwheel_zoom",
@@ -164,10 +167,33 @@ def day_figure(
         name=DOTS_NAME,
     )
     renderers: list[DataRenderer] = [dots]
-    # One entry per series the view holds, each with its swatch (drawn from its first row), in
-    # draw order: BokehJS groups the rows by their series itself.
+    # An entry per series, shown for the series the view holds (show_series). Its swatch is drawn
+    # from a renderer of its own, one row per series at no position (nothing on the plot), in the
+    # dots' look: BokehJS rebuilds a legend's entries whenever their renderers' data changes, and
+    # a rebuilt entry changes the legend's size until the next paint, which then lays the plot out
+    # and paints every dot a second time. The swatches' data never changes.
+    swatches: GlyphRenderer[Any] = plot.scatter(
+        "ts",
+        "y",
+        source=ColumnDataSource(
+            data={
+                "ts": [float("nan")] * len(factors),
+                "y": [float("nan")] * len(factors),
+                "series": factors,
+                "alpha": [1.0] * len(factors),
+            },
+            name="legend-swatches",
+        ),
+        marker=marker,
+        size=size,
+        fill_color=fill,
+        fill_alpha="alpha",
+        line_color=None,
+        name="swatches",
+    )
     items: list[LegendItem] = [
-        LegendItem(label=field("series"), renderers=[dots], name="legend:series", visible=False)
+        LegendItem(label=name, renderers=[swatches], index=i, name=SERIES_ITEM + name, visible=False)
+        for i, name in enumerate(factors)
     ]
     for kind, (colour, dash) in style.SCAN_STYLES.items():
         outline = plot.quad(
@@ -222,11 +248,20 @@ def show_scan_kinds(plot: Any, kinds: set[str]) -> None:
     _legend_if_any(plot)
 
 
-def show_series(plot: Any, any_dots: bool) -> None:
-    """The series' legend entries when the view holds dots (BokehJS lists the series they hold)."""
-    for item in plot.legend[0].items:
-        if item.name == "legend:series" and item.visible != any_dots:
-            item.visible = any_dots
+def show_series(plot: Any, counts: Mapping[str, int]) -> None:
+    """The legend entries of the series the view holds (``counts``: rows by series), in draw
+    order. Set before the dots are sent, so that a change of entries is laid out before the paint
+    that draws them."""
+    legend = plot.legend[0]
+    series = {str(item.name).removeprefix(SERIES_ITEM): item for item in legend.items
+              if str(item.name or "").startswith(SERIES_ITEM)}  # fmt: skip
+    shown = [series[name] for name in style.draw_order(dict(counts)) if counts.get(name, 0)]
+    for item in series.values():
+        if item.visible != (item in shown):
+            item.visible = item in shown
+    rest = [item for item in legend.items if item not in shown]
+    if legend.items != shown + rest:
+        legend.items = shown + rest
     _legend_if_any(plot)
 
 
@@ -384,6 +419,11 @@ class Drawer:
     within DRAWER_MIN_PX..DRAWER_MAX_PX), in view whatever the window's size: what does not fit
     its height scrolls inside it (never below the fold). Scans or source: one at a time, the
     source panel when a dot was clicked last. An empty scans list says why it is empty.
+
+    Until it first opens it holds only its close button: its parts (four tables and a figure,
+    half of the page's models) are in the document from the start, named as always, but the
+    browser builds their views only when they join the drawer (``js/open_scans.js``, or
+    :meth:`fill` when the source panel opens), not on every page load.
     """
 
     def __init__(
@@ -398,10 +438,9 @@ class Drawer:
         self.note = Div(name="scans-note", render_as_text=True, disable_math=True)
         self.table = scans_table(scans, plot)
         self.scans_part = column(self.note, self.table, name="scans-part", sizing_mode="stretch_both")
+        self.parts = [self.close_button, self.scans_part, panel.layout]
         self.layout = column(
             self.close_button,
-            self.scans_part,
-            panel.layout,
             name="drawer",
             sizing_mode="stretch_height",
             # Inline styles win over the width Bokeh's layout computes for the element.
@@ -413,6 +452,7 @@ class Drawer:
             "scans": self.scans_part,
             "source": panel.layout,
             "button": self.button,
+            "parts": self.parts,
         }
         self.button.js_on_change("active", CustomJS(args=parts, code=script("open_scans")))
         self.close_button.js_on_click(CustomJS(args=parts, code=script("close_drawer")))
@@ -422,8 +462,14 @@ class Drawer:
         # The detector may start or stop while the page is open.
         doc.add_periodic_callback(self.refresh, NOTE_REFRESH_MS)
 
+    def fill(self) -> None:
+        """Put the drawer's parts in it (the browser builds their views now), once."""
+        if len(self.layout.children) < len(self.parts):
+            self.layout.children = list(self.parts)
+
     def _source_shown(self, _attr: str, _old: Any, new: Any) -> None:
         if new:
+            self.fill()
             self.scans_part.visible = False
             self.button.active = False
             self.layout.visible = True
@@ -463,7 +509,9 @@ def arrange(doc: Document, *parts: Any, plot: Any, drawer: Drawer) -> Column:
     doc.add_root(layout)
     doc.theme = Theme(json=style.theme_json())
     doc.template = resources.template()
-    doc.template_variables.update(background=style.BACKGROUND, foreground=style.FOREGROUND)
+    doc.template_variables.update(
+        background=style.BACKGROUND, foreground=style.FOREGROUND, plot_backend=script("plot_backend")
+    )
     return layout
 
 

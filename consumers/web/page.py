@@ -451,7 +451,7 @@ class DayPage:
             self._series_counts[name] = self._series_counts.get(name, 0) + n
         start, end = self.view_bounds()
         layout.plot_note(self.plot, self._why_empty(), (epoch_ms(start) + epoch_ms(end)) / 2)
-        layout.show_series(self.plot, any(self._series_counts.values()))
+        layout.show_series(self.plot, self._series_counts)
         text = feed.summary()
         if self.filters:
             text += " (filtered)"

@@ -1,3 +1,3 @@
-// CustomJS on the drawer's close button; args: drawer, scans, source, button.
+// CustomJS on the drawer's close button; args: drawer, scans, source, button, parts (see open_scans.js).
 drawer.visible = false
 button.active = false
