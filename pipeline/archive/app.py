@@ -259,6 +259,8 @@ class ArchiveWorker:
     async def on_partitions_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         for sink in self.sinks.values():
             sink.forget()
+        for agent in self.agents.values():
+            agent.flushed_to.clear()  # another worker may flush these partitions now
 
     async def maintain(self) -> None:
         """Timer: compaction, rollups and retention of closed hours (``pipeline.compact``)."""
