@@ -249,3 +249,16 @@ def test_late_and_future_events_through_kafka(raw_system: System) -> None:
         assert sum(pq.read_metadata(p).num_rows for p in d.glob("*.parquet")) == n
     _, text = _get(f"http://127.0.0.1:{port}/metrics")
     assert f'fireplot_worker_future_events_total{{topic="{system.topic}"}} 30.0' in text.splitlines(), text
+
+
+def test_backlog_tail_flushes_without_waiting_for_the_interval(system: System) -> None:
+    """A backlog whose last batch is short of flush_max_records is durable as soon as it is read:
+    with flush_interval_s at 10 minutes, the 2 records past 2 full batches of 4 are flushed within
+    the wait for rows (120 s), exactly once, instead of waiting out the interval."""
+    system.configure("worker", flush_max_records=4, flush_interval_s=600.0)
+    expected = workload(4000)
+    # one key: all 10 records in one partition, the others empty
+    assert produce(system.bootstrap, system.topic, expected, per_record=400, hosts=1) == 10
+    system.worker = system.start_worker("worker")
+    system.wait_for_rows(expected.num_rows)
+    assert_exact(system, expected, timeout_s=30)
