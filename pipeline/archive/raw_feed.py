@@ -156,6 +156,10 @@ class RawFeed:
         count = sum(len(p) for p in parts)
         deadline = time.monotonic() + self.within_s if parts else None
         while count < self.max_records:
+            if self._inflight is not None and self._inflight.done():
+                # Committed as soon as it is durable, not when the next batch is full: a
+                # feed that ran out of records would otherwise hold its last commit back.
+                await self._finish()
             wait_s = 1.0 if deadline is None else deadline - time.monotonic()
             if wait_s <= 0:
                 break
