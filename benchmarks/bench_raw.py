@@ -193,6 +193,7 @@ def through_kafka(text: list[str], events: pa.Table, tmp: Path) -> None:
             f"events worker {ev.cpu_s:.1f} s ({n / ev.cpu_s:,.0f} events/CPU-s), "
             f"ratio {ev.cpu_s / rw.cpu_s:.2f}x"
         )
+        print(f"  peak RSS   raw worker {rw.rss_mb:.0f} MB, events worker {ev.rss_mb:.0f} MB")
 
 
 def run_worker(root: Path, bootstrap: str, events_topic: str, raw_topic: str, n: int, measured: str) -> Run:

@@ -8,8 +8,14 @@ spent ~190 µs of CPU per raw line and sat idle most of the time
 aiokafka's consumer, the client faust itself runs on, directly, and takes
 what it fetched as Arrow columns, one ``RecordColumns`` per partition
 (``pipeline.archive.kafka_batches``: no Python object per record); they go
-to the same ``ArchiveSink`` (and ``RawLines`` decoder) as before, and the
-next batch is fetched while the previous one is written.
+to the same ``ArchiveSink`` (and ``RawLines`` decoder) as before.
+
+Fetch, decode and flush overlap, three batches at most: the loop fetches
+batch N+2 while a thread of its own decodes batch N+1
+(``ArchiveSink.decode_ahead``) and the default executor flushes batch N. The
+loop reads no further until flush N is durable and committed (backpressure).
+The early decode is only a result: the flush uses it under its partition
+locks only when the store holds none of those records (see the sink).
 
 Exactly once into the store, as for the events topic (``pipeline.archive.sink``):
 - offsets are committed only after the flush holding them is durable, and a
