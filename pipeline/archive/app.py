@@ -318,18 +318,18 @@ def make_app(cfg: Config) -> Any:
 
 def run(cfg: Config, loglevel: str = "info") -> None:
     """Run the worker in the foreground until SIGTERM/SIGINT."""
-    from pipeline.broker import ensure_topics
-
-    topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
-    if cfg.worker.raw_enabled:
-        topics[cfg.kafka.raw_topic] = cfg.kafka.raw_partitions
-    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka)
     if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:  # an operator's choice wins
         # Arrow's default pool here, mimalloc, has the kernel zero fresh huge pages for each
         # flush's buffers, the more so when one thread frees what another allocated (the raw
         # feed decodes beside the flush): 2-5x the CPU of jemalloc on the raw path (README).
         with contextlib.suppress(NotImplementedError):
             pa.set_memory_pool(pa.jemalloc_memory_pool())
+    from pipeline.broker import ensure_topics
+
+    topics = {cfg.kafka.events_topic: cfg.kafka.events_partitions}
+    if cfg.worker.raw_enabled:
+        topics[cfg.kafka.raw_topic] = cfg.kafka.raw_partitions
+    ensure_topics(cfg.kafka.effective_bootstrap, topics, wire.TOPIC_CONFIGS, cfg.kafka)
     app = make_app(cfg)
     # faust's entry point reads its own argv; ours has been parsed already.
     # faust spells its levels crit/error/warn/info/debug.
