@@ -21,7 +21,7 @@ Two measurements, each side in the same run:
   starts) to all rows durable and visible in the store, plus its CPU seconds
   (whole process, start-up included).
 
-    python -m benchmarks.bench_raw [--lines 200000] [--repeats 3] [--no-kafka]
+    python -m benchmarks.bench_raw [--lines 200000] [--repeats 3] [--no-kafka | --kafka-only]
 """
 
 from __future__ import annotations
@@ -193,6 +193,7 @@ def through_kafka(text: list[str], events: pa.Table, tmp: Path) -> None:
             f"events worker {ev.cpu_s:.1f} s ({n / ev.cpu_s:,.0f} events/CPU-s), "
             f"ratio {ev.cpu_s / rw.cpu_s:.2f}x"
         )
+        print(f"  peak RSS   raw worker {rw.rss_mb:.0f} MB, events worker {ev.rss_mb:.0f} MB")
 
 
 def run_worker(root: Path, bootstrap: str, events_topic: str, raw_topic: str, n: int, measured: str) -> Run:
@@ -238,6 +239,7 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-kafka", action="store_true", help="only the in-process measurement")
+    ap.add_argument("--kafka-only", action="store_true", help="only the measurement through Kafka")
     args = ap.parse_args()
     text = lines(args.lines)
     parsed = raw_parser("auto")(
@@ -245,7 +247,8 @@ def main() -> None:
     )
     assert not parsed.rejects and parsed.events.num_rows == len(text)
     with tempfile.TemporaryDirectory(prefix="fireplot-bench-raw-") as tmp:
-        in_process(text, parsed.events, args.repeats, Path(tmp))
+        if not args.kafka_only:
+            in_process(text, parsed.events, args.repeats, Path(tmp))
         if not args.no_kafka:
             through_kafka(text, parsed.events, Path(tmp))
 

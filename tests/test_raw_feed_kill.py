@@ -10,12 +10,14 @@ import os
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from pipeline import wire
 from pipeline.broker import ensure_topics
+from pipeline.store import layout
 from tests.support.system import System, free_port, ids, kill
 
 
@@ -109,4 +111,63 @@ def test_two_workers_share_the_raw_topic_through_rebalances(raw_system: System) 
     kill(a)  # b takes over a's partitions, possibly while a's last flush was cut short
     produce(system.bootstrap, raw_topic, 2 * n // 3, n - 2 * n // 3)
     system.worker = b
+    assert_exact_raw(system, n)
+
+
+def _staging(store_dir: Path) -> bool:
+    """A flush's Parquet files are being written (not yet renamed): the next batch decodes beside it."""
+    return any(store_dir.rglob(".*.tmp"))
+
+
+def _manifests(store_dir: Path) -> dict[str, bytes]:
+    found = {}
+    for path in (store_dir / layout.SINK_DIR).glob("*.json"):
+        try:
+            found[path.name] = path.read_bytes()
+        except FileNotFoundError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_kill9_at_each_point_of_overlapped_decode_and_flush_leaves_every_line_once(
+    raw_system: System,
+) -> None:
+    """kill -9 while a flush's files are being staged (the next batch decoding on its own thread),
+    right after a manifest changed (a flush durable, its commit maybe not sent, the next decoded),
+    and at random: after each restart every line shipped is in the store once."""
+    system = raw_system
+    raw_topic = f"{system.topic}-raw"
+    ensure_topics(system.bootstrap, {raw_topic: 3}, wire.TOPIC_CONFIGS)
+    system.configure("worker", raw_flush_max_records=500, flush_interval_s=0.1)
+    points = ["staging", "durable", "random"] * 2
+    n, step = 21_000, 3_000
+    produce(system.bootstrap, raw_topic, 0, step)
+    sent = step
+    rng = random.Random(int(os.environ.get("FIREPLOT_TEST_SEED", "15")))
+    landed: Counter[str] = Counter()
+    for point in points:
+        proc = system.start_worker("worker")
+        before = _manifests(system.store_dir)
+        until = time.monotonic() + 60
+        hit = False
+        while time.monotonic() < until and proc.poll() is None:
+            if point == "staging":
+                hit = _staging(system.store_dir)
+            elif point == "durable":
+                hit = _manifests(system.store_dir) != before
+            else:
+                time.sleep(rng.uniform(0.5, 4.0))
+                hit = True
+            if hit:
+                break
+            time.sleep(0.002)
+        assert proc.poll() is None, system.worker_log()
+        kill(proc)
+        landed[point] += hit
+        produce(system.bootstrap, raw_topic, sent, step)
+        sent += step
+    assert sent == n
+    assert landed["staging"] >= 1 and landed["durable"] >= 1, f"kills landed: {dict(landed)}"
+    system.start_worker("worker")
     assert_exact_raw(system, n)

@@ -8,8 +8,14 @@ spent ~190 µs of CPU per raw line and sat idle most of the time
 aiokafka's consumer, the client faust itself runs on, directly, and takes
 what it fetched as Arrow columns, one ``RecordColumns`` per partition
 (``pipeline.archive.kafka_batches``: no Python object per record); they go
-to the same ``ArchiveSink`` (and ``RawLines`` decoder) as before, and the
-next batch is fetched while the previous one is written.
+to the same ``ArchiveSink`` (and ``RawLines`` decoder) as before.
+
+Fetch, decode and flush overlap, three batches at most: the loop fetches
+batch N+2 while a thread of its own decodes batch N+1
+(``ArchiveSink.decode_ahead``) and the default executor flushes batch N. The
+loop reads no further until flush N is durable and committed (backpressure).
+The early decode is only a result: the flush uses it under its partition
+locks only when the store holds none of those records (see the sink).
 
 Exactly once into the store, as for the events topic (``pipeline.archive.sink``):
 - offsets are committed only after the flush holding them is durable, and a
@@ -33,11 +39,12 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipeline.archive import kafka_batches
 from pipeline.archive.decoders import Record, RecordColumns
-from pipeline.archive.sink import EX_TEMPFAIL, ArchiveSink
+from pipeline.archive.sink import EX_TEMPFAIL, ArchiveSink, Decoded
 from pipeline.archive.topics import raw_group
 from pipeline.config import Config
 
@@ -63,6 +70,8 @@ class RawFeed:
         self._carried: list[RecordColumns] = []
         self._carried_generation = 0
         self._columnar = False  # records read as columns (kafka_batches), else through getmany
+        # One thread: batches are decoded in order, and at most one beside the flush in flight.
+        self._decoder = ThreadPoolExecutor(1, thread_name_prefix="fireplot-raw-decode")
 
     async def run(self) -> None:
         """Read, flush and commit until cancelled (the worker stopping); any failure ends the process.
@@ -105,20 +114,24 @@ class RawFeed:
         self._columnar = kept and kafka_batches.usable(consumer)
         if not self._columnar:
             log.warning("aiokafka's fetcher is not the one kafka_batches knows: raw records read one by one")
+        loop = asyncio.get_running_loop()
         try:
             self.resubscribe()
             while True:
                 parts = await self._collect()
+                # Decoded on its own thread while the flush in flight writes and fsyncs.
+                decoding = loop.run_in_executor(self._decoder, self._decode, parts) if parts else None
                 await self._finish()
-                if parts:
+                if decoding is not None:
                     # Flushed even when a rebalance came between: the store's partition
                     # locks and manifests make a late flush skip what the new owner
                     # stored, and dropping read records would leave them unread.
-                    self._inflight = asyncio.ensure_future(self._flush(parts))
+                    self._inflight = asyncio.ensure_future(self._flush(decoding))
         finally:
             if self._inflight is not None:  # stopping: let the flush in flight end, not cut it short
                 await asyncio.wait([self._inflight])
             self.consumer = None
+            self._decoder.shutdown(wait=False)
             await consumer.stop()
 
     def resubscribe(self) -> None:
@@ -149,6 +162,10 @@ class RawFeed:
         count = sum(len(p) for p in parts)
         deadline = time.monotonic() + self.within_s if parts else None
         while count < self.max_records:
+            if self._inflight is not None and self._inflight.done():
+                # Committed as soon as it is durable, not when the next batch is full: a
+                # feed that ran out of records would otherwise hold its last commit back.
+                await self._finish()
             wait_s = 1.0 if deadline is None else deadline - time.monotonic()
             if wait_s <= 0:
                 break
@@ -197,16 +214,23 @@ class RawFeed:
             if msgs
         ]
 
-    async def _flush(self, parts: list[RecordColumns]) -> dict[tuple[str, int], int]:
-        """Flush durably; the next offset to read per partition."""
+    def _decode(self, parts: list[RecordColumns]) -> tuple[dict[tuple[str, int], RecordColumns], Decoded]:
+        """One flush's records, each partition's parts joined, and what the sink's decoder makes of them."""
         by_tp: dict[tuple[str, int], list[RecordColumns]] = {}
         for part in parts:
             by_tp.setdefault((part.topic, part.partition), []).append(part)
         joined = {tp: RecordColumns.concat(ps) for tp, ps in by_tp.items()}
+        return joined, self.sink.decode_ahead(joined)
+
+    async def _flush(
+        self, decoding: asyncio.Future[tuple[dict[tuple[str, int], RecordColumns], Decoded]]
+    ) -> dict[tuple[str, int], int]:
+        """Flush durably what is being decoded; the next offset to read per partition."""
         loop = asyncio.get_running_loop()
         try:
+            joined, decoded = await decoding
             # Parquet writing and fsync block; off the loop, so fetching and heartbeats go on.
-            await loop.run_in_executor(None, self.sink.flush_partitions, joined)
+            await loop.run_in_executor(None, self.sink.flush_partitions, joined, decoded)
         except Exception:
             log.exception("raw flush failed; exiting without committing so Kafka redelivers")
             os._exit(EX_TEMPFAIL)

@@ -48,6 +48,9 @@ log = logging.getLogger("fireplot.worker")
 
 EX_TEMPFAIL = 75  # a flush failed: the supervisor restarts the worker and Kafka redelivers
 
+# Per topic-partition, its records' events and dead letters (``ArchiveSink.decode_ahead``).
+Decoded = dict[tuple[str, int], tuple[pa.Table, list[DeadLetter]]]
+
 
 @dataclass
 class SinkStats:
@@ -96,8 +99,19 @@ class ArchiveSink:
             by_tp.setdefault((r.topic, r.partition), []).append(r)
         self.flush_partitions(by_tp)
 
-    def flush_partitions(self, by_tp: Mapping[tuple[str, int], Sequence[Record]]) -> None:
-        """Flush each partition's records (in offset order), durably: ``RecordColumns`` as they are."""
+    def decode_ahead(self, by_tp: Mapping[tuple[str, int], Sequence[Record]]) -> Decoded:
+        """Each partition's records decoded before their flush, outside its locks and on any thread.
+
+        Only a result: nothing is counted or written until ``flush_partitions``
+        uses it, under the locks, and only for records none of which the store
+        holds by then (else it decodes the records it lacks again)."""
+        return {tp: self._decode(recs) for tp, recs in by_tp.items() if len(recs)}
+
+    def flush_partitions(
+        self, by_tp: Mapping[tuple[str, int], Sequence[Record]], decoded: Decoded | None = None
+    ) -> None:
+        """Flush each partition's records (in offset order), durably: ``RecordColumns`` as they are;
+        ``decoded``: what ``decode_ahead`` made of these same records."""
         started = time.monotonic()
         with contextlib.ExitStack() as locks:
             # Under the partition locks the manifests are the truth: a worker that
@@ -106,7 +120,7 @@ class ArchiveSink:
             for topic, partition in sorted(by_tp):
                 locks.enter_context(self.store.partition_lock(topic, partition))
             # A generator: the store encodes one partition's files while the next is decoded.
-            results = self.store.write_many(self._prepare(by_tp))
+            results = self.store.write_many(self._prepare(by_tp, decoded or {}))
         for result in results:
             self.stats.files_written += len(result.paths)
             self.stats.events_written += result.events_written
@@ -117,7 +131,7 @@ class ArchiveSink:
         self.stats.flush_seconds_sum += self.stats.last_flush_s
 
     def _prepare(
-        self, by_tp: Mapping[tuple[str, int], Sequence[Record]]
+        self, by_tp: Mapping[tuple[str, int], Sequence[Record]], decoded: Decoded
     ) -> Iterator[tuple[OffsetRange, pa.Table, PartitionState]]:
         """Each partition's records not yet in the store, decoded: (range, events, manifest state).
 
@@ -137,7 +151,8 @@ class ArchiveSink:
             self.stats.skipped_records += len(recs) - len(fresh)
             if not fresh:
                 continue
-            table, dead = self._decode(fresh)
+            ahead = decoded.get((topic, partition))
+            table, dead = ahead if ahead is not None and len(fresh) == len(recs) else self._decode(fresh)
             table, bad = _valid_sites(table)
             if bad.num_rows:
                 dead.append(
