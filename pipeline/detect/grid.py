@@ -39,9 +39,20 @@ PORTS = 65_536
 def _codes(col: pa.ChunkedArray) -> tuple[I64, pa.Array]:
     """Exact codes of a string column and its dictionary (code -> string). In first-seen
     order, not sorted: sorting half a million addresses cost more than the grid work; the
-    few places whose result depends on string order sort the strings they output."""
-    enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+    few places whose result depends on string order sort the strings they output. A
+    dictionary column (``engine.points``) gives its codes as they are, less the entries
+    no row uses (rows a filter dropped), so the dictionary holds exactly the values seen."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    idx = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    used = np.bincount(idx, minlength=len(arr.dictionary)) > 0
+    if used.all():
+        return idx, arr.dictionary
+    keep = np.flatnonzero(used)
+    pos = np.empty(len(used), np.int64)
+    pos[keep] = np.arange(len(keep), dtype=np.int64)
+    return pos[idx], arr.dictionary.take(pa.array(keep))
 
 
 @dataclass

@@ -88,6 +88,9 @@ class Evaluator:
     _track_job: Future[list[dict[str, Any]]] | None = field(default=None, repr=False)
     _track_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
     _stats_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # The last evaluation's points and their range [lo, hi): the in-line tracker reads its
+    # chunk from them (already read, strings already dictionary-encoded) when they cover it.
+    _pts: tuple[int, int, pa.Table] | None = field(default=None, repr=False)
 
     def evaluate(self, end_us: int, since_us: int | None = None) -> list[dict[str, Any]]:
         """Detect up to end_us; return the scans not in the dataset before (new ones)."""
@@ -95,6 +98,7 @@ class Evaluator:
         try:
             return self._evaluate(end_us, since_us)
         finally:
+            self._pts = None  # events of this evaluation only: a later one may see late ones
             # Live latency = grid step + lateness + follow interval + this: worth watching.
             took = time.perf_counter() - t
             self.stats.evaluations += 1
@@ -126,6 +130,7 @@ class Evaluator:
         # must not read the slow kinds' look-back (that would grow every tick's cost).
         lo = min(start - specs[kind].window_us for kind, start in starts.items())
         pts = points(self.source(lo, end_us), self.cfg)
+        self._pts = (lo, end_us, pts)
         detector = Detector(self.cfg)
         found = detector.run(pts, starts, end_us)
         self._merge_stats(detector.stats)
@@ -189,7 +194,15 @@ class Evaluator:
         if tracker.upto is None or upto <= tracker.upto:
             return []
         source = self.track_source or self.source
-        changed = tracker.advance(lambda lo, hi: points(source(lo, hi), self.cfg), upto)
+        cached = self._pts if self.track_source is None else None
+
+        def read(lo: int, hi: int) -> pa.Table:
+            if cached is not None and cached[0] <= lo and hi <= cached[1]:
+                ts = cached[2].column("ts_us")
+                return cached[2].filter(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
+            return points(source(lo, hi), self.cfg)
+
+        changed = tracker.advance(read, upto)
         self._merge_stats(_minus(tracker.stats, before))
         found = pa.concat_tables(changed) if changed else SCAN_SCHEMA.empty_table()
         if found.num_rows == 0:
