@@ -2,10 +2,10 @@
 
 Both paths call ``Evaluator.evaluate(end_us)``: detect every kind over the epochs
 from the last evaluated end up to ``end_us`` (event time) and rewrite those
-epochs' files in the scan dataset. Replay calls it once per day; the live loop
+epochs' rows in the scan dataset. Replay calls it once per day; the live loop
 calls it every ``follow_interval_s`` with ``end = newest event time - lateness_s``
 (the watermark). Because a scan record depends only on events before its own
-grid points, and an epoch's file is a pure function of the epoch's events, the
+grid points, and an epoch's rows are a pure function of the epoch's events, the
 live loop ends with byte-for-byte the records replay writes.
 
 Late events (reaching the store after the watermark passed their time): each tick
@@ -235,8 +235,7 @@ class Evaluator:
             self.on_new(new)
         if updated and self.on_update is not None:
             self.on_update(updated)
-        for kind, epoch, part in plans:
-            self.scans.replace(kind, epoch, part)
+        self.scans.replace_epochs(plans)  # one file write per (kind, day), not per epoch
         return new
 
     def _cross_site(self, start_us: int, end_us: int) -> list[dict[str, Any]]:
