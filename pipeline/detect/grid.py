@@ -109,7 +109,13 @@ class Coded:
     def packed(self, names: tuple[str, ...], rows: I64) -> I64:
         """The key (names) of the given rows as one code (``cover.pack``): the whole run's rows
         are not copied, only the key's columns gathered."""
-        return pack(*(self.col(n)[rows] for n in names))
+        return pack(*(self.gather(n, rows) for n in names))
+
+    def gather(self, name: str, rows: I64) -> I64:
+        """A column at the given rows (``rows()``: sorted, distinct); all of them - a replay's
+        slow kinds and the kinds reading furthest back - is the column itself, not a copy
+        (read-only: nothing writes into a column)."""
+        return self.col(name) if len(rows) == len(self.ts) else self.col(name)[rows]
 
     def col(self, name: str) -> I64:
         return {"site": self.site, "src_ip": self.src, "dst_ip": self.dst, "dst_port": self.port}[name]
@@ -191,7 +197,7 @@ def distinct_kind(
     distinct values of the window reach the threshold."""
     rows = whole.rows(lo, end)
     kc = whole.packed(names, rows)
-    c = whole.sub(rows[first_cut(kc, pack(kc, whole.col(value)[rows]), threshold)])
+    c = whole.sub(rows[first_cut(kc, pack(kc, whole.gather(value, rows)), threshold)])
     keys, kid = dense(_keyed(c, names))
     m = distinct_per(kid, c.col(value), len(keys))
     cand = np.flatnonzero(m >= threshold)
