@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import tempfile
 import time
 
@@ -91,13 +92,19 @@ def main() -> None:
 
         with tempfile.TemporaryDirectory(prefix="fp-bench-detect-") as tmp:
             ev = Evaluator(cfg, table_source(table), ScanStore(tmp))
-            t = cpu()
+            t, o = cpu(), os.times()
             replay(ev, T0, T0 + dt.timedelta(days=1))
-            best["detect"] = min(best.get("detect", 1e9), cpu() - t)
+            if cpu() - t < best.get("detect", 1e9):
+                best["detect"] = cpu() - t
+                # Kernel time is mostly first touches of fresh pages (page faults): it swings
+                # with the machine's load and the allocator, user time stays put.
+                split = (os.times().user - o.user, os.times().system - o.system)
     ref = best["reference"]
     for name in ("points", "tracker", "grid", "detect", "reference"):
         s = best[name]
         print(f"  {name:<10} {s:7.2f} s CPU  {n / s:>12,.0f} events/s  {ref / s:5.2f}x the reference")
+        if name == "detect":
+            print(f"  {'':<10} user {split[0]:.2f} s ({n / split[0]:,.0f} events/s), kernel {split[1]:.2f} s")
     print(
         f"goal: >= 1M events/s per core - tracker {'met' if n / best['tracker'] >= 1e6 else 'NOT met'}, "
         f"grid {'met' if n / best['grid'] >= 1e6 else 'NOT met'}, "
