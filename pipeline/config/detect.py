@@ -82,8 +82,9 @@ class DetectConfig:
     max_candidate_keys: int = doc(
         "per kind and run: candidate keys kept under a flood (rest counted)", 100_000
     )
-    duckdb_memory_mb: int = doc("DuckDB memory limit for one detection run (spills beyond)", 512)
-    duckdb_threads: int = doc("DuckDB threads", 2)
+    duckdb_memory_mb: int = doc(
+        "DuckDB memory limit of the tracker's state bound (`track_max_rows`; spills beyond)", 512
+    )
     scans_dir: str = doc("scan dataset; empty: <[worker] store_dir>/scans", "")
     follow_interval_s: float = doc("`detect --follow`: how often the store is re-evaluated", 1.0)
     lateness_s: float = doc(

@@ -40,7 +40,7 @@ def coordinated(
     names = ("site", "dst_ip")
     rows = whole.rows(lo, end)
     pc_ = whole.packed((*names, "src_ip"), rows)
-    c = whole.sub(rows[first_cut(pc_, pack(pc_, whole.port[rows]), mps)])
+    c = whole.sub(rows[first_cut(pc_, pack(pc_, whole.gather("dst_port", rows)), mps)])
     # Taking part over the whole range: a (site, dst, src) with mps distinct ports.
     pairs, pid = dense(_keyed(c, (*names, "src_ip")))
     part = distinct_per(pid, c.port, len(pairs)) >= mps

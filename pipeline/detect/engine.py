@@ -88,11 +88,12 @@ def lookback_us(cfg: DetectConfig) -> int:
     return max(s.window_us for s in kind_specs(cfg).values())
 
 
-def connect(cfg: DetectConfig, threads: int | None = None) -> Any:
+def connect(cfg: DetectConfig) -> Any:
+    """One DuckDB thread: detection is numpy in one thread, its one SQL statement (the
+    tracker's state bound) is rare and small, and the live detector shares the worker's cores."""
     import duckdb
 
-    n = threads or cfg.duckdb_threads
-    return duckdb.connect(config={"threads": n, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
+    return duckdb.connect(config={"threads": 1, "memory_limit": f"{cfg.duckdb_memory_mb}MB"})
 
 
 def _prefix_hits(prefix: pa.ChunkedArray, patterns: tuple[str, ...]) -> pa.ChunkedArray:
@@ -108,8 +109,23 @@ def _prefix_hits(prefix: pa.ChunkedArray, patterns: tuple[str, ...]) -> pa.Chunk
     return pa.chunked_array(out, pa.bool_())
 
 
+def _dictionary(col: pa.ChunkedArray) -> pa.DictionaryArray:
+    """A string column as one dictionary array: the grid kinds and the tracker take their
+    codes from it rather than each hashing the day's half-million addresses again."""
+    if pa.types.is_dictionary(col.type):
+        col = col.unify_dictionaries()
+        if col.num_chunks == 1:
+            return col.chunk(0)
+        dictionary = col.chunk(0).dictionary if col.num_chunks else pa.array([], pa.string())
+        indices = pa.chunked_array([c.indices for c in col.chunks], col.type.index_type).combine_chunks()
+        return pa.DictionaryArray.from_arrays(indices, dictionary)
+    out: pa.DictionaryArray = pc.dictionary_encode(col.combine_chunks())
+    return out
+
+
 def points(events: pa.Table, cfg: DetectConfig) -> pa.Table:
-    """The columns detection needs, time as integer microseconds, the lower-bound flag."""
+    """The columns detection needs, time as integer microseconds, the lower-bound flag;
+    the strings dictionary-encoded once (``site``, ``src_ip``, ``dst_ip``)."""
     lb = pc.is_in(events.column("site"), value_set=pa.array(list(cfg.rate_limited_sites), pa.string()))
     if "prefix" in events.column_names and cfg.rate_limited_prefixes:
         lb = pc.or_(lb, _prefix_hits(events.column("prefix"), cfg.rate_limited_prefixes))
@@ -118,9 +134,9 @@ def points(events: pa.Table, cfg: DetectConfig) -> pa.Table:
     cnt = events.column("count") if "count" in events.column_names else pa.array(np.ones(n, np.int64))
     return pa.table(
         {
-            "site": events.column("site"),
-            "src_ip": events.column("src_ip"),
-            "dst_ip": events.column("dst_ip"),
+            "site": _dictionary(events.column("site")),
+            "src_ip": _dictionary(events.column("src_ip")),
+            "dst_ip": _dictionary(events.column("dst_ip")),
             "dst_port": events.column("dst_port"),
             "ts_us": ts_us,
             "cnt": pc.cast(cnt, pa.int64()),

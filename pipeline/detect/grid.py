@@ -39,9 +39,20 @@ PORTS = 65_536
 def _codes(col: pa.ChunkedArray) -> tuple[I64, pa.Array]:
     """Exact codes of a string column and its dictionary (code -> string). In first-seen
     order, not sorted: sorting half a million addresses cost more than the grid work; the
-    few places whose result depends on string order sort the strings they output."""
-    enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary
+    few places whose result depends on string order sort the strings they output. A
+    dictionary column (``engine.points``) gives its codes as they are, less the entries
+    no row uses (rows a filter dropped), so the dictionary holds exactly the values seen."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    idx = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    used = np.bincount(idx, minlength=len(arr.dictionary)) > 0
+    if used.all():
+        return idx, arr.dictionary
+    keep = np.flatnonzero(used)
+    pos = np.empty(len(used), np.int64)
+    pos[keep] = np.arange(len(keep), dtype=np.int64)
+    return pos[idx], arr.dictionary.take(pa.array(keep))
 
 
 @dataclass
@@ -98,7 +109,13 @@ class Coded:
     def packed(self, names: tuple[str, ...], rows: I64) -> I64:
         """The key (names) of the given rows as one code (``cover.pack``): the whole run's rows
         are not copied, only the key's columns gathered."""
-        return pack(*(self.col(n)[rows] for n in names))
+        return pack(*(self.gather(n, rows) for n in names))
+
+    def gather(self, name: str, rows: I64) -> I64:
+        """A column at the given rows (``rows()``: sorted, distinct); all of them - a replay's
+        slow kinds and the kinds reading furthest back - is the column itself, not a copy
+        (read-only: nothing writes into a column)."""
+        return self.col(name) if len(rows) == len(self.ts) else self.col(name)[rows]
 
     def col(self, name: str) -> I64:
         return {"site": self.site, "src_ip": self.src, "dst_ip": self.dst, "dst_port": self.port}[name]
@@ -180,7 +197,7 @@ def distinct_kind(
     distinct values of the window reach the threshold."""
     rows = whole.rows(lo, end)
     kc = whole.packed(names, rows)
-    c = whole.sub(rows[first_cut(kc, pack(kc, whole.col(value)[rows]), threshold)])
+    c = whole.sub(rows[first_cut(kc, pack(kc, whole.gather(value, rows)), threshold)])
     keys, kid = dense(_keyed(c, names))
     m = distinct_per(kid, c.col(value), len(keys))
     cand = np.flatnonzero(m >= threshold)

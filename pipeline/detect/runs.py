@@ -27,19 +27,38 @@ Bools = npt.NDArray[np.bool_]
 
 def encode(columns: Sequence[pa.ChunkedArray | pa.Array]) -> tuple[list[I64], pa.Array]:
     """One code space for several string columns; codes follow the strings' sort order
-    (null last). Returns each column's codes and the sorted dictionary (code -> string)."""
+    (null last). Returns each column's codes and the sorted dictionary (code -> string).
+
+    A dictionary-encoded column (``engine.points``) adds only the entries its rows use,
+    not its rows: the result is the same as for its plain strings, without hashing them."""
     arrays: list[pa.Array] = []
+    mapped: list[tuple[int, I64 | None]] = []  # per column: its entries in `whole`, its rows' codes
     for c in columns:
+        chunks = c.chunks if isinstance(c, pa.ChunkedArray) else [c]
+        if len(chunks) == 1 and pa.types.is_dictionary(chunks[0].type) and not chunks[0].null_count:
+            d = chunks[0]
+            idx = d.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+            used = np.flatnonzero(np.bincount(idx, minlength=len(d.dictionary)))
+            pos = np.empty(len(d.dictionary), np.int64)
+            pos[used] = np.arange(len(used), dtype=np.int64)
+            arrays.append(pc.cast(d.dictionary.take(pa.array(used)), pa.string()))
+            mapped.append((len(used), pos[idx]))
+            continue
         c = pc.cast(c, pa.string())
         arrays += c.chunks if isinstance(c, pa.ChunkedArray) else [c]
+        mapped.append((len(c), None))
     whole = pa.concat_arrays(arrays) if arrays else pa.array([], pa.string())
     enc = pc.dictionary_encode(whole, null_encoding="encode")
     order = pc.array_sort_indices(enc.dictionary, null_placement="at_end").to_numpy()
     rank = np.empty(len(order), np.int64)
     rank[order] = np.arange(len(order), dtype=np.int64)
     codes = rank[enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
-    lengths = np.cumsum([len(c) for c in columns])[:-1]
-    return list(np.split(codes, lengths)), enc.dictionary.take(pa.array(order))
+    out: list[I64] = []
+    at = 0
+    for n, idx in mapped:
+        out.append(codes[at : at + n] if idx is None else codes[at : at + n][idx])
+        at += n
+    return out, enc.dictionary.take(pa.array(order))
 
 
 def ints(col: pa.ChunkedArray | pa.Array, fill: int = 0) -> I64:

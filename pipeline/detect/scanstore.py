@@ -1,8 +1,13 @@
-"""The scan dataset: ``<scans_dir>/date=<epoch date>/<kind>+<epoch start us>.parquet``.
+"""The scan dataset: ``<scans_dir>/date=<D>/<kind>+<start of D, us>.parquet``.
 
-One file per (kind, epoch) holds every scan of that epoch; an evaluation of the
-epoch rewrites it whole (``pipeline.durable``), so writing is idempotent and
-a reader never sees half a file. Open scans are rewritten until they close.
+One file per (kind, day) holds every scan of the kind's epochs that start on that day
+(``epoch_start``), one record per scan. An evaluation of some epochs replaces their rows
+and keeps the others', writing each (kind, day) file once, whole (``pipeline.durable``), so
+writing is idempotent and a reader never sees half a file. Open scans are rewritten until
+they close. Datasets written one file per (kind, epoch) (``<kind>+<epoch start us>``, the
+fast kinds' hours) are folded into the day's file the first time it is written, and their
+files removed after it is durable (a crash in between: the next write folds them again,
+by ``scan_id``, with no duplicate).
 
 A tracked scan (slow, distributed) can run for days but has one record, filed under
 the day it started. So that a reader of a later day finds it without listing every
@@ -29,6 +34,8 @@ from pipeline.detect.records import SCAN_SCHEMA, US, conform
 
 SPANS = "_spans.json"
 _SCAN_FILE = re.compile(r"date=\d{4}-\d{2}-\d{2}/[a-z_]+\+\d{20}\.parquet")
+_SCAN_NAME = re.compile(r"[a-z_]+\+\d{20}\.parquet")
+DAY_US = 86_400 * US
 
 
 class ScanStore:
@@ -36,16 +43,38 @@ class ScanStore:
         self.root = Path(root)
 
     def path(self, kind: str, epoch_us: int) -> Path:
+        """The file holding the epoch's scans: its kind's file of the day the epoch starts."""
         day = dt.datetime.fromtimestamp(epoch_us / US, dt.UTC).date()
-        return self.root / f"date={day.isoformat()}" / f"{kind}+{epoch_us:020d}.parquet"
+        day_us = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()) * US
+        return self.root / f"date={day.isoformat()}" / f"{kind}+{day_us:020d}.parquet"
+
+    def _legacy(self, path: Path) -> list[Path]:
+        """The same kind's per-epoch files of the day (an older layout), not yet folded in."""
+        kind = path.name.rsplit("+", 1)[0]
+        return sorted(
+            p for p in path.parent.glob(f"{kind}+*.parquet") if p != path and _SCAN_NAME.fullmatch(p.name)
+        )
+
+    def _held(self, path: Path) -> pa.Table:
+        """Every record the (kind, day) file holds, with those of the day's per-epoch files of
+        the older layout it has not absorbed (its own version of a scan wins)."""
+        parts = [conform(pq.read_table(p)) for p in [path, *self._legacy(path)] if p.exists()]
+        if not parts:
+            return SCAN_SCHEMA.empty_table()
+        if len(parts) == 1:
+            return parts[0]
+        table = pa.concat_tables(parts)
+        ids = table.column("scan_id").to_pylist()
+        first = sorted({sid: i for i, sid in reversed(list(enumerate(ids)))}.values())
+        return table.take(pa.array(first, pa.int64()))
 
     def _old_ids(self, path: Path) -> set[str]:
-        if not path.exists():
+        if not path.exists() and not self._legacy(path):
             return set()
-        return set(pq.read_table(path, columns=["scan_id"]).column("scan_id").to_pylist())
+        return set(self._held(path).column("scan_id").to_pylist())
 
     def new_in(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
-        """The scans the epoch's file does not hold yet (what ``replace`` would add)."""
+        """The scans the dataset does not hold yet (what ``replace`` would add)."""
         if scans.num_rows == 0:
             return []
         old_ids = self._old_ids(self.path(kind, epoch_us))
@@ -55,13 +84,21 @@ class ScanStore:
         return new
 
     def changed_in(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
-        """The scans whose record differs from the one the epoch's file holds (or that it lacks)."""
+        """The scans whose record differs from the one the dataset holds (or that it lacks)."""
+        if scans.num_rows == 0:
+            return []
         path = self.path(kind, epoch_us)
-        old = {} if not path.exists() else {r["scan_id"]: r for r in conform(pq.read_table(path)).to_pylist()}
+        if not path.exists() and not self._legacy(path):
+            lacked: list[dict[str, Any]] = scans.cast(SCAN_SCHEMA).to_pylist()
+            return lacked
+        ids = pa.array(sorted(set(scans.column("scan_id").to_pylist())), pa.string())
+        held = self._held(path)
+        held = held.filter(pc.is_in(held.column("scan_id"), value_set=ids))
+        old = {r["scan_id"]: r for r in held.to_pylist()}
         return [r for r in scans.cast(SCAN_SCHEMA).to_pylist() if old.get(r["scan_id"]) != r]
 
     def upsert(self, kind: str, epoch_us: int, scans: pa.Table) -> None:
-        """Put these records in the epoch's file, replacing those with the same scan_id, keeping the rest.
+        """Put these records in the dataset, replacing those with the same scan_id, keeping the rest.
 
         The tracked kinds (slow, distributed) report only the scans an evaluation changed:
         a scan spanning days keeps its one record, filed under the day it started.
@@ -70,11 +107,9 @@ class ScanStore:
             return
         path = self.path(kind, epoch_us)
         self._note_spans(path, scans)
-        if path.exists():
-            old = conform(pq.read_table(path))
-            keep = pc.invert(pc.is_in(old.column("scan_id"), value_set=scans.column("scan_id")))
-            scans = pa.concat_tables([old.filter(keep), scans.cast(SCAN_SCHEMA)])
-        self.replace(kind, epoch_us, scans)
+        old = self._held(path)
+        keep = pc.invert(pc.is_in(old.column("scan_id"), value_set=scans.column("scan_id")))
+        self._write(path, pa.concat_tables([old.filter(keep), scans.cast(SCAN_SCHEMA)]))
 
     def _note_spans(self, home: Path, scans: pa.Table) -> None:
         """Name ``home`` in the spans file of every later date its scans cover."""
@@ -92,16 +127,39 @@ class ScanStore:
             day += dt.timedelta(days=1)
 
     def replace(self, kind: str, epoch_us: int, scans: pa.Table) -> list[dict[str, Any]]:
-        """Make the epoch's file hold exactly these scans; return those that were not in it."""
+        """Make the epoch hold exactly these scans; return those that were not in it."""
         new = self.new_in(kind, epoch_us, scans)
-        path = self.path(kind, epoch_us)
+        self.replace_epochs([(kind, epoch_us, scans)])
+        return new
+
+    def replace_epochs(self, plans: list[tuple[str, int, pa.Table]]) -> None:
+        """Make each (kind, epoch) hold exactly its scans, writing each (kind, day) file once:
+        the rows of the epochs named go, the other epochs' rows stay."""
+        files: dict[Path, tuple[set[int], list[pa.Table]]] = {}
+        for kind, epoch_us, scans in plans:
+            epochs, parts = files.setdefault(self.path(kind, epoch_us), (set(), []))
+            epochs.add(epoch_us)
+            if scans.num_rows:
+                parts.append(scans.cast(SCAN_SCHEMA))
+        for path, (epochs, parts) in files.items():
+            if not parts and not path.exists() and not self._legacy(path):
+                continue  # nothing held, nothing to hold
+            old = self._held(path)
+            gone = pc.is_in(
+                pc.cast(old.column("epoch_start"), pa.int64()), value_set=pa.array(sorted(epochs), pa.int64())
+            )
+            self._write(path, pa.concat_tables([old.filter(pc.invert(gone)), *parts]))
+
+    def _write(self, path: Path, scans: pa.Table) -> None:
+        legacy = self._legacy(path)
         if scans.num_rows == 0:
             path.unlink(missing_ok=True)
-            return []
-        scans = scans.cast(SCAN_SCHEMA).sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
-        with durable.replacing(path) as fh:
-            pq.write_table(scans, fh, compression="zstd")
-        return new
+        else:
+            scans = scans.sort_by([("first_ts", "ascending"), ("scan_id", "ascending")])
+            with durable.replacing(path) as fh:
+                pq.write_table(scans, fh, compression="zstd")
+        for p in legacy:  # folded into path (or emptied), which is durable now
+            p.unlink(missing_ok=True)
 
     def read(
         self,
@@ -123,11 +181,12 @@ class ScanStore:
         if kind is not None:
             files = [p for p in files if p.name.startswith(f"{kind}+")]
         if by == "epoch_start":
-            # The name says the epoch: the live loop's per-tick read touches only its epochs'
-            # files, however many days the dataset holds.
+            # The name says the first epoch it can hold (its day's start, or an older layout's
+            # epoch): the live loop's per-tick read touches only its days' files, however many
+            # days the dataset holds.
             lo = -(2**63) if since is None else int(since.timestamp() * US)
             hi = 2**63 if until is None else int(until.timestamp() * US)
-            files = [p for p in files if lo <= _epoch_of(p) < hi]
+            files = [p for p in files if lo < _epoch_of(p) + DAY_US and _epoch_of(p) < hi]
         if not files:
             return SCAN_SCHEMA.empty_table()
         table = pa.concat_tables([conform(pq.read_table(p)) for p in files])

@@ -131,7 +131,7 @@ class SlowTracker:
         return found
 
     def _bound_state(self) -> None:
-        con = connect(self.cfg, threads=1)
+        con = connect(self.cfg)
         try:
             for k, table in self.state.items():
                 con.register(f"{k}_arrow", table)
