@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.detect.cover import Grid, dense, distinct_per, first_cut, islands, merged, pack, sweep
-from pipeline.detect.grid import Coded, Found, _cap, _count_candidates, _keyed, _restrict
+from pipeline.detect.grid import Coded, Found, cap_candidates, count_candidates, keyed, restrict_to
 from pipeline.detect.records import DetectStats
 from pipeline.detect.runs import I64, order_by, run_starts
 
@@ -42,15 +42,15 @@ def coordinated(
     pc_ = whole.packed((*names, "src_ip"), rows)
     c = whole.sub(rows[first_cut(pc_, pack(pc_, whole.gather("dst_port", rows)), mps)])
     # Taking part over the whole range: a (site, dst, src) with mps distinct ports.
-    pairs, pid = dense(_keyed(c, (*names, "src_ip")))
+    pairs, pid = dense(keyed(c, (*names, "src_ip")))
     part = distinct_per(pid, c.port, len(pairs)) >= mps
-    keys, kid = dense(_keyed(c, names))
+    keys, kid = dense(keyed(c, names))
     kid = np.where(part[pid], kid, -1)
     m = distinct_per(kid[kid >= 0], c.src[kid >= 0], len(keys))
     cand = np.flatnonzero(m >= max(min_sources, 1))
-    _count_candidates(stats, "coordinated", len(cand), cap)
-    cand = _cap(c, names, kid, cand, m, cap)
-    ev, kid, keys, key_rows = _restrict(kid, keys, cand, c.ts)
+    count_candidates(stats, "coordinated", len(cand), cap)
+    cand = cap_candidates(c, names, kid, cand, m, cap)
+    ev, kid, keys, key_rows = restrict_to(kid, keys, cand, c.ts)
     # Sources as dense ids in (key, src) order.
     pairs, sid = dense(kid * (int(c.src.max()) + 1 if len(c.src) else 1) + c.src[ev])
     skey = np.zeros(len(pairs), np.int64)

@@ -161,16 +161,16 @@ class Found:
     members: list[I64] = field(default_factory=list)
 
 
-def _count_candidates(stats: DetectStats, kind: str, total: int, cap: int) -> None:
+def count_candidates(stats: DetectStats, kind: str, total: int, cap: int) -> None:
     stats.candidates[kind] = stats.candidates.get(kind, 0) + total
     stats.dropped_keys[kind] = stats.dropped_keys.get(kind, 0) + max(0, total - cap)
 
 
-def _keyed(c: Coded, names: tuple[str, ...]) -> I64:
+def keyed(c: Coded, names: tuple[str, ...]) -> I64:
     return pack(*(c.col(n) for n in names))
 
 
-def _cap(c: Coded, names: tuple[str, ...], kid: I64, cand: I64, m: I64, cap: int) -> I64:
+def cap_candidates(c: Coded, names: tuple[str, ...], kid: I64, cand: I64, m: I64, cap: int) -> I64:
     """The candidates kept under a flood: highest measure first, then the smallest key."""
     if len(cand) <= cap:
         return cand
@@ -198,12 +198,12 @@ def distinct_kind(
     rows = whole.rows(lo, end)
     kc = whole.packed(names, rows)
     c = whole.sub(rows[first_cut(kc, pack(kc, whole.gather(value, rows)), threshold)])
-    keys, kid = dense(_keyed(c, names))
+    keys, kid = dense(keyed(c, names))
     m = distinct_per(kid, c.col(value), len(keys))
     cand = np.flatnonzero(m >= threshold)
-    _count_candidates(stats, kind, len(cand), cap)
-    cand = _cap(c, names, kid, cand, m, cap)
-    ev, kid, keys, key_rows = _restrict(kid, keys, cand, c.ts)
+    count_candidates(stats, kind, len(cand), cap)
+    cand = cap_candidates(c, names, kid, cand, m, cap)
+    ev, kid, keys, key_rows = restrict_to(kid, keys, cand, c.ts)
     g, _, a, b = merged(kid, c.col(value)[ev], c.ts[ev], grid)
     seg = sweep(g, a, b, [np.ones(len(g), np.int64)])
     n = seg.vals[0]
@@ -221,13 +221,13 @@ def hammer(
     ok = maybe(kc, min_hits, whole.cnt[rows].astype(np.float64))
     ok &= first_cut(kc, pack(kc, whole.ts[rows] // grid.step_us), min_slots)
     c = whole.sub(rows[ok])
-    keys, kid = dense(_keyed(c, names))
+    keys, kid = dense(keyed(c, names))
     slot = c.ts // grid.step_us
     hits = np.bincount(kid, weights=c.cnt, minlength=len(keys)).astype(np.int64)
     cand = np.flatnonzero((hits >= min_hits) & (distinct_per(kid, slot, len(keys)) >= min_slots))
-    _count_candidates(stats, "hammer", len(cand), cap)
-    cand = _cap(c, names, kid, cand, hits, cap)
-    ev, kid, keys, key_rows = _restrict(kid, keys, cand, c.ts)
+    count_candidates(stats, "hammer", len(cand), cap)
+    cand = cap_candidates(c, names, kid, cand, hits, cap)
+    ev, kid, keys, key_rows = restrict_to(kid, keys, cand, c.ts)
     ts = c.ts[ev]
     g, _, a, b = merged(kid, ts // grid.step_us, ts, grid)
     ea, eb, eok = grid.seen(ts)
@@ -243,7 +243,7 @@ def hammer(
     return Found("hammer", c, names, grid, islands(seg, hot, slots, grid), ev, kid, keys, key_rows)
 
 
-def _restrict(kid: I64, keys: I64, cand: I64, ts: I64) -> tuple[I64, I64, I64, I64]:
+def restrict_to(kid: I64, keys: I64, cand: I64, ts: I64) -> tuple[I64, I64, I64, I64]:
     """The candidates' events (rows) sorted by (key, ts), key indices renumbered over the
     candidates; rows of key -1 never kept."""
     keep = np.zeros(len(keys) + 1, np.bool_)
