@@ -24,7 +24,7 @@ from bokeh.layouts import row
 from bokeh.models import ColumnDataSource, SaveTool, TapTool
 
 from consumers import style
-from consumers.web import drill, layout, navigation, talkers, tooltip, whois
+from consumers.web import drawer, drill, layout, navigation, talkers, tooltip, whois
 from consumers.web.address import History, PageRequest, arguments_of, query
 from consumers.web.controls import ALL_SITES, Controls
 from consumers.web.download import CsvDownload
@@ -123,8 +123,8 @@ class DayPage:
         # Takes what the filter row leaves and wraps there, rather than running off the window.
         self.summary.sizing_mode = "stretch_width"
         self.notice = layout.message("notice", visible=False)
-        self.panel = layout.SourcePanel(self.plot, self.tick_time)
-        self.drawer = layout.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
+        self.panel = drawer.SourcePanel(self.plot, self.tick_time)
+        self.drawer = drawer.Drawer(doc, self.scans, self.plot, self.panel, self.scan_root)
         self.pick = SourcePick(
             doc, store, self.scan_root, self.enricher, self.panel, self.controls.networks,
             lambda: (self._generation, *self._visible(), self.site), self._write_address, self._tell,
@@ -151,7 +151,7 @@ class DayPage:
             self.controls.navigation(),
             row(self.controls.filter_row(), self.drawer.button, self.summary, self.notice),
             plot=self.plot,
-            drawer=self.drawer,
+            drawer=self.drawer.layout,
         )
         # Nothing on screen refers to the CSV carrier or the packed dots: as roots they reach the browser.
         doc.add_root(self.controls.csv)

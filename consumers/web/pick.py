@@ -22,7 +22,7 @@ import numpy.typing as npt
 from bokeh.document import Document
 from bokeh.models.widgets.inputs import TextInput
 
-from consumers.web import drill, layout, whois
+from consumers.web import drawer, drill, whois
 from pipeline.enrich import Enricher
 from pipeline.store import Store
 
@@ -42,7 +42,7 @@ class SourcePick:
         store: Store,
         scan_root: Path,
         enricher: Enricher,
-        panel: layout.SourcePanel,
+        panel: drawer.SourcePanel,
         networks: TextInput,
         view: Callable[[], View],
         opened: Callable[[], None],

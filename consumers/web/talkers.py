@@ -27,7 +27,7 @@ from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import DataTable, NumberFormatter, StringFormatter, TableColumn
 
 from consumers import style
-from consumers.web.layout import Drawer
+from consumers.web.drawer import Drawer
 from pipeline.enrich import Enricher
 from pipeline.store import Store
 from pipeline.top import Key, top_by

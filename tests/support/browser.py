@@ -245,7 +245,7 @@ def table_text(driver: Any, name: str) -> str:
     """The text a DataTable renders, read from its cells in the shadow DOM."""
     text: str = driver.execute_script(
         "const v = Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name(arguments[0]));"
-        # The drawer's tables have views once the drawer first opened (layout.Drawer).
+        # The drawer's tables have views once the drawer first opened (drawer.Drawer).
         "if (v == null) return '';"
         "const cells = Array.from(v.shadow_el.querySelectorAll('.slick-cell'));"
         "return cells.map((c) => c.textContent).join('\\n')",
