@@ -425,19 +425,17 @@ class FireplotAuth(AuthProvider):
 class SiteScopedStore(Store):
     """A store whose every scan only sees some sites.
 
-    The restriction is part of the dataset the scans run on, so reads, counts
-    and whatever else is built on :meth:`Store.dataset` are filtered (and
-    pruned by the ``site=`` directories), not just the page's site list.
+    The restriction is part of every dataset the scans run on (:meth:`Store.restrict`, the
+    one hook every listing of the store goes through), so reads, counts and whatever else
+    is built on them are filtered (and pruned by the ``site=`` directories), not just the
+    page's site list.
     """
 
     def __init__(self, root: str | Path, sites: frozenset[str]) -> None:
         super().__init__(root)
         self.allowed_sites = sites
 
-    def dataset(self) -> ds.Dataset | None:
-        dataset = super().dataset()
-        if dataset is None:
-            return None
+    def restrict(self, dataset: ds.Dataset) -> ds.Dataset:
         return dataset.filter(ds.field("site").isin(sorted(self.allowed_sites)))
 
     def sites(self) -> list[str]:

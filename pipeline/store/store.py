@@ -307,14 +307,24 @@ class Store:
         events = f"{root}/{layout.EVENTS_DIR}"
         if fs.get_file_info(events).type == pafs.FileType.NotFound:
             return None
-        return ds.dataset(
-            events,
-            filesystem=fs,
-            format="parquet",
-            partitioning=layout.PARTITIONING,
-            schema=layout.DATASET_SCHEMA,
-            ignore_prefixes=[".", "_"],
+        return self.restrict(
+            ds.dataset(
+                events,
+                filesystem=fs,
+                format="parquet",
+                partitioning=layout.PARTITIONING,
+                schema=layout.DATASET_SCHEMA,
+                ignore_prefixes=[".", "_"],
+            )
         )
+
+    def restrict(self, dataset: ds.Dataset) -> ds.Dataset:
+        """What of ``dataset`` this store may show: all of it here.
+
+        Every listing (:meth:`dataset`, :meth:`range_dataset`) goes through this one hook, so a
+        store that may show only some sites (the web's ``SiteScopedStore``) overrides it alone
+        and no read can pass around it."""
+        return dataset
 
     def range_dataset(self, first: dt.date, last: dt.date, hours: range | None = None) -> ds.Dataset | None:
         """The dataset of the files under the dates ``first``..``last`` (and ``hours`` of a single day).
@@ -341,13 +351,15 @@ class Store:
                 # files of a write or a compaction in progress).
                 if info.type == pafs.FileType.File and not any(c.startswith((".", "_")) for c in inner):
                     files.append(info.path)
-        return ds.dataset(
-            files,
-            filesystem=fs,
-            format="parquet",
-            partitioning=layout.PARTITIONING,
-            partition_base_dir=events,
-            schema=layout.DATASET_SCHEMA,
+        return self.restrict(
+            ds.dataset(
+                files,
+                filesystem=fs,
+                format="parquet",
+                partitioning=layout.PARTITIONING,
+                partition_base_dir=events,
+                schema=layout.DATASET_SCHEMA,
+            )
         )
 
     def scan(
